@@ -1,0 +1,69 @@
+"""rillet's engine: runnables, composition, the actor runtime and lifecycle events.
+
+Layout: ``_runnable`` (the run API), ``_compose`` (sequences, parallel steps, bindings),
+``_functions`` (lambdas, generators, passthrough), ``_actors`` (the transform and
+aggregate node kinds), ``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus``
+(events). ``engine.testing`` holds helpers for users' own tests.
+"""
+
+from ._actors import AggregateNode as AggregateNode
+from ._actors import TransformNode as TransformNode
+from ._bus import Event as Event
+from ._bus import EventBus as EventBus
+from ._bus import EventFilter as EventFilter
+from ._bus import Overflow as Overflow
+from ._bus import Subscription as Subscription
+from ._bus import SubscriptionStatistics as SubscriptionStatistics
+from ._chunks import AddableDict as AddableDict
+from ._chunks import concat_chunks as concat_chunks
+from ._compose import RunnableAssign as RunnableAssign
+from ._compose import RunnableBinding as RunnableBinding
+from ._compose import RunnableParallel as RunnableParallel
+from ._compose import RunnableSequence as RunnableSequence
+from ._config import RunConfig as RunConfig
+from ._edge import Edge as Edge
+from ._edge import EdgeStatistics as EdgeStatistics
+from ._errors import CompositionError as CompositionError
+from ._errors import ConfigError as ConfigError
+from ._functions import RunnableGenerator as RunnableGenerator
+from ._functions import RunnableLambda as RunnableLambda
+from ._functions import RunnablePassthrough as RunnablePassthrough
+from ._functions import chain as chain
+from ._functions import coerce_runnable as coerce_runnable
+from ._run import RunStream as RunStream
+from ._runnable import Runnable as Runnable
+from ._step import RunCancelled as RunCancelled
+from ._step import Step as Step
+from ._step import current_step as current_step
+
+__all__ = (
+    "AddableDict",
+    "AggregateNode",
+    "CompositionError",
+    "ConfigError",
+    "Edge",
+    "EdgeStatistics",
+    "Event",
+    "EventBus",
+    "EventFilter",
+    "Overflow",
+    "RunCancelled",
+    "RunConfig",
+    "RunStream",
+    "Runnable",
+    "RunnableAssign",
+    "RunnableBinding",
+    "RunnableGenerator",
+    "RunnableLambda",
+    "RunnableParallel",
+    "RunnablePassthrough",
+    "RunnableSequence",
+    "Step",
+    "Subscription",
+    "SubscriptionStatistics",
+    "TransformNode",
+    "chain",
+    "coerce_runnable",
+    "concat_chunks",
+    "current_step",
+)

@@ -1,0 +1,375 @@
+"""The broadcast event bus: every lifecycle event of the runs attached, to any subscriber.
+
+A subscriber's filters are matched once per step, when the step is created, so a step
+that no subscriber can see builds no event at all. Each subscriber has its own bounded
+buffer and overflow policy: ``"block"`` is lossless and slows the publishing actor while
+the buffer is full; ``"drop"`` never makes a publisher wait, counts what it dropped and
+tells the subscriber in-band with an ``on_events_dropped`` event. Terminal events (end
+and error) never wait either: they may go past the buffer by one per step, so that a
+cancelled run can always say how it ended without blocking its cleanup.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import attrs
+
+from ._edge import Edge, validate_capacity
+
+if TYPE_CHECKING:
+    from ._step import Step
+
+Overflow = Literal["block", "drop"]
+Event = dict[str, Any]
+
+__all__ = ("Event", "EventBus", "EventFilter", "Overflow", "Subscription", "SubscriptionStatistics")
+
+_KINDS = ("chat_model", "llm", "chain", "tool", "retriever", "prompt", "parser")
+
+
+def _names(value: Iterable[str] | None, what: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"{what} must be a list of strings, not the string {value!r}")
+    names = frozenset(value)
+    for item in names:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must hold strings, got {item!r}")
+    return names
+
+
+@attrs.frozen
+class EventFilter:
+    """Which steps' events a subscriber sees.
+
+    A step is kept if it matches any include filter (or none is given), then any exclude
+    filter removes it. Types are a step's kind (``"chat_model"``, ``"parser"``, ...).
+    """
+
+    include_names: frozenset[str] | None = None
+    include_types: frozenset[str] | None = None
+    include_tags: frozenset[str] | None = None
+    exclude_names: frozenset[str] | None = None
+    exclude_types: frozenset[str] | None = None
+    exclude_tags: frozenset[str] | None = None
+    root_run_id: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        include_names: Iterable[str] | None = None,
+        include_types: Iterable[str] | None = None,
+        include_tags: Iterable[str] | None = None,
+        exclude_names: Iterable[str] | None = None,
+        exclude_types: Iterable[str] | None = None,
+        exclude_tags: Iterable[str] | None = None,
+        root_run_id: str | None = None,
+    ) -> EventFilter:
+        """Validate and build a filter from lists of names, types and tags."""
+        built = cls(
+            include_names=_names(include_names, "include_names"),
+            include_types=_names(include_types, "include_types"),
+            include_tags=_names(include_tags, "include_tags"),
+            exclude_names=_names(exclude_names, "exclude_names"),
+            exclude_types=_names(exclude_types, "exclude_types"),
+            exclude_tags=_names(exclude_tags, "exclude_tags"),
+            root_run_id=root_run_id,
+        )
+        for types in (built.include_types, built.exclude_types):
+            for kind in types or ():
+                if kind not in _KINDS:
+                    raise ValueError(f"unknown step type {kind!r}; the types are {', '.join(_KINDS)}")
+        return built
+
+    def matches(self, name: str, kind: str, tags: tuple[str, ...], root_run_id: str) -> bool:
+        """Whether a step with this name, kind and tags is seen by this filter."""
+        if self.root_run_id is not None and root_run_id != self.root_run_id:
+            return False
+        includes = (self.include_names, self.include_types, self.include_tags)
+        if any(f is not None for f in includes):
+            kept = (
+                (self.include_names is not None and name in self.include_names)
+                or (self.include_types is not None and kind in self.include_types)
+                or (self.include_tags is not None and not self.include_tags.isdisjoint(tags))
+            )
+            if not kept:
+                return False
+        if self.exclude_names is not None and name in self.exclude_names:
+            return False
+        if self.exclude_types is not None and kind in self.exclude_types:
+            return False
+        return not (self.exclude_tags is not None and not self.exclude_tags.isdisjoint(tags))
+
+
+@attrs.frozen
+class SubscriptionStatistics:
+    """A snapshot of one subscriber.
+
+    Attributes:
+        capacity: The subscriber's buffer size.
+        buffered: Events waiting to be read now.
+        peak: The most events ever buffered.
+        delivered: Events put in the buffer so far.
+        dropped: Events dropped because the buffer was full (``"drop"`` policy only).
+        waiting_publishers: Publishers blocked on this subscriber (``"block"`` only).
+        overflow: The overflow policy.
+        closed: Whether the subscription is closed.
+    """
+
+    capacity: int
+    buffered: int
+    peak: int
+    delivered: int
+    dropped: int
+    waiting_publishers: int
+    overflow: Overflow
+    closed: bool
+
+
+class Subscription:
+    """One subscriber's view of a bus: an async iterator of event dicts.
+
+    Use it as ``async with bus.subscribe(...) as events: async for event in events``.
+    Leaving the block unsubscribes. It also ends by itself when the bus, or the run it
+    was made for, closes it.
+    """
+
+    def __init__(self, bus: EventBus, event_filter: EventFilter, capacity: int, overflow: Overflow):
+        self._bus = bus
+        self.filter = event_filter
+        self.overflow: Overflow = overflow
+        self._edge: Edge[Event] = Edge(capacity, name="subscription")
+        self._dropped_total = 0
+        self._dropped_pending = 0
+        self._closed = False
+
+    # -- publishing side (called by the engine) ------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether this subscription takes no more events."""
+        return self._closed
+
+    def _flush_lag(self) -> None:
+        if self._dropped_pending:
+            count, self._dropped_pending = self._dropped_pending, 0
+            self._edge.force_put(_dropped_event(count))
+
+    async def put(self, event: Event) -> None:
+        """Deliver ``event`` under this subscriber's overflow policy."""
+        if self._closed:
+            return
+        edge = self._edge
+        if self._dropped_pending and len(edge._buffer) < edge._capacity:
+            self._flush_lag()
+        if edge.put_nowait(event):
+            return
+        if self.overflow == "drop":
+            self._dropped_total += 1
+            self._dropped_pending += 1
+            return
+        try:
+            await edge.send(event)
+        except anyio.BrokenResourceError:
+            # The subscriber left while we waited: nothing more is owed to it.
+            return
+
+    def put_terminal(self, event: Event) -> None:
+        """Deliver an end or error event without ever waiting."""
+        if self._closed:
+            return
+        edge = self._edge
+        if self.overflow == "drop" and len(edge._buffer) >= edge._capacity:
+            self._dropped_total += 1
+            self._dropped_pending += 1
+            return
+        self._flush_lag()
+        edge.force_put(event)
+
+    def end(self) -> None:
+        """Close the publishing side: the subscriber reads what is buffered, then stops."""
+        if not self._closed:
+            self._closed = True
+            self._bus._discard(self)
+            self._flush_lag()
+            self._edge.close()
+
+    # -- subscriber side -------------------------------------------------------------
+
+    async def receive(self) -> Event:
+        """The next event.
+
+        Raises:
+            anyio.EndOfStream: The subscription ended and every event was read.
+        """
+        return await self._edge.receive()
+
+    def receive_available(self, limit: int) -> list[Event]:
+        """Events that are ready now, up to ``limit``, without waiting."""
+        return self._edge.receive_available(limit)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._edge.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Unsubscribe and discard what is buffered."""
+        self.end()
+        self._edge.close_receiver()
+        await anyio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.end()
+        self._edge.close_receiver()
+
+    def __del__(self) -> None:
+        if not self._closed:
+            warnings.warn(f"{self!r} was never closed", ResourceWarning, stacklevel=1)
+
+    def statistics(self) -> SubscriptionStatistics:
+        """Return a frozen snapshot of this subscriber's buffer."""
+        edge = self._edge.statistics()
+        return SubscriptionStatistics(
+            capacity=edge.capacity,
+            buffered=edge.buffered,
+            peak=edge.peak,
+            delivered=edge.sent,
+            dropped=self._dropped_total,
+            waiting_publishers=edge.waiting_senders,
+            overflow=self.overflow,
+            closed=self._closed,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.overflow} {self._edge.statistics().buffered} buffered>"
+
+
+def _dropped_event(count: int) -> Event:
+    return {
+        "event": "on_events_dropped",
+        "name": "EventBus",
+        "run_id": "",
+        "parent_ids": [],
+        "tags": [],
+        "metadata": {},
+        "data": {"dropped": count},
+    }
+
+
+class EventBus:
+    """Publishes the lifecycle events of every run attached to it to its subscribers.
+
+    Attach a bus to a run with ``config={"bus": bus}``; runs started inside that run
+    inherit it. Subscribe from anywhere on the same event loop::
+
+        async with bus.subscribe(include_types=["chat_model"], overflow="drop") as events:
+            async for event in events:
+                ...
+    """
+
+    def __init__(self) -> None:
+        self._subscriptions: list[Subscription] = []
+        self._closed = False
+
+    def subscribe(
+        self,
+        *,
+        include_names: Iterable[str] | None = None,
+        include_types: Iterable[str] | None = None,
+        include_tags: Iterable[str] | None = None,
+        exclude_names: Iterable[str] | None = None,
+        exclude_types: Iterable[str] | None = None,
+        exclude_tags: Iterable[str] | None = None,
+        capacity: int = 64,
+        overflow: Overflow = "block",
+        _root_run_id: str | None = None,
+    ) -> Subscription:
+        """Add a subscriber and return its :class:`Subscription`.
+
+        Args:
+            include_names: Keep steps with these names (``run_name`` or class name).
+            include_types: Keep steps of these kinds (``"chat_model"``, ``"parser"``...).
+            include_tags: Keep steps carrying any of these tags.
+            exclude_names: Remove steps with these names.
+            exclude_types: Remove steps of these kinds.
+            exclude_tags: Remove steps carrying any of these tags.
+            capacity: Events buffered before the overflow policy applies (>= 1).
+            overflow: ``"block"`` (lossless; a full buffer slows the pipeline) or
+                ``"drop"`` (never slows it; drops are counted and reported in-band).
+
+        Raises:
+            ValueError: For an unknown overflow policy, type or a capacity below 1.
+            anyio.ClosedResourceError: If the bus was closed.
+        """
+        if overflow not in ("block", "drop"):
+            raise ValueError(f"unknown overflow policy {overflow!r}; use 'block' or 'drop'")
+        if validate_capacity(capacity, what="subscriber capacity") < 1:
+            raise ValueError(f"subscriber capacity must be >= 1, got {capacity}")
+        if self._closed:
+            raise anyio.ClosedResourceError("subscribe on a closed EventBus")
+        event_filter = EventFilter.build(
+            include_names=include_names,
+            include_types=include_types,
+            include_tags=include_tags,
+            exclude_names=exclude_names,
+            exclude_types=exclude_types,
+            exclude_tags=exclude_tags,
+            root_run_id=_root_run_id,
+        )
+        subscription = Subscription(self, event_filter, capacity, overflow)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def _discard(self, subscription: Subscription) -> None:
+        try:
+            self._subscriptions.remove(subscription)
+        except ValueError:
+            pass
+
+    def match(self, step: Step) -> tuple[Subscription, ...]:
+        """The subscribers that see ``step``'s events (the empty tuple for none)."""
+        subscriptions = self._subscriptions
+        if not subscriptions:
+            return ()
+        return tuple(
+            s
+            for s in subscriptions
+            if s.filter.matches(step.name, step.kind, step.tags, step.root_run_id)
+        )
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscriptions)
+
+    async def aclose(self) -> None:
+        """End every subscription (each reads what it has buffered, then stops)."""
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            subscription.end()
+        await anyio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> EventBus:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

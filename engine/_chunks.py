@@ -1,0 +1,90 @@
+"""How streamed chunks add up to a value.
+
+A step's output (for ``invoke``, for an aggregate step's input, for an end event) is its
+chunks added together. Strings are joined in one pass; a type may offer a linear-time
+``concat_chunks`` classmethod (message chunks do) instead of pairwise ``+``; where ``+``
+is not defined the last chunk stands, and a stream marked as snapshots (``"last"``) is
+always its last chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from ._edge import Accumulation
+
+T = TypeVar("T")
+
+__all__ = ("AddableDict", "add_chunks", "concat_chunks")
+
+
+class AddableDict(dict[str, Any]):
+    """A dict whose ``+`` merges keys, adding the values of keys present in both.
+
+    A parallel step emits one-key ``AddableDict`` chunks as each branch produces output;
+    adding them gives the step's whole output. Keys listed in ``snapshot_keys`` hold
+    snapshots (a JSON parser's growing values), so the right-hand value replaces the
+    left-hand one instead of being added to it.
+    """
+
+    __slots__ = ("snapshot_keys",)
+
+    def __init__(self, *args: Any, snapshot_keys: frozenset[str] = frozenset(), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.snapshot_keys = snapshot_keys
+
+    def __add__(self, other: object) -> AddableDict:
+        if not isinstance(other, dict):
+            return NotImplemented
+        snapshot_keys = self.snapshot_keys | getattr(other, "snapshot_keys", frozenset())
+        merged = AddableDict(self, snapshot_keys=snapshot_keys)
+        for key, value in other.items():
+            if key in merged and key not in snapshot_keys:
+                merged[key] = add_chunks(merged[key], value)
+            else:
+                merged[key] = value
+        return merged
+
+    def __radd__(self, other: object) -> AddableDict:
+        if not isinstance(other, dict):
+            return NotImplemented
+        return AddableDict(other) + self
+
+
+def add_chunks(left: Any, right: Any) -> Any:
+    """``left + right``, or ``right`` where the two cannot be added."""
+    if left is None:
+        return right
+    try:
+        return left + right
+    except TypeError:
+        return right
+
+
+def concat_chunks(chunks: Sequence[T], accumulation: Accumulation = "add") -> T | None:
+    """Add ``chunks`` together into one value (``None`` when there are none).
+
+    Args:
+        chunks: The chunks, in stream order.
+        accumulation: ``"last"`` when each chunk is a snapshot of the whole value.
+    """
+    if not chunks:
+        return None
+    last = chunks[-1]
+    if len(chunks) == 1 or accumulation == "last":
+        return last
+    first = chunks[0]
+    kind = type(first)
+    if kind is str and all(type(c) is str for c in chunks):
+        return "".join(chunks)  # type: ignore[arg-type,return-value]
+    bulk = getattr(kind, "concat_chunks", None)
+    if bulk is not None and all(type(c) is kind for c in chunks):
+        return bulk(chunks)  # type: ignore[no-any-return]
+    value: Any = first
+    for chunk in chunks[1:]:
+        try:
+            value = value + chunk
+        except TypeError:
+            return last
+    return value  # type: ignore[no-any-return]

@@ -1,0 +1,263 @@
+"""Composite runnables: sequences, parallel steps, assign, and config bindings.
+
+A composite owns no actor of its own. Launching it creates its step, wires its
+children's inboxes and outboxes, and (only when someone listens to it) taps its input
+and output so that its own events can be published from the children's sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar, overload
+
+import attrs
+
+from ._chunks import AddableDict
+from ._config import RunConfig
+from ._edge import Accumulation, ConstantInbox, Edge
+from ._errors import CompositionError
+from ._launch import Inbox, KeyedOutbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
+from ._runnable import Config, Runnable
+from ._step import Step
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+__all__ = ("RunnableAssign", "RunnableBinding", "RunnableParallel", "RunnableSequence", "output_mode")
+
+
+def output_mode(runnable: Runnable[Any, Any]) -> Accumulation:
+    """How ``runnable``'s output chunks add up, looking through bindings and sequences."""
+    while True:
+        if isinstance(runnable, RunnableBinding):
+            runnable = runnable.bound
+        elif isinstance(runnable, RunnableSequence):
+            runnable = runnable.steps[-1]
+        else:
+            return runnable.output_accumulation
+
+
+def _composite_ends(
+    launch: Launch, runnable: Runnable[Any, Any], site: Site, inbox: Inbox[Any], outbox: Outbox[Any]
+) -> tuple[Step, Inbox[Any], Outbox[Any]]:
+    step = launch.new_step(runnable, site, inbox)
+    step.accumulation = output_mode(runnable)
+    if step.subscribers:
+        if not step.input_known:
+            inbox = RecordingInbox(inbox, step)
+        outbox = TapOutbox(outbox, step)
+    return step, inbox, outbox
+
+
+@attrs.frozen(eq=False, repr=False)
+class RunnableSequence(Runnable[In, Out]):
+    """Steps run one after the other, each streaming into the next (``a | b | c``).
+
+    Every step is its own actor (or graph of actors); each pair of neighbours is joined
+    by a bounded edge. Its steps carry the local tags ``seq:step:1``, ``seq:step:2``...
+    """
+
+    steps: tuple[Runnable[Any, Any], ...]
+
+    @classmethod
+    def of(cls, *steps: Runnable[Any, Any]) -> RunnableSequence[Any, Any]:
+        """A sequence of ``steps``, flattening plain sequences among them."""
+        flat: list[Runnable[Any, Any]] = []
+        for step in steps:
+            if not isinstance(step, Runnable):
+                raise CompositionError(f"a sequence step must be a Runnable, got {type(step).__name__}")
+            if type(step) is RunnableSequence:
+                flat.extend(step.steps)
+            else:
+                flat.append(step)
+        if not flat:
+            raise CompositionError("a sequence needs at least one step")
+        return cls(tuple(flat))
+
+    @property
+    def first(self) -> Runnable[In, Any]:
+        """The first step."""
+        return self.steps[0]
+
+    @property
+    def last(self) -> Runnable[Any, Out]:
+        """The last step."""
+        return self.steps[-1]
+
+    def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
+        step, current, outbox = _composite_ends(launch, self, site, inbox, outbox)
+        capacity = site.capacity or launch.scope.capacity
+        count = len(self.steps)
+        for index, child in enumerate(self.steps):
+            if index == count - 1:
+                out: Outbox[Any] = outbox
+            else:
+                out = Edge(capacity, name=f"{step.name} step {index + 1}", accumulation=output_mode(child))
+            child._launch(launch, current, out, site.child(step, f"seq:step:{index + 1}"))
+            if isinstance(out, Edge):
+                current = out
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(step) for step in self.steps)
+
+
+def _fan_out(launch: Launch, step: Step, inbox: Inbox[Any], count: int, capacity: int) -> list[Inbox[Any]]:
+    """``count`` inboxes that each see every chunk of ``inbox``."""
+    if isinstance(inbox, ConstantInbox):
+        return [inbox.fresh() for _ in range(count)]
+    edges: list[Edge[Any]] = [
+        Edge(capacity, name=f"{step.name} branch {i}", accumulation=inbox.accumulation) for i in range(count)
+    ]
+
+    async def fan_out() -> None:
+        try:
+            async for chunk in inbox:
+                for edge in edges:
+                    await edge.send(chunk)
+        finally:
+            for edge in edges:
+                edge.close()
+
+    launch.spawn(step, fan_out)
+    return list(edges)
+
+
+@attrs.frozen(eq=False, repr=False, init=False)
+class RunnableParallel(Runnable[In, dict[str, Any]]):
+    """Branches that all get the same input and run concurrently.
+
+    The output streams as one-key chunks (``{"question": ...}``, ``{"context": [...]}``)
+    as each branch produces them; they add up to the dict of every branch's output.
+    A dict inside a chain is a ``RunnableParallel``.
+    """
+
+    branches: Mapping[str, Runnable[In, Any]]
+
+    def __init__(self, branches: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        from ._functions import coerce_runnable
+
+        merged: dict[str, Any] = dict(branches or {})
+        merged.update(kwargs)
+        if not merged:
+            raise CompositionError("RunnableParallel needs at least one branch")
+        coerced: dict[str, Runnable[In, Any]] = {}
+        for key, value in merged.items():
+            if not isinstance(key, str):
+                raise CompositionError(f"RunnableParallel keys must be strings, got {key!r}")
+            coerced[key] = coerce_runnable(value, where=f"branch {key!r} of a parallel step")
+        self.__attrs_init__(branches=coerced)  # type: ignore[attr-defined]
+
+    def get_name(self) -> str:
+        return f"RunnableParallel<{','.join(self.branches)}>"
+
+    def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[dict[str, Any]], site: Site) -> None:
+        step, inbox, outbox = _composite_ends(launch, self, site, inbox, outbox)
+        step.accumulation = "add"
+        capacity = site.capacity or launch.scope.capacity
+        inboxes = _fan_out(launch, step, inbox, len(self.branches), capacity)
+        for _ in range(len(self.branches) - 1):
+            outbox.add_sender()
+        for (key, branch), branch_inbox in zip(self.branches.items(), inboxes, strict=True):
+            keyed = KeyedOutbox(key, outbox, output_mode(branch))
+            branch._launch(launch, branch_inbox, keyed, site.child(step, f"map:key:{key}"))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k!r}: {v!r}" for k, v in self.branches.items())
+        return "{" + inner + "}"
+
+
+@attrs.frozen(eq=False, repr=False)
+class RunnableAssign(Runnable[dict[str, Any], dict[str, Any]]):
+    """Passes its dict input through and adds the keys computed by ``mapper``.
+
+    Made by ``RunnablePassthrough.assign(key=runnable_or_function, ...)``. The input's
+    keys stream out as they arrive; each new key streams as its branch produces it.
+    """
+
+    mapper: RunnableParallel[dict[str, Any]]
+
+    def get_name(self) -> str:
+        return f"RunnableAssign<{','.join(self.mapper.branches)}>"
+
+    def _launch(self, launch: Launch, inbox: Inbox[dict[str, Any]], outbox: Outbox[dict[str, Any]], site: Site) -> None:
+        step, inbox, outbox = _composite_ends(launch, self, site, inbox, outbox)
+        step.accumulation = "add"
+        capacity = site.capacity or launch.scope.capacity
+        passthrough, mapped = _fan_out(launch, step, inbox, 2, capacity)
+        outbox.add_sender()
+        name = step.name
+
+        async def forward() -> None:
+            try:
+                async for chunk in passthrough:
+                    if not isinstance(chunk, Mapping):
+                        raise TypeError(f"{name} needs a dict input, got {type(chunk).__name__}: {chunk!r}")
+                    await outbox.send(AddableDict(chunk))
+            finally:
+                outbox.close()
+
+        launch.spawn(step, forward)
+        self.mapper._launch(launch, mapped, outbox, site.child(step))
+
+
+@attrs.frozen(eq=False, repr=False)
+class RunnableBinding(Runnable[In, Out]):
+    """A runnable with config bound to its own step (what ``with_config`` returns)."""
+
+    bound: Runnable[In, Out]
+    config: RunConfig
+
+    @classmethod
+    def wrap(cls, runnable: Runnable[In, Out], config: RunConfig) -> RunnableBinding[In, Out]:
+        """Bind ``config`` to ``runnable``, merging with an existing binding."""
+        if isinstance(runnable, RunnableBinding):
+            return cls(runnable.bound, runnable.config.merged(config))
+        return cls(runnable, config)
+
+    def get_name(self) -> str:
+        return self.config.run_name or self.bound.get_name()
+
+    def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
+        config = self.config
+        bound_site = site.bind(run_name=config.run_name, tags=config.tags, metadata=config.metadata)
+        if config.capacity is not None:
+            bound_site = attrs.evolve(bound_site, capacity=config.capacity)
+        self.bound._launch(launch, inbox, outbox, bound_site)
+
+    @overload
+    async def abatch(
+        self,
+        inputs: Sequence[In],
+        config: Config | Sequence[Config] = None,
+        *,
+        return_exceptions: Literal[False] = False,
+        max_concurrency: int | None = None,
+    ) -> list[Out]: ...
+
+    @overload
+    async def abatch(
+        self,
+        inputs: Sequence[In],
+        config: Config | Sequence[Config] = None,
+        *,
+        return_exceptions: Literal[True],
+        max_concurrency: int | None = None,
+    ) -> list[Out | Exception]: ...
+
+    async def abatch(
+        self,
+        inputs: Sequence[In],
+        config: Config | Sequence[Config] = None,
+        *,
+        return_exceptions: bool = False,
+        max_concurrency: int | None = None,
+    ) -> list[Out] | list[Out | Exception]:
+        if max_concurrency is None:
+            max_concurrency = self.config.max_concurrency
+        return await super().abatch(  # type: ignore[call-overload,no-any-return]
+            inputs, config, return_exceptions=return_exceptions, max_concurrency=max_concurrency
+        )
+
+    def __repr__(self) -> str:
+        return f"{self.bound!r}.with_config(...)"
+

@@ -1,0 +1,191 @@
+"""Functions as steps: lambdas (finalized input), generators (input stream), passthrough.
+
+The streaming rule, in one place:
+
+* a plain function (sync or async) works on the *finalized* input, so it is an
+  aggregate step: it waits for upstream to close, and emits one chunk;
+* a generator function (sync or async) whose parameter is an iterator of input chunks
+  works on the *input stream*, so it is a transform step and streams.
+
+Synchronous functions run in a worker thread (they may block, and may call other
+runnables synchronously: such a nested call runs back on the run's own event loop and
+is nested under the calling step). Async functions run in the step's actor task.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextvars import copy_context
+from typing import Any, TypeVar, cast
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import attrs
+
+from ._actors import AggregateNode, TransformNode, pump
+from ._compose import RunnableAssign, RunnableParallel
+from ._errors import CompositionError
+from ._launch import Inbox, Launch, Outbox, Site
+from ._runnable import Runnable
+from ._step import Step
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+__all__ = ("RunnableGenerator", "RunnableLambda", "RunnablePassthrough", "chain", "coerce_runnable")
+
+
+def _function_name(func: Callable[..., Any], default: str) -> str:
+    name = getattr(func, "__name__", None)
+    if not name or name == "<lambda>":
+        return default
+    return str(name)
+
+
+async def _in_thread(func: Callable[..., Out], *args: Any) -> Out:
+    context = copy_context()
+    return await anyio.to_thread.run_sync(context.run, func, *args)
+
+
+@attrs.frozen(eq=False, repr=False)
+class RunnableLambda(AggregateNode[In, Out]):
+    """A function on the finalized input (sync or async), as an aggregate step.
+
+    If the function returns a runnable, that runnable is run on the same input and its
+    output is the step's output (nested under this step).
+    """
+
+    func: Callable[[In], Any]
+    func_name: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not callable(self.func):
+            raise CompositionError(f"RunnableLambda needs a callable, got {type(self.func).__name__}")
+        if inspect.isasyncgenfunction(self.func) or inspect.isgeneratorfunction(self.func):
+            raise CompositionError(
+                f"{_function_name(self.func, 'function')} is a generator function: use RunnableGenerator"
+            )
+
+    def get_name(self) -> str:
+        return self.func_name or _function_name(self.func, "RunnableLambda")
+
+    async def _compute(self, value: In, step: Step) -> AsyncIterator[Out]:
+        func = self.func
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None)):
+            result = await func(value)
+        else:
+            result = await _in_thread(func, value)
+        if isinstance(result, Runnable):
+            result = await result.ainvoke(value)
+        yield result
+
+    def __repr__(self) -> str:
+        return f"RunnableLambda({self.get_name()})"
+
+
+@attrs.frozen(eq=False, repr=False)
+class RunnableGenerator(TransformNode[In, Out]):
+    """A generator function over the input stream, as a transform step (it streams).
+
+    ``func`` takes an (async) iterator of input chunks and yields output chunks: the
+    guide's ``_extract_country_names_streaming``.
+    """
+
+    func: Callable[[Any], Any]
+    func_name: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not (inspect.isasyncgenfunction(self.func) or inspect.isgeneratorfunction(self.func)):
+            raise CompositionError(
+                f"RunnableGenerator needs a generator function, got {_function_name(self.func, repr(self.func))}"
+            )
+
+    def get_name(self) -> str:
+        return self.func_name or _function_name(self.func, "RunnableGenerator")
+
+    def _transform(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[Out]:
+        return cast("AsyncIterator[Out]", self.func(chunks))
+
+    def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
+        if inspect.isasyncgenfunction(self.func):
+            super()._launch(launch, inbox, outbox, site)
+            return
+        step = launch.new_step(self, site, inbox)
+        func = self.func
+
+        async def send(chunk: Out) -> None:
+            await step.emit_stream(chunk)
+            await outbox.send(chunk)
+
+        def inputs() -> Iterator[In]:
+            while True:
+                try:
+                    yield anyio.from_thread.run(inbox.receive)
+                except anyio.EndOfStream:
+                    return
+
+        def in_thread() -> None:
+            for chunk in func(inputs()):
+                anyio.from_thread.run(send, chunk)
+
+        async def actor() -> None:
+            try:
+                await _in_thread(in_thread)
+            finally:
+                outbox.close()
+
+        launch.spawn(step, actor)
+
+    def __repr__(self) -> str:
+        return f"RunnableGenerator({self.get_name()})"
+
+
+@attrs.frozen(eq=False, repr=False)
+class RunnablePassthrough(TransformNode[In, In]):
+    """Passes its input through unchanged, chunk by chunk."""
+
+    async def _transform(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[In]:
+        async for chunk in chunks:
+            yield chunk
+
+    @staticmethod
+    def assign(**mapping: Runnable[dict[str, Any], Any] | Callable[..., Any] | Mapping[str, Any]) -> RunnableAssign:
+        """Pass a dict input through and add ``key=runnable_or_function`` results to it."""
+        if not mapping:
+            raise CompositionError("RunnablePassthrough.assign() needs at least one key")
+        return RunnableAssign(RunnableParallel(mapping))
+
+    def __repr__(self) -> str:
+        return "RunnablePassthrough()"
+
+
+def coerce_runnable(thing: object, *, where: str = "in a chain") -> Runnable[Any, Any]:
+    """``thing`` as a runnable: runnables as they are, dicts as parallel steps, functions
+    as lambdas (finalized input) or generators (input stream).
+
+    Raises:
+        CompositionError: For anything else, naming it and where it was found.
+    """
+    if isinstance(thing, Runnable):
+        return thing
+    if isinstance(thing, Mapping):
+        return RunnableParallel(thing)
+    if callable(thing):
+        if inspect.isasyncgenfunction(thing) or inspect.isgeneratorfunction(thing):
+            return RunnableGenerator(thing)
+        return RunnableLambda(thing)
+    raise CompositionError(
+        f"cannot compose {type(thing).__name__} {thing!r} ({where}): "
+        "expected a Runnable, a function, a generator function or a dict"
+    )
+
+
+def chain(func: Callable[[In], Any]) -> Runnable[In, Any]:
+    """Make a runnable named after ``func`` (``@chain``).
+
+    Runnables that ``func`` calls (``invoke``, ``ainvoke``, ``stream``, ``batch``...) are
+    nested under its step automatically.
+    """
+    return coerce_runnable(func, where="@chain")

@@ -1,0 +1,295 @@
+"""What one step of a run knows about itself, and the one place its events are built.
+
+Every node of a running graph (a leaf actor or a composite such as a sequence) is a
+:class:`Step`: its run id, name, kind, tags, metadata, parents, and the subscribers that
+see it. ``Step.subscribers`` is empty when nobody listens, and then every ``emit_*``
+method returns before building anything: that is the zero-cost path.
+
+A step finishes when all its units (its own actor or helper task, and its child steps)
+have finished; it then publishes its end or error event and tells its parent. So a child
+always ends before its parent, without any step waiting on another.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from ._chunks import concat_chunks
+from ._edge import Accumulation
+
+if TYPE_CHECKING:
+    from ._bus import Event, EventBus, Subscription
+
+__all__ = ("RunCancelled", "RunScope", "Step", "current_step")
+
+
+class RunCancelled(Exception):
+    """Stands in an error event's ``data["error"]`` for a step that was cancelled."""
+
+
+_CURRENT_STEP: ContextVar[Step | None] = ContextVar("rillet_current_step", default=None)
+
+
+def current_step() -> Step | None:
+    """The step whose code is running in this task (``None`` outside any run)."""
+    return _CURRENT_STEP.get()
+
+
+@attrs.define(eq=False)
+class RunScope:
+    """What every step of one top-level run shares."""
+
+    root_run_id: str
+    bus: EventBus | None
+    capacity: int
+    version: str = "v2"
+
+
+def new_run_id() -> str:
+    """A fresh run id."""
+    return str(uuid.uuid4())
+
+
+@attrs.define(eq=False, repr=False)
+class Step:
+    """One running node of a graph: identity, inheritance and lifecycle.
+
+    Attributes:
+        run_id: This step's run id.
+        name: The name events carry (``run_name`` where set).
+        kind: The event kind (``chain``, ``chat_model``, ``parser``...).
+        tags: The step's tags: its local tags, then its own and inherited ones.
+        inheritable_tags: The tags its children inherit.
+        metadata: Metadata, inherited by children.
+        parent: The parent step, or ``None`` for a run's root.
+        scope: What the whole run shares.
+        subscribers: The subscribers that see this step (empty when nobody listens).
+    """
+
+    run_id: str
+    name: str
+    kind: str
+    tags: tuple[str, ...]
+    inheritable_tags: tuple[str, ...]
+    metadata: Mapping[str, Any]
+    parent: Step | None
+    scope: RunScope
+    subscribers: tuple[Subscription, ...] = ()
+    parent_ids: tuple[str, ...] = ()
+    accumulation: Accumulation = "add"
+    input_known: bool = False
+    input_value: Any = None
+    _pending: int = 0
+    _error: BaseException | None = None
+    _cancelled: bool = False
+    _finished: bool = False
+    _inputs: list[Any] | None = None
+    _outputs: list[Any] | None = None
+    _base: dict[str, Any] | None = None
+    linked: bool = True
+    on_finish: Callable[[Step], None] | None = None
+
+    @property
+    def root_run_id(self) -> str:
+        """The run id of the top-level run this step belongs to."""
+        return self.scope.root_run_id
+
+    @property
+    def error(self) -> BaseException | None:
+        """The first real error of this step or its children, once finished."""
+        return self._error
+
+    @property
+    def finished(self) -> bool:
+        """Whether the step and all its units finished."""
+        return self._finished
+
+    @property
+    def emitting(self) -> bool:
+        """Whether any subscriber sees this step."""
+        return bool(self.subscribers)
+
+    def __repr__(self) -> str:
+        return f"<Step {self.kind}:{self.name} {self.run_id[:8]}>"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def add_unit(self) -> None:
+        """Count one more actor, helper task or child that must finish before this step."""
+        self._pending += 1
+
+    def unit_done(self, error: BaseException | None) -> None:
+        """One unit finished, with ``error`` if it raised; finishes the step after the last."""
+        if error is not None:
+            if isinstance(error, anyio.get_cancelled_exc_class()) or isinstance(error, RunCancelled):
+                self._cancelled = True
+            elif self._error is None:
+                self._error = error
+        self._pending -= 1
+        if self._pending <= 0:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self.subscribers:
+            if self._error is not None:
+                self._publish_terminal("error", self._error)
+            elif self._cancelled:
+                self._publish_terminal("error", RunCancelled(f"{self.name} was cancelled"))
+            else:
+                self._publish_terminal("end", None)
+        if self.on_finish is not None:
+            self.on_finish(self)
+        parent = self.parent
+        if parent is not None and self.linked:
+            if self._error is not None:
+                parent.unit_done(self._error)
+            elif self._cancelled:
+                parent.unit_done(RunCancelled(self.name))
+            else:
+                parent.unit_done(None)
+
+    # -- events -----------------------------------------------------------------------
+
+    def _event(self, phase: str, data: dict[str, Any]) -> Event:
+        base = self._base
+        if base is None:
+            base = self._base = {
+                "name": self.name,
+                "run_id": self.run_id,
+                "parent_ids": list(self.parent_ids) if self.scope.version == "v2" else [],
+                "tags": list(self.tags),
+                "metadata": dict(self.metadata),
+            }
+        return {"event": f"on_{self.kind}_{phase}", **base, "data": data}
+
+    async def emit_start(self, start_input: Any = None, *, has_input: bool = False) -> None:
+        """Publish the start event (with the input when it is known at start)."""
+        if not self.subscribers:
+            return
+        self._outputs = []
+        if not self.input_known:
+            self._inputs = []
+        data: dict[str, Any] = {"input": start_input} if has_input else {}
+        event = self._event("start", data)
+        for subscriber in self.subscribers:
+            await subscriber.put(event)
+
+    async def emit_stream(self, chunk: Any) -> None:
+        """Publish a stream event for ``chunk`` and remember it for the end event."""
+        outputs = self._outputs
+        if outputs is None:
+            return
+        outputs.append(chunk)
+        event = self._event("stream", {"chunk": chunk})
+        for subscriber in self.subscribers:
+            await subscriber.put(event)
+
+    async def emit_custom(self, name: str, data: Any) -> None:
+        """Publish an ``on_custom_event`` from inside this step."""
+        if not self.subscribers:
+            return
+        event = self._event("stream", {})
+        event["event"] = "on_custom_event"
+        event["name"] = name
+        event["data"] = data
+        for subscriber in self.subscribers:
+            await subscriber.put(event)
+
+    def record_input(self, chunk: Any) -> None:
+        """Remember an input chunk, so the end event can carry the whole input."""
+        inputs = self._inputs
+        if inputs is not None:
+            inputs.append(chunk)
+
+    def set_input(self, value: Any) -> None:
+        """Record the step's whole input once it is known (an aggregate step's)."""
+        self.input_known = True
+        self.input_value = value
+        self._inputs = None
+
+    def set_output(self, value: Any) -> None:
+        """Replace the accumulated output with one known value (for end events)."""
+        if self._outputs is not None:
+            self._outputs = [value]
+            self.accumulation = "last"
+
+    def end_data(self) -> dict[str, Any]:
+        """The ``data`` of the end event: the whole input and the summed output."""
+        data: dict[str, Any] = {}
+        if self.input_known:
+            data["input"] = self.input_value
+        elif self._inputs is not None:
+            data["input"] = concat_chunks(self._inputs)
+        data["output"] = concat_chunks(self._outputs or [], self.accumulation)
+        return data
+
+    def _publish_terminal(self, phase: str, error: BaseException | None) -> None:
+        if error is None:
+            data = self.end_data()
+        else:
+            data = {"error": error}
+            if self.input_known:
+                data["input"] = self.input_value
+            elif self._inputs:
+                data["input"] = concat_chunks(self._inputs)
+        event = self._event(phase, data)
+        for subscriber in self.subscribers:
+            subscriber.put_terminal(event)
+
+
+def make_step(
+    *,
+    name: str,
+    kind: str,
+    parent: Step | None,
+    scope: RunScope,
+    local_tags: tuple[str, ...] = (),
+    own_tags: tuple[str, ...] = (),
+    inherited_tags: tuple[str, ...] = (),
+    metadata: Mapping[str, Any] | None = None,
+    accumulation: Accumulation = "add",
+    run_id: str | None = None,
+    linked: bool = True,
+) -> Step:
+    """Create a step under ``parent`` and find its subscribers."""
+    inheritable = _dedupe(own_tags + inherited_tags)
+    tags = _dedupe(local_tags + inheritable)
+    step = Step(
+        run_id=run_id or new_run_id(),
+        name=name,
+        kind=kind,
+        tags=tags,
+        inheritable_tags=inheritable,
+        metadata=metadata if metadata is not None else {},
+        parent=parent,
+        scope=scope,
+        parent_ids=(*parent.parent_ids, parent.run_id) if parent is not None else (),
+        accumulation=accumulation,
+        linked=linked,
+    )
+    if parent is not None and linked:
+        parent.add_unit()
+    bus = scope.bus
+    if bus is not None:
+        step.subscribers = bus.match(step)
+    return step
+
+
+def _dedupe(tags: tuple[str, ...]) -> tuple[str, ...]:
+    if len(tags) < 2:
+        return tags
+    return tuple(dict.fromkeys(tags))
+
+
+def set_current_step(step: Step | None) -> None:
+    """Make ``step`` the current step of this task (each actor runs in its own task)."""
+    _CURRENT_STEP.set(step)
