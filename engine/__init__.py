@@ -21,6 +21,8 @@ from ._compose import RunnableBinding as RunnableBinding
 from ._compose import RunnableParallel as RunnableParallel
 from ._compose import RunnableSequence as RunnableSequence
 from ._config import RunConfig as RunConfig
+from ._custom import adispatch_custom_event as adispatch_custom_event
+from ._custom import dispatch_custom_event as dispatch_custom_event
 from ._edge import Edge as Edge
 from ._edge import EdgeStatistics as EdgeStatistics
 from ._errors import CompositionError as CompositionError
@@ -62,8 +64,10 @@ __all__ = (
     "Subscription",
     "SubscriptionStatistics",
     "TransformNode",
+    "adispatch_custom_event",
     "chain",
     "coerce_runnable",
     "concat_chunks",
     "current_step",
+    "dispatch_custom_event",
 )

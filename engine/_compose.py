@@ -7,7 +7,7 @@ and output so that its own events can be published from the children's sends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 import attrs
@@ -92,7 +92,7 @@ class RunnableSequence(Runnable[In, Out]):
             if index == count - 1:
                 out: Outbox[Any] = outbox
             else:
-                out = Edge(capacity, name=f"{step.name} step {index + 1}", accumulation=output_mode(child))
+                out = launch.edge(capacity, f"{step.name} step {index + 1}", output_mode(child))
             child._launch(launch, current, out, site.child(step, f"seq:step:{index + 1}"))
             if isinstance(out, Edge):
                 current = out
@@ -101,17 +101,26 @@ class RunnableSequence(Runnable[In, Out]):
         return " | ".join(repr(step) for step in self.steps)
 
 
-def _fan_out(launch: Launch, step: Step, inbox: Inbox[Any], count: int, capacity: int) -> list[Inbox[Any]]:
-    """``count`` inboxes that each see every chunk of ``inbox``."""
+def _fan_out(
+    launch: Launch,
+    step: Step,
+    inbox: Inbox[Any],
+    count: int,
+    capacity: int,
+    check: Callable[[Any], None] | None = None,
+) -> list[Inbox[Any]]:
+    """``count`` inboxes that each see every chunk of ``inbox`` (after ``check``)."""
     if isinstance(inbox, ConstantInbox):
+        if check is not None:
+            check(inbox.value)
         return [inbox.fresh() for _ in range(count)]
-    edges: list[Edge[Any]] = [
-        Edge(capacity, name=f"{step.name} branch {i}", accumulation=inbox.accumulation) for i in range(count)
-    ]
+    edges = [launch.edge(capacity, f"{step.name} branch {i}", inbox.accumulation) for i in range(count)]
 
     async def fan_out() -> None:
         try:
             async for chunk in inbox:
+                if check is not None:
+                    check(chunk)
                 for edge in edges:
                     await edge.send(chunk)
         finally:
@@ -183,15 +192,18 @@ class RunnableAssign(Runnable[dict[str, Any], dict[str, Any]]):
         step, inbox, outbox = _composite_ends(launch, self, site, inbox, outbox)
         step.accumulation = "add"
         capacity = site.capacity or launch.scope.capacity
-        passthrough, mapped = _fan_out(launch, step, inbox, 2, capacity)
-        outbox.add_sender()
         name = step.name
+
+        def check(chunk: Any) -> None:
+            if not isinstance(chunk, Mapping):
+                raise TypeError(f"{name} needs a dict input, got {type(chunk).__name__}: {chunk!r}")
+
+        passthrough, mapped = _fan_out(launch, step, inbox, 2, capacity, check)
+        outbox.add_sender()
 
         async def forward() -> None:
             try:
                 async for chunk in passthrough:
-                    if not isinstance(chunk, Mapping):
-                        raise TypeError(f"{name} needs a dict input, got {type(chunk).__name__}: {chunk!r}")
                     await outbox.send(AddableDict(chunk))
             finally:
                 outbox.close()

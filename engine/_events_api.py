@@ -50,7 +50,7 @@ def open_event_stream(
             capacity=capacity, overflow="block", _root_run_id=scope.root_run_id, **filters
         )
 
-    _, output, launch = runnable._open(
+    _, output, launch, edges = runnable._open(
         lambda _run, _parent: ConstantInbox(input),
         config,
         on_root=lambda root: _end_with(root, holder),
@@ -62,7 +62,7 @@ def open_event_stream(
         await launch(task_group)
         task_group.start_soon(_drain, output)
 
-    return RunStream(launch_and_drain, subscription, subscription.end)
+    return RunStream(launch_and_drain, subscription, subscription.end, edges)
 
 
 def _end_with(root: Step, holder: dict[str, Any]) -> None:

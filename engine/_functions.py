@@ -27,7 +27,7 @@ import attrs
 from ._actors import AggregateNode, TransformNode, pump
 from ._compose import RunnableAssign, RunnableParallel
 from ._errors import CompositionError
-from ._launch import Inbox, Launch, Outbox, Site
+from ._launch import Inbox, Launch, Outbox, RecordingInbox, Site
 from ._runnable import Runnable
 from ._step import Step
 
@@ -114,6 +114,9 @@ class RunnableGenerator(TransformNode[In, Out]):
             return
         step = launch.new_step(self, site, inbox)
         func = self.func
+        source: Inbox[Any] = inbox
+        if step.subscribers and not step.input_known:
+            source = RecordingInbox(inbox, step)
 
         async def send(chunk: Out) -> None:
             await step.emit_stream(chunk)
@@ -122,7 +125,7 @@ class RunnableGenerator(TransformNode[In, Out]):
         def inputs() -> Iterator[In]:
             while True:
                 try:
-                    yield anyio.from_thread.run(inbox.receive)
+                    yield anyio.from_thread.run(source.receive)
                 except anyio.EndOfStream:
                     return
 

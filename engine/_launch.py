@@ -175,6 +175,13 @@ class Launch:
         self._units: list[tuple[Step, Callable[[], Awaitable[None]]]] = []
         self._feeders: list[tuple[Edge[Any], AsyncIterable[Any]]] = []
         self.root_step: Step | None = None
+        self.edges: list[Edge[Any]] = []
+
+    def edge(self, capacity: int, name: str, accumulation: Accumulation = "add") -> Edge[Any]:
+        """A new edge of this run (kept so tests and monitors can read its statistics)."""
+        edge: Edge[Any] = Edge(capacity, name=name, accumulation=accumulation)
+        self.edges.append(edge)
+        return edge
 
     def new_step(self, runnable: Runnable[Any, Any], site: Site, inbox: Inbox[Any]) -> Step:
         """Create the step for ``runnable`` placed at ``site`` and reading ``inbox``."""

@@ -18,6 +18,8 @@ its own loop, so it is refused with a message that says to ``await`` instead.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -58,7 +60,25 @@ class _BackgroundLoop:
     def call(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
         loop = self._loop
         assert loop is not None
-        return asyncio.run_coroutine_threadsafe(_as_coroutine(func, *args), loop).result()
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def start() -> None:
+            task = loop.create_task(_as_coroutine(func, *args))
+            task.add_done_callback(lambda done: _settle(done, result))
+
+        # A fresh context: the caller's (say, a trio thread's) must not leak into this
+        # loop, where it would make sniffio report the caller's library.
+        loop.call_soon_threadsafe(start, context=contextvars.Context())
+        return result.result()
+
+
+def _settle(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> None:
+    if task.cancelled():
+        result.cancel()
+    elif (error := task.exception()) is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(task.result())
 
 
 async def _as_coroutine(func: Callable[..., Awaitable[T]], *args: Any) -> T:

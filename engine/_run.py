@@ -30,6 +30,7 @@ import anyio
 import anyio.abc
 import sniffio
 
+from ._edge import Edge, EdgeStatistics
 from ._errors import collapse_errors, is_cancellation
 
 T = TypeVar("T")
@@ -161,8 +162,10 @@ class RunStream(Generic[T]):
         launch: Callable[[anyio.abc.TaskGroup], Awaitable[None]],
         source: RunSource[T],
         finish_source: Callable[[], None],
+        edges: Sequence[Edge[Any]] = (),
     ) -> None:
         self._run: _Run[T] = _Run(launch, source, finish_source)
+        self._edges = edges
         self._task_group: anyio.abc.TaskGroup | None = None
         self._mode: str | None = None
 
@@ -258,6 +261,10 @@ class RunStream(Generic[T]):
     def __del__(self) -> None:
         if self._mode == "detached":
             self._run.cancel()
+
+    def statistics(self) -> list[EdgeStatistics]:
+        """A snapshot of every edge of the run (its output edge first)."""
+        return [edge.statistics() for edge in self._edges]
 
     async def collect(self) -> list[T]:
         """Every remaining item, as a list."""

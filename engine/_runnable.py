@@ -146,14 +146,16 @@ class Runnable(Generic[In, Out]):
         *,
         on_root: Callable[[Step], None] | None = None,
         scope_hook: Callable[[RunScope], None] | None = None,
-    ) -> tuple[RunScope, Edge[Out], Callable[[anyio.abc.TaskGroup], Any]]:
+    ) -> tuple[RunScope, Edge[Out], Callable[[anyio.abc.TaskGroup], Any], list[Edge[Any]]]:
         _, scope, site = self._scope_and_site(config)
         if scope_hook is not None:
             scope_hook(scope)
         output: Edge[Out] = Edge(scope.capacity, name=f"{self.get_name()} output", accumulation=self.output_accumulation)
+        edges: list[Edge[Any]] = [output]
 
         async def launch(task_group: anyio.abc.TaskGroup) -> None:
             run = Launch(scope)
+            run.edges = edges
             inbox = make_inbox(run, site.parent)
             self._launch(run, inbox, output, site)
             if on_root is not None:
@@ -162,7 +164,7 @@ class Runnable(Generic[In, Out]):
                     on_root(root)
             await run.start(task_group)
 
-        return scope, output, launch
+        return scope, output, launch, edges
 
     def astream(self, input: In, config: Config = None) -> RunStream[Out]:
         """Stream the output chunks as they are produced.
@@ -173,20 +175,18 @@ class Runnable(Generic[In, Out]):
         Raises:
             ConfigError: For a bad ``config`` (at once, before anything runs).
         """
-        _, output, launch = self._open(lambda _run, _parent: ConstantInbox(input), config)
-        return RunStream(launch, output, output.close_all)
+        _, output, launch, edges = self._open(lambda _run, _parent: ConstantInbox(input), config)
+        return RunStream(launch, output, output.close_all, edges)
 
     def atransform(self, inputs: AsyncIterable[In], config: Config = None) -> RunStream[Out]:
         """Like :meth:`astream`, for an input that is itself a stream of chunks."""
-        scope_holder: list[RunScope] = []
-
         def make_inbox(run: Launch, parent: Step | None) -> Inbox[In]:
-            edge: Edge[In] = Edge(run.scope.capacity, name=f"{self.get_name()} input")
+            edge: Edge[In] = run.edge(run.scope.capacity, f"{self.get_name()} input")
             run.add_feeder(edge, inputs)
             return edge
 
-        _, output, launch = self._open(make_inbox, config, scope_hook=scope_holder.append)
-        return RunStream(launch, output, output.close_all)
+        _, output, launch, edges = self._open(make_inbox, config)
+        return RunStream(launch, output, output.close_all, edges)
 
     async def ainvoke(self, input: In, config: Config = None) -> Out:
         """Run to completion and return the whole output (its chunks added up)."""
@@ -256,15 +256,36 @@ class Runnable(Generic[In, Out]):
                     raise
                 results[index] = exc
 
+        waiting: set[anyio.CancelScope] = set()
+
         async def worker(lent_slot: bool) -> None:
             if limiter is not None:
                 _LIMITER.set((limiter, True))
-            for index in pending:
+            while True:
                 if limiter is None or lent_slot:
+                    index = next(pending, None)
+                    if index is None:
+                        # Nothing left: workers still queued for a slot have nothing to do.
+                        for scope in waiting:
+                            scope.cancel()
+                        return
                     await run_one(index)
-                else:
-                    async with limiter:
-                        await run_one(index)
+                    continue
+                with anyio.CancelScope() as scope:
+                    waiting.add(scope)
+                    try:
+                        await limiter.acquire()
+                    finally:
+                        waiting.discard(scope)
+                if scope.cancelled_caught:
+                    return
+                try:
+                    index = next(pending, None)
+                    if index is None:
+                        return
+                    await run_one(index)
+                finally:
+                    limiter.release()
 
         workers = len(inputs)
         if limiter is not None:

@@ -193,16 +193,28 @@ class Step:
         for subscriber in self.subscribers:
             await subscriber.put(event)
 
-    async def emit_custom(self, name: str, data: Any) -> None:
-        """Publish an ``on_custom_event`` from inside this step."""
-        if not self.subscribers:
-            return
+    def _custom_event(self, name: str, data: Any) -> Event:
         event = self._event("stream", {})
         event["event"] = "on_custom_event"
         event["name"] = name
         event["data"] = data
+        return event
+
+    async def emit_custom(self, name: str, data: Any) -> None:
+        """Publish an ``on_custom_event`` from inside this step."""
+        if not self.subscribers:
+            return
+        event = self._custom_event(name, data)
         for subscriber in self.subscribers:
             await subscriber.put(event)
+
+    def emit_custom_nowait(self, name: str, data: Any) -> None:
+        """Publish an ``on_custom_event`` without waiting (from synchronous code)."""
+        if not self.subscribers:
+            return
+        event = self._custom_event(name, data)
+        for subscriber in self.subscribers:
+            subscriber.put_terminal(event)
 
     def record_input(self, chunk: Any) -> None:
         """Remember an input chunk, so the end event can carry the whole input."""

@@ -1,0 +1,41 @@
+"""Shared test setup: every async test runs on trio and on asyncio.
+
+Async test functions are marked for anyio's pytest plugin automatically; the
+``anyio_backend`` fixture parametrizes them over both backends. A test that is
+backend-specific by nature overrides ``anyio_backend`` (or uses pytest-trio's
+``@pytest.mark.trio`` for trio-only tools such as the mock clock).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False, help="run the long variants")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    # Mark before parametrization so anyio's plugin sees the mark when it generates tests.
+    if not (isinstance(collector, pytest.Module | pytest.Class) and collector.funcnamefilter(name)):
+        return
+    if inspect.iscoroutinefunction(obj):
+        marks = {mark.name for mark in getattr(obj, "pytestmark", [])}
+        module_marks = {mark.name for mark in getattr(collector.obj, "pytestmark", [])}
+        if not ({"trio", "anyio"} & (marks | module_marks)):
+            pytest.mark.anyio(obj)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_slow = pytest.mark.skip(reason="long variant: pass --run-slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None and not config.getoption("--run-slow"):
+            item.add_marker(skip_slow)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
