@@ -1,1 +1,81 @@
-"""rillet nodes."""
+"""rillet's components: messages, prompts, models, parsers, retrievers and tools.
+
+Layout: ``_messages``/``_prompt_values`` (values), ``_prompts`` (templates),
+``_chat_model`` (the chat-model base and the scripted model), ``_anthropic``
+(``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
+``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``). Every component
+is a runnable of the ``engine`` package; the names follow the streaming guide's, so
+its code ports with only the imports changed.
+"""
+
+from ._chat_model import BaseChatModel as BaseChatModel
+from ._chat_model import ScriptedChatModel as ScriptedChatModel
+from ._chat_model import split_tokens as split_tokens
+from ._exceptions import OutputParserException as OutputParserException
+from ._json_stream import IncrementalJsonParser as IncrementalJsonParser
+from ._jsonpatch import apply_patch as apply_patch
+from ._jsonpatch import json_patch_ops as json_patch_ops
+from ._messages import AIMessage as AIMessage
+from ._messages import AIMessageChunk as AIMessageChunk
+from ._messages import BaseMessage as BaseMessage
+from ._messages import HumanMessage as HumanMessage
+from ._messages import InvalidToolCall as InvalidToolCall
+from ._messages import SystemMessage as SystemMessage
+from ._messages import ToolCall as ToolCall
+from ._messages import ToolCallChunk as ToolCallChunk
+from ._messages import ToolMessage as ToolMessage
+from ._messages import UsageMetadata as UsageMetadata
+from ._messages import coerce_to_messages as coerce_to_messages
+from ._parsers import CommaSeparatedListOutputParser as CommaSeparatedListOutputParser
+from ._parsers import JsonOutputParser as JsonOutputParser
+from ._parsers import StrOutputParser as StrOutputParser
+from ._prompt_values import ChatPromptValue as ChatPromptValue
+from ._prompt_values import PromptValue as PromptValue
+from ._prompt_values import StringPromptValue as StringPromptValue
+from ._prompts import ChatPromptTemplate as ChatPromptTemplate
+from ._prompts import MessagesPlaceholder as MessagesPlaceholder
+from ._prompts import PromptTemplate as PromptTemplate
+from ._prompts import PromptVariableError as PromptVariableError
+from ._retrievers import BaseRetriever as BaseRetriever
+from ._retrievers import Document as Document
+from ._retrievers import InMemoryRetriever as InMemoryRetriever
+from ._tools import Tool as Tool
+from ._tools import ToolArgumentError as ToolArgumentError
+from ._tools import tool as tool
+
+__all__ = (
+    "AIMessage",
+    "AIMessageChunk",
+    "BaseChatModel",
+    "BaseMessage",
+    "BaseRetriever",
+    "ChatPromptTemplate",
+    "ChatPromptValue",
+    "CommaSeparatedListOutputParser",
+    "Document",
+    "HumanMessage",
+    "InMemoryRetriever",
+    "IncrementalJsonParser",
+    "InvalidToolCall",
+    "JsonOutputParser",
+    "MessagesPlaceholder",
+    "OutputParserException",
+    "PromptTemplate",
+    "PromptValue",
+    "PromptVariableError",
+    "ScriptedChatModel",
+    "StrOutputParser",
+    "StringPromptValue",
+    "SystemMessage",
+    "Tool",
+    "ToolArgumentError",
+    "ToolCall",
+    "ToolCallChunk",
+    "ToolMessage",
+    "UsageMetadata",
+    "apply_patch",
+    "coerce_to_messages",
+    "json_patch_ops",
+    "split_tokens",
+    "tool",
+)

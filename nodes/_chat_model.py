@@ -1,0 +1,134 @@
+"""The chat-model base every model node shares, and the scripted model for offline use.
+
+A chat model is an aggregate step that streams: it waits for its whole input (a string,
+messages or a prompt value), then streams its reply one ``AIMessageChunk`` at a time.
+The base class does the input conversion and the ``on_chat_model_*`` events; a model
+node implements only ``_stream``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+import anyio
+import attrs
+
+from engine import AggregateNode, Step
+
+from ._messages import AIMessage, AIMessageChunk, BaseMessage, coerce_to_messages
+
+__all__ = ("BaseChatModel", "ScriptedChatModel", "split_tokens")
+
+class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
+    """The shared base of chat-model nodes.
+
+    Subclasses implement :meth:`_stream`, yielding ``AIMessageChunk``s as the model
+    produces them. The base converts the input (``str``, a list of messages or
+    ``(role, text)`` pairs, or a prompt value) to messages, names the events
+    ``on_chat_model_*`` and puts ``{"messages": [[...]]}`` in their input.
+    """
+
+    kind: ClassVar[str] = "chat_model"
+
+    def _messages(self, value: Any) -> list[BaseMessage]:
+        return coerce_to_messages(value, where=f"the input of {self.get_name()}")
+
+    def _start_input(self, value: Any) -> Any:
+        try:
+            return {"messages": [self._messages(value)]}
+        except (TypeError, ValueError):
+            # A bad input fails in the actor, where it becomes the step's error event.
+            return value
+
+    async def _compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
+        messages = self._messages(value)
+        step.set_input({"messages": [messages]})
+        async for chunk in self._stream(messages):
+            yield chunk
+
+    def _stream(self, messages: list[BaseMessage]) -> AsyncIterator[AIMessageChunk]:
+        """Yield the reply to ``messages`` chunk by chunk (override in subclasses)."""
+        raise NotImplementedError
+
+    async def ainvoke(self, input: Any, config: Any = None) -> AIMessage:  # type: ignore[override]
+        """Run the model and return the whole reply as an ``AIMessage``."""
+        chunk = await super().ainvoke(input, config)
+        return chunk.to_message()
+
+    def invoke(self, input: Any, config: Any = None) -> AIMessage:  # type: ignore[override]
+        """The synchronous form of :meth:`ainvoke`."""
+        chunk = super().invoke(input, config)
+        if isinstance(chunk, AIMessageChunk):
+            return chunk.to_message()
+        return chunk  # type: ignore[return-value]
+
+
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split ``text`` into word tokens, each carrying the whitespace before it.
+
+    ``" Hello! My name"`` gives ``[" Hello!", " My", " name"]``, like a tokenizer's
+    pieces; joining the tokens gives back the text exactly.
+    """
+    return _TOKEN.findall(text)
+
+
+@attrs.define(eq=False, repr=False)
+class ScriptedChatModel(BaseChatModel):
+    """A chat model that streams scripted replies: for tests, examples and offline use.
+
+    Each call takes the next reply (cycling). A reply given as a string is split into
+    word tokens (see :func:`split_tokens`); a reply given as a list of strings is
+    streamed as exactly those tokens. Each token is one ``AIMessageChunk``, after
+    ``delay`` seconds (instant under trio's mock clock).
+
+    Args:
+        replies: The replies, used in turn.
+        delay: Seconds to wait before each token.
+        name: The name events carry (default ``"ScriptedChatModel"``).
+
+    Raises:
+        ValueError: If ``replies`` is empty or ``delay`` is negative.
+    """
+
+    replies: Sequence[str | Sequence[str]]
+    delay: float = 0.0
+    name_: str = attrs.field(default="ScriptedChatModel", alias="name")
+    _calls: int = attrs.field(default=0, init=False)
+    received: list[list[BaseMessage]] = attrs.field(factory=list, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.replies, str) or not self.replies:
+            raise ValueError("ScriptedChatModel needs a non-empty list of replies")
+        for reply in self.replies:
+            if not isinstance(reply, str) and not all(isinstance(t, str) for t in reply):
+                raise ValueError(f"a scripted reply must be a string or a list of strings, got {reply!r}")
+        if self.delay < 0:
+            raise ValueError(f"delay must be >= 0, got {self.delay}")
+
+    def get_name(self) -> str:
+        return self.name_
+
+    @property
+    def calls(self) -> int:
+        """How many times the model was called."""
+        return self._calls
+
+    def _next_tokens(self) -> list[str]:
+        reply = self.replies[self._calls % len(self.replies)]
+        self._calls += 1
+        return split_tokens(reply) if isinstance(reply, str) else list(reply)
+
+    async def _stream(self, messages: list[BaseMessage]) -> AsyncIterator[AIMessageChunk]:
+        self.received.append(messages)
+        for token in self._next_tokens():
+            if self.delay:
+                await anyio.sleep(self.delay)
+            yield AIMessageChunk(content=token)
+
+    def __repr__(self) -> str:
+        return f"ScriptedChatModel(replies={len(self.replies)}, delay={self.delay})"

@@ -1,0 +1,123 @@
+"""Output parsers: transform steps that turn model chunks into text, JSON or lists.
+
+Each parser works on the input stream and emits as soon as it has something new:
+``StrOutputParser`` one text chunk per model chunk; ``JsonOutputParser`` a snapshot of
+the best valid JSON value each time the value changes (or JSON-patch operations with
+``diff=True``); ``CommaSeparatedListOutputParser`` each item once it is complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import attrs
+
+from engine import Step, TransformNode
+
+from ._json_stream import IncrementalJsonParser, IncrementalListSplitter
+from ._jsonpatch import json_patch_ops
+from ._messages import BaseMessage
+from ._prompt_values import PromptValue
+
+__all__ = ("CommaSeparatedListOutputParser", "JsonOutputParser", "StrOutputParser", "chunk_text")
+
+
+def chunk_text(chunk: Any, owner: str) -> str:
+    """The text of a model chunk (a message, a string or a prompt value).
+
+    Raises:
+        TypeError: Naming ``owner`` and what it got instead.
+    """
+    if isinstance(chunk, str):
+        return chunk
+    if isinstance(chunk, BaseMessage):
+        return chunk.text
+    if isinstance(chunk, PromptValue):
+        return chunk.to_string()
+    raise TypeError(f"{owner} needs text or message chunks, got {type(chunk).__name__}: {chunk!r}")
+
+
+@attrs.frozen(eq=False, repr=False)
+class StrOutputParser(TransformNode[Any, str]):
+    """Each model chunk's text, passed on at once (no buffering)."""
+
+    kind: ClassVar[str] = "parser"
+
+    async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[str]:
+        owner = self.get_name()
+        async for chunk in chunks:
+            yield chunk_text(chunk, owner)
+
+    def __repr__(self) -> str:
+        return "StrOutputParser()"
+
+
+@attrs.frozen(eq=False, repr=False)
+class JsonOutputParser(TransformNode[Any, Any]):
+    """The JSON document in the model's text, streamed as it grows.
+
+    For each new piece of text it emits the best valid value for the text so far (open
+    strings, arrays and objects closed), only when that value changed. Parsing is
+    incremental: the text is scanned once, whatever its length. Prose and a
+    ```` ```json ```` fence around the document are skipped.
+
+    Args:
+        diff: Emit lists of JSON-patch operations (from the previous value to the new
+            one) instead of whole values.
+
+    Raises:
+        OutputParserException: At the end of the stream, when the text held no
+            complete JSON document (carrying the text).
+    """
+
+    kind: ClassVar[str] = "parser"
+    diff: bool = False
+
+    @property
+    def output_accumulation(self) -> Any:  # type: ignore[override]
+        # Snapshots: the last one is the value. Patches: they add up (lists concatenate).
+        return "add" if self.diff else "last"
+
+    async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[Any]:
+        owner = self.get_name()
+        parser = IncrementalJsonParser()
+        previous: Any = None
+        emitted = False
+        async for chunk in chunks:
+            if parser.feed(chunk_text(chunk, owner)) and parser.has_value:
+                value = parser.value
+                if self.diff:
+                    yield json_patch_ops(previous, value) if emitted else [{"op": "replace", "path": "", "value": value}]
+                else:
+                    yield value
+                previous, emitted = value, True
+        final = parser.finish()
+        if not emitted or final != previous:
+            if self.diff:
+                yield json_patch_ops(previous, final) if emitted else [{"op": "replace", "path": "", "value": final}]
+            else:
+                yield final
+
+    def __repr__(self) -> str:
+        return f"JsonOutputParser(diff={self.diff})" if self.diff else "JsonOutputParser()"
+
+
+@attrs.frozen(eq=False, repr=False)
+class CommaSeparatedListOutputParser(TransformNode[Any, list[str]]):
+    """Items of a comma-separated list, each emitted (as a one-item list) once complete."""
+
+    kind: ClassVar[str] = "parser"
+
+    async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[list[str]]:
+        owner = self.get_name()
+        splitter = IncrementalListSplitter()
+        async for chunk in chunks:
+            for item in splitter.feed(chunk_text(chunk, owner)):
+                yield [item]
+        for item in splitter.finish():
+            yield [item]
+
+    def __repr__(self) -> str:
+        return "CommaSeparatedListOutputParser()"
+
