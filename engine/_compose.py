@@ -20,6 +20,12 @@ from ._launch import Inbox, KeyedOutbox, Launch, Outbox, RecordingInbox, Site, T
 from ._runnable import Config, Runnable
 from ._step import Step
 
+
+def launch_fused(*args: Any) -> None:
+    from ._actors import launch_fused as _launch_fused
+
+    _launch_fused(*args)
+
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -87,18 +93,54 @@ class RunnableSequence(Runnable[In, Out]):
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
         step, current, outbox = _composite_ends(launch, self, site, inbox, outbox)
         capacity = site.capacity or launch.scope.capacity
-        count = len(self.steps)
-        for index, child in enumerate(self.steps):
-            if index == count - 1:
+        groups = self._groups(launch, step, site)
+        for index, group in enumerate(groups):
+            last_step_index = group[-1][0]
+            last_child = self.steps[last_step_index]
+            if index == len(groups) - 1:
                 out: Outbox[Any] = outbox
             else:
-                out = launch.edge(capacity, f"{step.name} step {index + 1}", output_mode(child))
-            child._launch(launch, current, out, site.child(step, f"seq:step:{index + 1}"))
+                out = launch.edge(capacity, f"{step.name} step {last_step_index + 1}", output_mode(last_child))
+            if len(group) == 1:
+                position, child_site = group[0]
+                self.steps[position]._launch(launch, current, out, child_site)
+            else:
+                launch_fused(launch, [_leaf(self.steps[p], s) for p, s in group], current, out)
             if isinstance(out, Edge):
                 current = out
 
+    def _groups(self, launch: Launch, step: Step, site: Site) -> list[list[tuple[int, Site]]]:
+        """The steps to launch; in an observed run, neighbouring fusable leaves share one
+        group, launched as one actor so that events come in exact pipeline order."""
+        bus = launch.scope.bus
+        observed = bus is not None and bus.subscriber_count > 0
+        groups: list[list[tuple[int, Site]]] = []
+        previous_fusable = False
+        for position, child in enumerate(self.steps):
+            child_site = site.child(step, f"seq:step:{position + 1}")
+            fusable = observed and _leaf(child, child_site) is not None
+            if fusable and previous_fusable:
+                groups[-1].append((position, child_site))
+            else:
+                groups.append([(position, child_site)])
+            previous_fusable = fusable
+        return groups
+
     def __repr__(self) -> str:
         return " | ".join(repr(step) for step in self.steps)
+
+
+def _leaf(runnable: Runnable[Any, Any], site: Site) -> Any:
+    """``(leaf, site)`` for a fusable leaf (looking through bindings), else ``None``."""
+    from ._actors import LeafNode
+
+    while isinstance(runnable, RunnableBinding):
+        config = runnable.config
+        site = site.bind(run_name=config.run_name, tags=config.tags, metadata=config.metadata)
+        runnable = runnable.bound
+    if isinstance(runnable, LeafNode) and runnable._can_fuse():
+        return (runnable, site)
+    return None
 
 
 def _fan_out(

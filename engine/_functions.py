@@ -108,6 +108,10 @@ class RunnableGenerator(TransformNode[In, Out]):
     def _transform(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[Out]:
         return cast("AsyncIterator[Out]", self.func(chunks))
 
+    def _can_fuse(self) -> bool:
+        # A synchronous generator runs in a worker thread with its own actor.
+        return inspect.isasyncgenfunction(self.func)
+
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
         if inspect.isasyncgenfunction(self.func):
             super()._launch(launch, inbox, outbox, site)
