@@ -11,6 +11,7 @@ cancelled run can always say how it ended without blocking its cleanup.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
@@ -338,10 +339,8 @@ class EventBus:
         return subscription
 
     def _discard(self, subscription: Subscription) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._subscriptions.remove(subscription)
-        except ValueError:
-            pass
 
     def match(self, step: Step) -> tuple[Subscription, ...]:
         """The subscribers that see ``step``'s events (the empty tuple for none)."""

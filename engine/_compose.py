@@ -196,7 +196,7 @@ class RunnableParallel(Runnable[In, dict[str, Any]]):
             if not isinstance(key, str):
                 raise CompositionError(f"RunnableParallel keys must be strings, got {key!r}")
             coerced[key] = coerce_runnable(value, where=f"branch {key!r} of a parallel step")
-        self.__attrs_init__(branches=coerced)  # type: ignore[attr-defined]
+        self.__attrs_init__(branches=coerced)
 
     def get_name(self) -> str:
         return f"RunnableParallel<{','.join(self.branches)}>"

@@ -95,9 +95,9 @@ class Edge(Generic[T]):
     __slots__ = (
         "_buffer",
         "_capacity",
+        "_drain_waiters",
         "_open_senders",
         "_peak",
-        "_drain_waiters",
         "_receive_waiter",
         "_receiver_closed",
         "_recv_ops",

@@ -38,7 +38,7 @@ def open_event_stream(
     """Start (lazily) a run of ``runnable`` and return the stream of its events."""
     if version not in _VERSIONS:
         raise ValueError(f"unknown astream_events version {version!r}; use 'v1' or 'v2'")
-    EventFilter.build(**filters)  # validate now, before anything runs
+    EventFilter.build(**filters)  # type: ignore[arg-type]  # validate now, before anything runs
     holder: dict[str, Any] = {}
 
     def adopt_scope(scope: RunScope) -> None:

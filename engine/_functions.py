@@ -24,7 +24,7 @@ import anyio.from_thread
 import anyio.to_thread
 import attrs
 
-from ._actors import AggregateNode, TransformNode, pump
+from ._actors import AggregateNode, TransformNode
 from ._compose import RunnableAssign, RunnableParallel
 from ._errors import CompositionError
 from ._launch import Inbox, Launch, Outbox, RecordingInbox, Site
@@ -73,7 +73,7 @@ class RunnableLambda(AggregateNode[In, Out]):
 
     async def _compute(self, value: In, step: Step) -> AsyncIterator[Out]:
         func = self.func
-        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None)):
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
             result = await func(value)
         else:
             result = await _in_thread(func, value)

@@ -13,7 +13,7 @@ that someone listens to) add work only where a step needs it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -42,7 +42,7 @@ class Inbox(Protocol[T_co]):
 
     async def receive(self) -> T_co: ...
 
-    def __aiter__(self) -> Inbox[T_co]: ...
+    def __aiter__(self) -> AsyncIterator[T_co]: ...
 
     async def __anext__(self) -> T_co: ...
 

@@ -78,7 +78,8 @@ def _settle(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> None
     elif (error := task.exception()) is not None:
         result.set_exception(error)
     else:
-        result.set_result(task.result())
+        value: T = task.result()
+        result.set_result(value)
 
 
 async def _as_coroutine(func: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -114,7 +115,8 @@ def call_blocking(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run ``func(*args)`` to completion on the right loop and return its result."""
     parent = current_step()
     try:
-        return anyio.from_thread.run(_as_child_of, parent, func, *args)
+        nested: T = anyio.from_thread.run(_as_child_of, parent, func, *args)
+        return nested
     except anyio.NoEventLoopError:
         pass
     if parent is not None and _in_async_context():
@@ -126,7 +128,8 @@ def call_blocking(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     background = _background_loop()
     if threading.get_ident() == background.thread_id:
         raise RuntimeError("a synchronous rillet call was made from rillet's own background loop")
-    return background.call(_as_child_of, None, func, *args)
+    result: T = background.call(_as_child_of, None, func, *args)
+    return result
 
 
 def iterate_blocking(open_stream: Callable[[], RunStream[T]], batch: int = 256) -> Iterator[T]:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -34,7 +34,6 @@ from ._edge import Edge, EdgeStatistics
 from ._errors import collapse_errors, is_cancellation
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 
 __all__ = ("RunSource", "RunStream")
 
@@ -43,12 +42,12 @@ __all__ = ("RunSource", "RunStream")
 _ASYNCIO_HOSTS: set[asyncio.Task[None]] = set()
 
 
-class RunSource(Protocol[T_co]):
+class RunSource(Protocol[T]):
     """What a consumer receives from: a run's output edge or an event subscription."""
 
-    async def receive(self) -> T_co: ...
+    async def receive(self) -> T: ...
 
-    def receive_available(self, limit: int) -> list[T_co]: ...
+    def receive_available(self, limit: int) -> list[T]: ...
 
 
 class _Run(Generic[T]):
@@ -85,10 +84,11 @@ class _Run(Generic[T]):
                 try:
                     async with anyio.create_task_group() as task_group:
                         await self.launch(task_group)
-                except BaseException as exc:  # noqa: BLE001 - handed to the consumer below
+                except BaseException as exc:  # handed to the consumer below
                     collapsed = collapse_errors(exc)
-                    if is_cancellation(collapsed) or isinstance(collapsed, BaseExceptionGroup) and all(
-                        is_cancellation(e) for e in collapsed.exceptions
+                    if is_cancellation(collapsed) or (
+                        isinstance(collapsed, BaseExceptionGroup)
+                        and all(is_cancellation(e) for e in collapsed.exceptions)
                     ):
                         raise
                     self.error = collapsed
@@ -100,7 +100,7 @@ class _Run(Generic[T]):
         """The host as a task nobody awaits: nothing may escape it."""
         try:
             await self.host()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             if not is_cancellation(exc) and self.error is None:
                 self.error = exc
 

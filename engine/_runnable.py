@@ -26,7 +26,7 @@ from ._step import RunScope, Step, current_step, new_run_id, set_current_step
 if TYPE_CHECKING:
     from ._bus import Event
     from ._compose import RunnableBinding, RunnableSequence
-    from ._log import RunLogPatch
+    from ._log import RunLogStream
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -347,7 +347,7 @@ class Runnable(Generic[In, Out]):
         exclude_names: Iterable[str] | None = None,
         exclude_types: Iterable[str] | None = None,
         exclude_tags: Iterable[str] | None = None,
-    ) -> AsyncIterator[RunLogPatch]:
+    ) -> RunLogStream:
         """Stream the run's state as JSON-patch operations (``diff=False``: whole states)."""
         from ._log import stream_log
 
@@ -391,9 +391,10 @@ class Runnable(Generic[In, Out]):
         from ._portal import call_blocking
 
         async def run() -> list[Any]:
-            return await self.abatch(
+            results: list[Any] = await self.abatch(
                 inputs, config, return_exceptions=return_exceptions, max_concurrency=max_concurrency  # type: ignore[call-overload]
             )
+            return results
 
         return call_blocking(run)
 
@@ -418,11 +419,11 @@ class Runnable(Generic[In, Out]):
 
 
 def _per_input_configs(config: Config | Sequence[Config], count: int) -> list[RunConfig]:
-    if isinstance(config, Sequence) and not isinstance(config, str):
+    if isinstance(config, list | tuple):
         if len(config) != count:
             raise ValueError(f"batch got {len(config)} configs for {count} inputs")
         return [RunConfig.coerce(c, where=f"config[{i}]") for i, c in enumerate(config)]
-    single = RunConfig.coerce(config)
+    single = RunConfig.coerce(config)  # type: ignore[arg-type]
     return [single] * count
 
 

@@ -127,7 +127,7 @@ class Step:
     def unit_done(self, error: BaseException | None) -> None:
         """One unit finished, with ``error`` if it raised; finishes the step after the last."""
         if error is not None:
-            if isinstance(error, anyio.get_cancelled_exc_class()) or isinstance(error, RunCancelled):
+            if isinstance(error, anyio.get_cancelled_exc_class() | RunCancelled):
                 self._cancelled = True
             elif self._error is None:
                 self._error = error

@@ -59,10 +59,8 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
 
     def invoke(self, input: Any, config: Any = None) -> AIMessage:  # type: ignore[override]
         """The synchronous form of :meth:`ainvoke`."""
-        chunk = super().invoke(input, config)
-        if isinstance(chunk, AIMessageChunk):
-            return chunk.to_message()
-        return chunk  # type: ignore[return-value]
+        chunk: AIMessageChunk = super().invoke(input, config)
+        return chunk.to_message()
 
 
 _TOKEN = re.compile(r"\s*\S+|\s+")

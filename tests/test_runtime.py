@@ -346,7 +346,7 @@ def test_sync_api_from_plain_code() -> None:
 async def test_sync_api_from_inside_a_running_loop_thread() -> None:
     """A synchronous call made on an event loop's own thread blocks it but completes."""
     chain = RunnablePassthrough() | _upper
-    assert chain.invoke("loop") == "LOOP"  # noqa: ASYNC-whatever: blocking on purpose
+    assert chain.invoke("loop") == "LOOP"
     assert list(chain.stream("s")) == ["S"]
 
 
