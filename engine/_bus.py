@@ -204,24 +204,39 @@ class Subscription:
 
     # -- subscriber side -------------------------------------------------------------
 
+    def _lag_marker(self) -> Event | None:
+        # Once the events before a gap are read, the gap itself is reported.
+        if self._dropped_pending and not self._edge._buffer:
+            count, self._dropped_pending = self._dropped_pending, 0
+            return _dropped_event(count)
+        return None
+
     async def receive(self) -> Event:
-        """The next event.
+        """The next event (an ``on_events_dropped`` event stands where events were lost).
 
         Raises:
             anyio.EndOfStream: The subscription ended and every event was read.
         """
+        marker = self._lag_marker()
+        if marker is not None:
+            await anyio.lowlevel.checkpoint()
+            return marker
         return await self._edge.receive()
 
     def receive_available(self, limit: int) -> list[Event]:
         """Events that are ready now, up to ``limit``, without waiting."""
-        return self._edge.receive_available(limit)
+        events = self._edge.receive_available(limit)
+        marker = self._lag_marker()
+        if marker is not None and len(events) < limit:
+            events.append(marker)
+        return events
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
 
     async def __anext__(self) -> Event:
         try:
-            return await self._edge.receive()
+            return await self.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 

@@ -1,0 +1,398 @@
+"""Lifecycle events: the guide's examples, filters, nesting, the bus and its policies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from _guide import COUNTRIES_PROMPT, COUNTRIES_TOKENS, HELLO_TOKENS
+
+from engine import (
+    EventBus,
+    RunCancelled,
+    RunnableGenerator,
+    RunnableLambda,
+    RunnablePassthrough,
+    Step,
+    adispatch_custom_event,
+    chain,
+)
+from engine.testing import GatedSource, check_event_order
+from nodes import (
+    AIMessageChunk,
+    ChatPromptTemplate,
+    HumanMessage,
+    InMemoryRetriever,
+    JsonOutputParser,
+    ScriptedChatModel,
+    StrOutputParser,
+    tool,
+)
+
+
+async def collect(stream: Any) -> list[dict[str, Any]]:
+    events = [event async for event in stream]
+    check_event_order(events)
+    return events
+
+
+def names(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["event"], e["name"]) for e in events]
+
+
+async def test_chat_model_events_like_the_guide() -> None:
+    """A model alone: start with the input, one stream event per token, end with the sum."""
+    model = ScriptedChatModel(replies=[HELLO_TOKENS], name="ChatAnthropic")
+    events = await collect(model.astream_events("hello", version="v1"))
+    assert names(events[:2]) == [("on_chat_model_start", "ChatAnthropic"), ("on_chat_model_stream", "ChatAnthropic")]
+    assert events[0]["data"] == {"input": {"messages": [[HumanMessage(content="hello")]]}}
+    assert events[0]["tags"] == [] and events[0]["metadata"] == {} and events[0]["parent_ids"] == []
+    assert events[1]["data"] == {"chunk": AIMessageChunk(content=" Hello")}
+    assert repr(events[1]["data"]["chunk"]) == "AIMessageChunk(content=' Hello')"
+    assert [e["event"] for e in events[1:-1]] == ["on_chat_model_stream"] * len(HELLO_TOKENS)
+    end = events[-1]
+    assert end["event"] == "on_chat_model_end"
+    assert end["data"]["output"] == AIMessageChunk(content="".join(HELLO_TOKENS))
+    assert end["data"]["input"] == {"messages": [[HumanMessage(content="hello")]]}
+    assert len({e["run_id"] for e in events}) == 1
+
+
+async def test_model_and_json_parser_events_order() -> None:
+    """Three starts, then model and parser chunks interleaved in pipeline order, then ends."""
+    model = ScriptedChatModel(replies=[COUNTRIES_TOKENS])
+    chain_ = model | JsonOutputParser()
+    events = await collect(chain_.astream_events(COUNTRIES_PROMPT, version="v2"))
+    assert names(events[:3]) == [
+        ("on_chain_start", "RunnableSequence"),
+        ("on_chat_model_start", "ScriptedChatModel"),
+        ("on_parser_start", "JsonOutputParser"),
+    ]
+    assert events[0]["data"] == {"input": COUNTRIES_PROMPT}
+    assert events[1]["tags"] == ["seq:step:1"] and events[2]["tags"] == ["seq:step:2"]
+    assert events[2]["data"] == {}
+    root = events[0]["run_id"]
+    assert events[1]["parent_ids"] == [root] and events[2]["parent_ids"] == [root]
+    assert names(events[-3:]) == [
+        ("on_chat_model_end", "ScriptedChatModel"),
+        ("on_parser_end", "JsonOutputParser"),
+        ("on_chain_end", "RunnableSequence"),
+    ]
+    # The parser's first snapshot comes right after the model chunk that completed it.
+    kinds = [e["event"] for e in events]
+    first_parser = kinds.index("on_parser_stream")
+    assert events[first_parser - 1]["event"] == "on_chat_model_stream"
+    assert events[first_parser - 1]["data"]["chunk"].content == "\n{"
+    assert events[first_parser]["data"]["chunk"] == {}
+    # Each parser snapshot is followed by the sequence's stream event for the same chunk.
+    assert events[first_parser + 1]["event"] == "on_chain_stream"
+    assert events[-1]["data"]["output"]["countries"][2]["name"] == "Japan"
+
+
+async def test_filters_by_name_type_and_tag() -> None:
+    """include_names, include_types and include_tags keep only the matching steps."""
+    model = ScriptedChatModel(replies=[COUNTRIES_TOKENS])
+    chain_ = model.with_config({"run_name": "model"}) | JsonOutputParser().with_config({"run_name": "my_parser"})
+    by_name = await collect(chain_.astream_events(COUNTRIES_PROMPT, version="v1", include_names=["my_parser"]))
+    assert {e["name"] for e in by_name} == {"my_parser"}
+    assert by_name[0] == {**by_name[0], "event": "on_parser_start", "tags": ["seq:step:2"], "data": {}}
+    by_type = await collect(chain_.astream_events(COUNTRIES_PROMPT, version="v1", include_types=["chat_model"]))
+    assert {(e["name"], e["event"][:13]) for e in by_type} == {("model", "on_chat_model")}
+    tagged = (model | JsonOutputParser()).with_config({"tags": ["my_chain"]})
+    by_tag = await collect(tagged.astream_events(COUNTRIES_PROMPT, version="v1", include_tags=["my_chain"]))
+    assert names(by_tag[:3]) == [
+        ("on_chain_start", "RunnableSequence"),
+        ("on_chat_model_start", "ScriptedChatModel"),
+        ("on_parser_start", "JsonOutputParser"),
+    ]
+    assert by_tag[0]["tags"] == ["my_chain"]
+    assert by_tag[1]["tags"] == ["seq:step:1", "my_chain"]
+    assert by_tag[2]["tags"] == ["seq:step:2", "my_chain"]
+
+
+async def test_exclude_filters_remove_after_includes() -> None:
+    """Excludes remove events that the includes kept."""
+    model = ScriptedChatModel(replies=[HELLO_TOKENS])
+    chain_ = (model | StrOutputParser()).with_config(tags=["t"])
+    events = await collect(chain_.astream_events("x", include_tags=["t"], exclude_types=["chain"]))
+    assert {e["event"].split("_")[1] for e in events} == {"chat", "parser"}
+    with pytest.raises(ValueError, match="unknown step type 'model'"):
+        chain_.astream_events("x", include_types=["model"])
+
+
+async def test_non_streaming_function_still_streams_events() -> None:
+    """A function on finalized input breaks astream, yet the model and parser events stream live."""
+
+    def extract(inputs: Any) -> list[str]:
+        return [c.get("name") for c in inputs["countries"]]
+
+    model = ScriptedChatModel(replies=[COUNTRIES_TOKENS])
+    chain_ = model | JsonOutputParser() | extract
+    assert [c async for c in chain_.astream(COUNTRIES_PROMPT)] == [["France", "Spain", "Japan"]]
+    events = await collect(chain_.astream_events(COUNTRIES_PROMPT))
+    kinds = [e["event"] for e in events]
+    assert kinds.count("on_chat_model_stream") == len(COUNTRIES_TOKENS)
+    assert kinds.count("on_parser_stream") > 10
+    assert kinds.index("on_parser_stream") < kinds.index("on_chat_model_end")
+
+
+async def test_tool_propagates_nested_runs_without_callbacks() -> None:
+    """The guide's bad_tool: a runnable invoked inside a sync tool nests under it."""
+    reverse_word = RunnableLambda(lambda word: word[::-1], func_name="reverse_word")
+
+    @tool
+    def bad_tool(word: str) -> str:
+        """Custom tool that doesn't propagate callbacks."""
+        return reverse_word.invoke(word)
+
+    events = await collect(bad_tool.astream_events("hello"))
+    assert names(events) == [
+        ("on_tool_start", "bad_tool"),
+        ("on_chain_start", "reverse_word"),
+        ("on_chain_stream", "reverse_word"),
+        ("on_chain_end", "reverse_word"),
+        ("on_tool_stream", "bad_tool"),
+        ("on_tool_end", "bad_tool"),
+    ]
+    assert events[0]["data"] == {"input": "hello"}
+    assert events[1]["parent_ids"] == [events[0]["run_id"]]
+    assert events[3]["data"] == {"input": "hello", "output": "olleh"}
+    assert events[-1]["data"]["output"] == "olleh"
+
+
+@pytest.mark.parametrize("style", ["lambda", "chain"])
+async def test_lambda_and_chain_propagate_nested_runs(style: str) -> None:
+    """reverse_and_double as a RunnableLambda or @chain shows reverse_word nested inside."""
+    reverse_word = RunnableLambda(lambda word: word[::-1], func_name="reverse_word")
+
+    async def reverse_and_double(word: str) -> str:
+        return await reverse_word.ainvoke(word) * 2
+
+    runnable = RunnableLambda(reverse_and_double) if style == "lambda" else chain(reverse_and_double)
+    assert await runnable.ainvoke("1234") == "43214321"
+    events = await collect(runnable.astream_events("1234", version="v1"))
+    assert names(events) == [
+        ("on_chain_start", "reverse_and_double"),
+        ("on_chain_start", "reverse_word"),
+        ("on_chain_stream", "reverse_word"),
+        ("on_chain_end", "reverse_word"),
+        ("on_chain_stream", "reverse_and_double"),
+        ("on_chain_end", "reverse_and_double"),
+    ]
+    assert events[4]["data"] == {"chunk": "43214321"}
+
+
+async def test_nested_runs_inherit_tags_and_metadata() -> None:
+    """A nested run carries its caller's tags and metadata and is under its run id."""
+    inner = RunnableLambda(lambda x: x + 1, func_name="inner")
+
+    async def outer(x: int) -> int:
+        return await inner.ainvoke(x)
+
+    runnable = RunnableLambda(outer).with_config(tags=["outer-tag"], metadata={"user": "u1"})
+    events = await collect(runnable.astream_events(1))
+    inner_start = next(e for e in events if e["name"] == "inner")
+    assert "outer-tag" in inner_start["tags"]
+    assert inner_start["metadata"] == {"user": "u1"}
+
+
+async def test_parallel_branch_tags_and_names() -> None:
+    """Parallel branches carry map:key tags and the step is named after its keys."""
+    retriever = InMemoryRetriever.from_texts(["harrison worked at kensho", "harrison likes spicy food"])
+    step = {"context": retriever.with_config(run_name="Docs"), "question": RunnablePassthrough()}
+    chain_ = step | ChatPromptTemplate.from_template("{context} {question}")
+    events = await collect(chain_.astream_events("where did harrison work?"))
+    starts = {e["name"]: e for e in events if e["event"].endswith("_start")}
+    assert "RunnableParallel<context,question>" in starts
+    assert starts["Docs"]["tags"] == ["map:key:context"]
+    assert starts["Docs"]["event"] == "on_retriever_start"
+    assert starts["Docs"]["data"] == {"input": {"query": "where did harrison work?"}}
+    docs_end = next(e for e in events if e["event"] == "on_retriever_end")
+    assert docs_end["data"]["output"][0].page_content == "harrison worked at kensho"
+    prompt_end = next(e for e in events if e["event"] == "on_prompt_end")
+    assert set(prompt_end["data"]["input"]) == {"context", "question"}
+
+
+async def test_error_events_up_to_the_root_then_the_exception() -> None:
+    """A failing step ends with error events up to the root, then its exception is raised."""
+
+    def fail(value: Any) -> Any:
+        raise KeyError("missing")
+
+    model = ScriptedChatModel(replies=[HELLO_TOKENS])
+    chain_ = model | StrOutputParser() | fail
+    events: list[dict[str, Any]] = []
+    with pytest.raises(KeyError, match="missing"):
+        async for event in chain_.astream_events("x"):
+            events.append(event)
+    check_event_order(events)
+    assert names(events[-2:]) == [("on_chain_error", "fail"), ("on_chain_error", "RunnableSequence")]
+    assert isinstance(events[-1]["data"]["error"], KeyError)
+
+
+@pytest.mark.parametrize("kind", ["chat_model", "parser", "prompt", "retriever", "tool", "chain"])
+async def test_every_kind_has_an_error_event(kind: str) -> None:
+    """Each step kind publishes on_<kind>_error when it fails on bad input."""
+
+    @tool
+    def needs_int(x: int) -> int:
+        """A tool."""
+        return x
+
+    failing = {
+        "chat_model": (ScriptedChatModel(replies=["x"]), 12345),
+        "parser": (JsonOutputParser(), "not json at all"),
+        "prompt": (ChatPromptTemplate.from_template("{a} {b}"), {"a": 1}),
+        "retriever": (InMemoryRetriever.from_texts(["a"]), 3),
+        "tool": (needs_int, "nope"),
+        "chain": (RunnableLambda(lambda x: 1 / x), 0),
+    }
+    runnable, bad_input = failing[kind]
+    events: list[dict[str, Any]] = []
+    with pytest.raises(Exception) as info:
+        async for event in runnable.astream_events(bad_input):
+            events.append(event)
+    check_event_order(events)
+    assert events[-1]["event"] == f"on_{kind}_error"
+    assert events[-1]["data"]["error"] is info.value
+
+
+async def test_custom_events_from_inside_a_step() -> None:
+    """dispatch_custom_event publishes on_custom_event with the step's run id."""
+
+    async def work(x: int) -> int:
+        await adispatch_custom_event("progress", {"done": 50})
+        return x
+
+    events = await collect(RunnableLambda(work).astream_events(1))
+    custom = [e for e in events if e["event"] == "on_custom_event"]
+    assert custom == [{**custom[0], "name": "progress", "data": {"done": 50}}]
+    assert custom[0]["run_id"] == events[0]["run_id"]
+
+
+async def test_several_subscribers_and_a_drop_subscriber_that_never_reads() -> None:
+    """A never-reading "drop" subscriber loses events but neither blocks the run nor others."""
+    bus = EventBus()
+    model = ScriptedChatModel(replies=[[f" t{i}" for i in range(300)]])
+    chain_ = model | StrOutputParser()
+    async with bus.subscribe(capacity=4, overflow="drop") as stuck, bus.subscribe(capacity=8) as monitor:
+        seen: list[dict[str, Any]] = []
+
+        async def watch() -> None:
+            async for event in monitor:
+                seen.append(event)
+                if event["event"] == "on_chain_end" and not event["parent_ids"]:
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            events = await collect(chain_.astream_events("go", config={"bus": bus}))
+        dropped = stuck.statistics().dropped
+        assert dropped > 0
+        assert stuck.statistics().buffered <= 4 + 3  # terminal events may pass the limit
+        lagged = stuck.receive_available(100)
+        assert lagged[-1]["event"] == "on_events_dropped"
+        assert lagged[-1]["data"]["dropped"] == dropped
+        assert len(lagged) - 1 + dropped == len(events)
+    check_event_order(seen)
+    assert [e["event"] for e in seen] == [e["event"] for e in events]
+
+
+async def test_blocking_subscriber_slows_the_pipeline() -> None:
+    """A full "block" subscriber holds the producing actor until it reads."""
+    bus = EventBus()
+    source: GatedSource[int] = GatedSource(range(50))
+    source.release_all()
+    async with bus.subscribe(capacity=2, overflow="block") as slow:
+        async with (source | StrOutputParser()).astream(None, {"bus": bus}) as chunks:
+            await anyio.wait_all_tasks_blocked()
+            assert source.produced < 10
+            assert slow.statistics().waiting_publishers == 1
+            assert chunks.statistics()[0].sent == 0
+
+
+async def test_no_subscriber_builds_no_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no subscriber (or none matching) a run never builds an event dict."""
+    built = 0
+    original = Step._event
+
+    def counting(self: Step, phase: str, data: dict[str, Any]) -> Any:
+        nonlocal built
+        built += 1
+        return original(self, phase, data)
+
+    monkeypatch.setattr(Step, "_event", counting)
+    chain_ = ScriptedChatModel(replies=[HELLO_TOKENS]) | StrOutputParser()
+    assert await chain_.ainvoke("x") == "".join(HELLO_TOKENS)
+    bus = EventBus()
+    async with bus.subscribe(include_names=["nothing-has-this-name"]) as sub:
+        assert await chain_.ainvoke("x", {"bus": bus}) == "".join(HELLO_TOKENS)
+        assert sub.statistics().delivered == 0
+    assert built == 0
+
+
+async def test_cancelling_an_event_consumer_stops_the_run() -> None:
+    """Breaking out of astream_events cancels the run's actors."""
+    source: GatedSource[int] = GatedSource(range(100))
+    source.release(5)
+    async with (source | RunnablePassthrough()).astream_events(None) as events:
+        async for event in events:
+            if event["event"] == "on_chain_stream":
+                break
+    assert source.finished == 1 and source.cancelled == 1
+
+
+async def test_cancelled_run_reports_error_events_to_a_monitor() -> None:
+    """A monitor sees every step of a cancelled run end with a RunCancelled error."""
+    bus = EventBus()
+    source: GatedSource[int] = GatedSource(range(100))
+    source.release(3)
+    async with bus.subscribe(capacity=100) as monitor:
+        async with (source | RunnablePassthrough()).astream(None, {"bus": bus}) as chunks:
+            async for _ in chunks:
+                break
+        events = monitor.receive_available(1000)
+    check_event_order(events)
+    errors = [e for e in events if e["event"].endswith("_error")]
+    assert len(errors) == 3
+    assert all(isinstance(e["data"]["error"], RunCancelled) for e in errors)
+
+
+async def test_astream_log_patches_and_states() -> None:
+    """astream_log streams JSON-patch ops whose sum is the final state; diff=False gives states."""
+    chain_ = ScriptedChatModel(replies=[HELLO_TOKENS]) | StrOutputParser()
+    patches = [p async for p in chain_.astream_log("x")]
+    assert patches[0].ops[0]["op"] == "replace"
+    total = patches[0]
+    for patch in patches[1:]:
+        total = total + patch
+    state = total.state  # type: ignore[attr-defined]
+    assert state["final_output"] == "".join(HELLO_TOKENS)
+    assert state["streamed_output"] == HELLO_TOKENS
+    assert set(state["logs"]) == {"ScriptedChatModel", "StrOutputParser"}
+    assert state["logs"]["StrOutputParser"]["final_output"] == "".join(HELLO_TOKENS)
+    logs = [log async for log in chain_.astream_log("x", diff=False, include_types=["parser"])]
+    assert logs[-1].state["final_output"] == "".join(HELLO_TOKENS)  # type: ignore[attr-defined]
+    assert set(logs[-1].state["logs"]) == {"StrOutputParser"}  # type: ignore[attr-defined]
+
+
+async def test_unknown_version_is_rejected_at_once() -> None:
+    """astream_events with an unknown version raises before anything runs."""
+    with pytest.raises(ValueError, match="unknown astream_events version 'v3'"):
+        StrOutputParser().astream_events("x", version="v3")
+
+
+async def test_generator_output_end_event_carries_input_and_output() -> None:
+    """A transform's input is unknown at start, so it appears on its end event."""
+
+    async def upper(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for chunk in chunks:
+            yield chunk.upper()
+
+    chain_ = ScriptedChatModel(replies=[["a", "b"]]) | StrOutputParser() | RunnableGenerator(upper)
+    events = await collect(chain_.astream_events("x"))
+    upper_start = next(e for e in events if e["name"] == "upper" and e["event"] == "on_chain_start")
+    upper_end = next(e for e in events if e["name"] == "upper" and e["event"] == "on_chain_end")
+    assert upper_start["data"] == {}
+    assert upper_end["data"] == {"input": "ab", "output": "AB"}
