@@ -23,6 +23,7 @@ from ._compose import RunnableSequence as RunnableSequence
 from ._config import RunConfig as RunConfig
 from ._custom import adispatch_custom_event as adispatch_custom_event
 from ._custom import dispatch_custom_event as dispatch_custom_event
+from ._edge import Accumulation as Accumulation
 from ._edge import Edge as Edge
 from ._edge import EdgeStatistics as EdgeStatistics
 from ._errors import CompositionError as CompositionError
@@ -39,6 +40,7 @@ from ._step import Step as Step
 from ._step import current_step as current_step
 
 __all__ = (
+    "Accumulation",
     "AddableDict",
     "AggregateNode",
     "CompositionError",

@@ -175,7 +175,7 @@ def launch_fused(
     source: Inbox[Any] = inbox
     for node, site in stages:
         step = launch.new_step(node, site, source)
-        step.accumulation = node.output_accumulation
+        step.accumulation = node._accumulation()
         prepared.append((node, step))
         # Only the first stage's input is a real inbox; later ones are set when running.
         source = _PENDING_INBOX

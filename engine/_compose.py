@@ -34,13 +34,7 @@ __all__ = ("RunnableAssign", "RunnableBinding", "RunnableParallel", "RunnableSeq
 
 def output_mode(runnable: Runnable[Any, Any]) -> Accumulation:
     """How ``runnable``'s output chunks add up, looking through bindings and sequences."""
-    while True:
-        if isinstance(runnable, RunnableBinding):
-            runnable = runnable.bound
-        elif isinstance(runnable, RunnableSequence):
-            runnable = runnable.steps[-1]
-        else:
-            return runnable.output_accumulation
+    return runnable._accumulation()
 
 
 def _composite_ends(
@@ -79,6 +73,9 @@ class RunnableSequence(Runnable[In, Out]):
         if not flat:
             raise CompositionError("a sequence needs at least one step")
         return cls(tuple(flat))
+
+    def _accumulation(self) -> Accumulation:
+        return self.steps[-1]._accumulation()
 
     @property
     def first(self) -> Runnable[In, Any]:
@@ -201,6 +198,9 @@ class RunnableParallel(Runnable[In, dict[str, Any]]):
     def get_name(self) -> str:
         return f"RunnableParallel<{','.join(self.branches)}>"
 
+    def _accumulation(self) -> Accumulation:
+        return "add"
+
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[dict[str, Any]], site: Site) -> None:
         step, inbox, outbox = _composite_ends(launch, self, site, inbox, outbox)
         step.accumulation = "add"
@@ -270,6 +270,9 @@ class RunnableBinding(Runnable[In, Out]):
 
     def get_name(self) -> str:
         return self.config.run_name or self.bound.get_name()
+
+    def _accumulation(self) -> Accumulation:
+        return self.bound._accumulation()
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
         config = self.config

@@ -208,7 +208,7 @@ class Launch:
             own_tags=site.own_tags,
             inherited_tags=site.inherited_tags,
             metadata=site.metadata,
-            accumulation=runnable.output_accumulation,
+            accumulation=runnable._accumulation(),
             linked=site.linked,
         )
         if isinstance(inbox, ConstantInbox):

@@ -65,6 +65,10 @@ class Runnable(Generic[In, Out]):
         """Same as :meth:`get_name`."""
         return self.get_name()
 
+    def _accumulation(self) -> Accumulation:
+        """How this runnable's output chunks add up (composites ask their last step)."""
+        return self.output_accumulation
+
     def _start_input(self, value: Any) -> Any:
         """What the start event shows as the input, when the input is known at start."""
         return value
@@ -150,7 +154,7 @@ class Runnable(Generic[In, Out]):
         _, scope, site = self._scope_and_site(config)
         if scope_hook is not None:
             scope_hook(scope)
-        output: Edge[Out] = Edge(scope.capacity, name=f"{self.get_name()} output", accumulation=self.output_accumulation)
+        output: Edge[Out] = Edge(scope.capacity, name=f"{self.get_name()} output", accumulation=self._accumulation())
         edges: list[Edge[Any]] = [output]
 
         async def launch(task_group: anyio.abc.TaskGroup) -> None:
@@ -194,7 +198,7 @@ class Runnable(Generic[In, Out]):
         async with self.astream(input, config) as stream:
             while batch := await stream.next_batch(1024):
                 chunks.extend(batch)
-        return concat_chunks(chunks, self.output_accumulation)  # type: ignore[return-value]
+        return concat_chunks(chunks, self._accumulation())  # type: ignore[return-value]
 
     @overload
     async def abatch(

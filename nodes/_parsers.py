@@ -74,8 +74,7 @@ class JsonOutputParser(TransformNode[Any, Any]):
     kind: ClassVar[str] = "parser"
     diff: bool = False
 
-    @property
-    def output_accumulation(self) -> Any:  # type: ignore[override]
+    def _accumulation(self) -> Any:
         # Snapshots: the last one is the value. Patches: they add up (lists concatenate).
         return "add" if self.diff else "last"
 

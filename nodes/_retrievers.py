@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import anyio.to_thread
 import attrs
 
-from engine import AggregateNode, Step
+from engine import Accumulation, AggregateNode, Step
 
 __all__ = ("BaseRetriever", "Document", "InMemoryRetriever", "bm25_scores", "tokenize")
 
@@ -42,7 +42,7 @@ class BaseRetriever(AggregateNode[str, list[Document]]):
     """
 
     kind: ClassVar[str] = "retriever"
-    output_accumulation: ClassVar[Any] = "last"
+    output_accumulation: ClassVar[Accumulation] = "last"
 
     def _retrieve(self, query: str) -> Any:
         raise NotImplementedError

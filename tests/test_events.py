@@ -304,12 +304,14 @@ async def test_blocking_subscriber_slows_the_pipeline() -> None:
     bus = EventBus()
     source: GatedSource[int] = GatedSource(range(50))
     source.release_all()
-    async with bus.subscribe(capacity=2, overflow="block") as slow:
-        async with (source | StrOutputParser()).astream(None, {"bus": bus}) as chunks:
-            await anyio.wait_all_tasks_blocked()
-            assert source.produced < 10
-            assert slow.statistics().waiting_publishers == 1
-            assert chunks.statistics()[0].sent == 0
+    async with (
+        bus.subscribe(capacity=2, overflow="block") as slow,
+        (source | StrOutputParser()).astream(None, {"bus": bus}) as chunks,
+    ):
+        await anyio.wait_all_tasks_blocked()
+        assert source.produced < 10
+        assert slow.statistics().waiting_publishers == 1
+        assert chunks.statistics()[0].sent == 0
 
 
 async def test_no_subscriber_builds_no_event(monkeypatch: pytest.MonkeyPatch) -> None:
