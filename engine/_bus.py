@@ -170,7 +170,7 @@ class Subscription:
         edge = self._edge
         if self._dropped_pending and len(edge._buffer) < edge._capacity:
             self._flush_lag()
-        if edge.put_nowait(event):
+        if edge.put_nowait(event):  # the fast path: room in the buffer, nobody queued
             return
         if self.overflow == "drop":
             self._dropped_total += 1
@@ -217,10 +217,11 @@ class Subscription:
         Raises:
             anyio.EndOfStream: The subscription ended and every event was read.
         """
-        marker = self._lag_marker()
-        if marker is not None:
-            await anyio.lowlevel.checkpoint()
-            return marker
+        if self._dropped_pending:
+            marker = self._lag_marker()
+            if marker is not None:
+                await anyio.lowlevel.checkpoint()
+                return marker
         return await self._edge.receive()
 
     def receive_available(self, limit: int) -> list[Event]:

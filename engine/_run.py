@@ -108,18 +108,8 @@ class _Run(Generic[T]):
         """Ask the host to stop (safe from ``__del__`` and from any task of the loop)."""
         self.cancel_requested = True
         scope = self.cancel_scope
-        if scope is not None:
+        if scope is not None and not (self.done is not None and self.done.is_set()):
             scope.cancel()
-
-    async def next_item(self) -> T:
-        try:
-            return await self.source.receive()
-        except anyio.EndOfStream:
-            pass
-        assert self.done is not None
-        await self.done.wait()
-        self.raise_error()
-        raise StopAsyncIteration
 
     async def next_batch(self, limit: int) -> list[T]:
         """At least one item (or ``[]`` at the end), plus whatever else is ready."""
@@ -210,13 +200,17 @@ class RunStream(Generic[T]):
         if self._mode is None:
             self._start_detached()
         try:
-            return await run.next_item()
-        except StopAsyncIteration:
-            raise
+            return await run.source.receive()
+        except anyio.EndOfStream:
+            pass
         except BaseException:
             # The consumer was cancelled or the run failed: either way the run stops now.
             run.cancel()
             raise
+        assert run.done is not None
+        await run.done.wait()
+        run.raise_error()
+        raise StopAsyncIteration
 
     async def next_batch(self, limit: int = 256) -> list[T]:
         """The next chunks that are ready (at least one; ``[]`` at the end)."""
@@ -260,7 +254,11 @@ class RunStream(Generic[T]):
 
     def __del__(self) -> None:
         if self._mode == "detached":
-            self._run.cancel()
+            try:
+                self._run.cancel()
+            except RuntimeError:
+                # Collected after its event loop closed: the run ended with the loop.
+                pass
 
     def statistics(self) -> list[EdgeStatistics]:
         """A snapshot of every edge of the run (its output edge first)."""

@@ -91,7 +91,7 @@ class Step:
     _finished: bool = False
     _inputs: list[Any] | None = None
     _outputs: list[Any] | None = None
-    _base: dict[str, Any] | None = None
+    _base: dict[str, dict[str, Any]] | None = None
     linked: bool = True
     on_finish: Callable[[Step], None] | None = None
 
@@ -159,17 +159,26 @@ class Step:
 
     # -- events -----------------------------------------------------------------------
 
-    def _event(self, phase: str, data: dict[str, Any]) -> Event:
-        base = self._base
-        if base is None:
-            base = self._base = {
+    def _template(self, phase: str) -> dict[str, Any]:
+        templates = self._base
+        if templates is None:
+            templates = self._base = {}
+        template = templates.get(phase)
+        if template is None:
+            template = templates[phase] = {
+                "event": f"on_{self.kind}_{phase}",
                 "name": self.name,
                 "run_id": self.run_id,
                 "parent_ids": list(self.parent_ids) if self.scope.version == "v2" else [],
                 "tags": list(self.tags),
                 "metadata": dict(self.metadata),
             }
-        return {"event": f"on_{self.kind}_{phase}", **base, "data": data}
+        return template
+
+    def _event(self, phase: str, data: dict[str, Any]) -> Event:
+        event = self._template(phase).copy()
+        event["data"] = data
+        return event
 
     async def emit_start(self, start_input: Any = None, *, has_input: bool = False) -> None:
         """Publish the start event (with the input when it is known at start)."""
