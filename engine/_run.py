@@ -21,6 +21,7 @@ Two owners for the host, one host:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -254,11 +255,9 @@ class RunStream(Generic[T]):
 
     def __del__(self) -> None:
         if self._mode == "detached":
-            try:
+            # Collected after its event loop closed: the run ended with the loop.
+            with contextlib.suppress(RuntimeError):
                 self._run.cancel()
-            except RuntimeError:
-                # Collected after its event loop closed: the run ended with the loop.
-                pass
 
     def statistics(self) -> list[EdgeStatistics]:
         """A snapshot of every edge of the run (its output edge first)."""
