@@ -15,7 +15,7 @@ is nested under the calling step). Async functions run in the step's actor task.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextvars import copy_context
 from typing import Any, TypeVar, cast
 
@@ -57,7 +57,7 @@ class RunnableLambda(AggregateNode[In, Out]):
     output is the step's output (nested under this step).
     """
 
-    func: Callable[[In], Any]
+    func: Callable[[In], Out | Awaitable[Out]]
     func_name: str | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -73,8 +73,9 @@ class RunnableLambda(AggregateNode[In, Out]):
 
     async def _compute(self, value: In, step: Step) -> AsyncIterator[Out]:
         func = self.func
+        result: Any
         if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
-            result = await func(value)
+            result = await func(value)  # type: ignore[misc]
         else:
             result = await _in_thread(func, value)
         if isinstance(result, Runnable):
