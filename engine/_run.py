@@ -171,7 +171,7 @@ class RunStream(Generic[T]):
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        task_group.start_soon(run.host)
+        task_group.start_soon(run.host, name="rillet run host")
         return self
 
     async def __aexit__(
@@ -235,7 +235,9 @@ class RunStream(Generic[T]):
 
             trio.lowlevel.spawn_system_task(run.host_detached, name="rillet run host", context=context)
         elif library == "asyncio":
-            task = asyncio.get_running_loop().create_task(run.host_detached(), context=context)
+            task = asyncio.get_running_loop().create_task(
+                run.host_detached(), name="rillet run host", context=context
+            )
             _ASYNCIO_HOSTS.add(task)
             task.add_done_callback(_ASYNCIO_HOSTS.discard)
         else:  # pragma: no cover - anyio knows only these two

@@ -365,3 +365,56 @@ def test_early_exit_from_sync_stream_cancels_the_run() -> None:
     assert next(stream) == 0
     stream.close()
     assert source.finished == 1
+
+
+async def test_atransform_streams_an_input_stream() -> None:
+    """atransform feeds an async input stream through the chain chunk by chunk."""
+
+    async def inputs() -> AsyncIterator[str]:
+        for text in ["a", "b", "c"]:
+            yield text
+
+    assert [c async for c in (RunnablePassthrough() | _upper).atransform(inputs())] == ["A", "B", "C"]
+    assert list((RunnablePassthrough() | _upper).transform(iter(["x", "y"]))) == ["X", "Y"]
+
+
+def test_sync_api_from_a_plain_thread_while_a_loop_runs_elsewhere() -> None:
+    """A thread that is not the loop's calls invoke while another thread runs a loop."""
+    results: list[str] = []
+    chain = RunnablePassthrough() | _upper
+
+    async def loop_main() -> None:
+        thread = threading.Thread(target=lambda: results.append(chain.invoke("t")))
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join)
+
+    anyio.run(loop_main)
+    assert results == ["T"]
+
+
+async def test_probe_records_how_far_upstream_runs_ahead() -> None:
+    """A probe behind a fast source sees at most its inbox's capacity buffered ahead."""
+    from engine.testing import assert_run_cleaned_up
+
+    probe: Probe[int] = Probe()
+    chain = CountingSource(200) | probe
+    assert await chain.ainvoke(None, {"capacity": 8}) == sum(range(200))  # int chunks add up
+    assert len(probe.records) == 200
+    assert 0 < probe.max_ahead <= 8
+    assert all(r.left >= r.entered for r in probe.records)
+    await assert_run_cleaned_up()
+
+
+async def test_cleanup_guard_sees_a_clean_run_and_a_leftover() -> None:
+    """cleanup_guard passes after a finished run and flags a run still hosted."""
+    from engine.testing import RunLeftovers, cleanup_guard
+
+    async with cleanup_guard():
+        await (RunnablePassthrough() | _upper).ainvoke("x")
+    source: GatedSource[int] = GatedSource(range(3))
+    stream = (source | Probe()).astream(None)
+    with pytest.raises(RunLeftovers, match="rillet"):
+        async with cleanup_guard():
+            source.release(1)
+            await stream.__anext__()
+    await stream.aclose()

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
+import attrs
 
 from .._actors import TransformNode
 from .._edge import EdgeStatistics
@@ -14,7 +15,7 @@ from .._step import Step
 
 T = TypeVar("T")
 
-__all__ = ("CountingSource", "GatedSource", "Probe", "RecordingSink")
+__all__ = ("CountingSource", "GatedSource", "Probe", "ProbeRecord", "RecordingSink")
 
 
 class _Lifecycle:
@@ -112,24 +113,53 @@ class CountingSource(TransformNode[Any, int], _Lifecycle):
             self._exit(error)
 
 
+@attrs.frozen
+class ProbeRecord(Generic[T]):
+    """What a probe saw of one chunk.
+
+    Attributes:
+        chunk: The chunk.
+        entered: When the probe received it (``anyio.current_time()``, so mock-clock time
+            under trio's ``MockClock``).
+        left: When the next step accepted it.
+        ahead: How many chunks upstream had already produced past this one and buffered
+            in the probe's inbox when it arrived (``None`` when the inbox is no edge).
+    """
+
+    chunk: T
+    entered: float
+    left: float
+    ahead: int | None
+
+
 class Probe(TransformNode[T, T], _Lifecycle, Generic[T]):
-    """A pass-through step that records what it saw and whether its cleanup ran."""
+    """A pass-through step that records what it saw, when, and whether its cleanup ran."""
 
     def __init__(self, name: str = "Probe") -> None:
         _Lifecycle.__init__(self)
         self._name = name
         self.seen: list[T] = []
+        self.records: list[ProbeRecord[T]] = []
 
     def get_name(self) -> str:
         return self._name
 
+    @property
+    def max_ahead(self) -> int:
+        """The furthest upstream ever ran ahead of this probe."""
+        return max((r.ahead or 0 for r in self.records), default=0)
+
     async def _transform(self, chunks: AsyncIterator[T], step: Step) -> AsyncIterator[T]:
         self._enter()
         error: BaseException | None = None
+        statistics = getattr(chunks, "statistics", None)
         try:
             async for chunk in chunks:
+                entered = anyio.current_time()
+                ahead = statistics().buffered if statistics is not None else None
                 self.seen.append(chunk)
                 yield chunk
+                self.records.append(ProbeRecord(chunk, entered, anyio.current_time(), ahead))
         except BaseException as exc:
             error = exc
             raise
