@@ -398,3 +398,37 @@ async def test_generator_output_end_event_carries_input_and_output() -> None:
     upper_end = next(e for e in events if e["name"] == "upper" and e["event"] == "on_chain_end")
     assert upper_start["data"] == {}
     assert upper_end["data"] == {"input": "ab", "output": "AB"}
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream", "astream", "batch", "abatch"])
+async def test_every_call_form_nests_under_the_caller(call: str) -> None:
+    """Runnables called inside a generator step, by any API, are nested under it."""
+    inner = RunnableLambda(lambda x: x * 2, func_name="inner")
+
+    async def outer(chunks: AsyncIterator[int]) -> AsyncIterator[Any]:
+        async for x in chunks:
+            if call == "ainvoke":
+                yield await inner.ainvoke(x)
+            elif call == "astream":
+                async for y in inner.astream(x):
+                    yield y
+            elif call == "abatch":
+                yield await inner.abatch([x, x])
+            else:
+                # The synchronous forms, from a worker thread, join the caller's run.
+                def sync_call(value: int) -> Any:
+                    if call == "invoke":
+                        return inner.invoke(value)
+                    if call == "stream":
+                        return list(inner.stream(value))
+                    return inner.batch([value, value])
+
+                yield await anyio.to_thread.run_sync(sync_call, x)
+
+    runnable = RunnableGenerator(outer).with_config(tags=["outer"])
+    events = await collect(runnable.astream_events(3))
+    root = events[0]["run_id"]
+    inner_starts = [e for e in events if e["name"] == "inner" and e["event"] == "on_chain_start"]
+    assert inner_starts
+    assert all(e["parent_ids"] == [root] for e in inner_starts)
+    assert all("outer" in e["tags"] for e in inner_starts)
