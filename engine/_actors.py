@@ -22,7 +22,7 @@ from ._chunks import concat_chunks
 from ._edge import ConstantInbox
 from ._launch import Inbox, Launch, Outbox, RecordingInbox, Site
 from ._runnable import Runnable
-from ._step import RunCancelled, Step
+from ._step import _CURRENT_STEP, RunCancelled, Step
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -128,6 +128,8 @@ class _StageInbox:
 
     async def __anext__(self) -> Any:
         step = self._step
+        # The stage's own code runs as its step, so runs it starts nest under it.
+        token = _CURRENT_STEP.set(step)
         try:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
@@ -136,6 +138,8 @@ class _StageInbox:
         except BaseException as exc:
             self._finish(exc)
             raise
+        finally:
+            _CURRENT_STEP.reset(token)
         if step.subscribers:
             await step.emit_stream(chunk)
         return chunk

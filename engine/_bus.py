@@ -59,7 +59,7 @@ class EventFilter:
     exclude_names: frozenset[str] | None = None
     exclude_types: frozenset[str] | None = None
     exclude_tags: frozenset[str] | None = None
-    root_run_id: str | None = None
+    within_run_id: str | None = None
 
     @classmethod
     def build(
@@ -71,7 +71,7 @@ class EventFilter:
         exclude_names: Iterable[str] | None = None,
         exclude_types: Iterable[str] | None = None,
         exclude_tags: Iterable[str] | None = None,
-        root_run_id: str | None = None,
+        within_run_id: str | None = None,
     ) -> EventFilter:
         """Validate and build a filter from lists of names, types and tags."""
         built = cls(
@@ -81,7 +81,7 @@ class EventFilter:
             exclude_names=_names(exclude_names, "exclude_names"),
             exclude_types=_names(exclude_types, "exclude_types"),
             exclude_tags=_names(exclude_tags, "exclude_tags"),
-            root_run_id=root_run_id,
+            within_run_id=within_run_id,
         )
         for types in (built.include_types, built.exclude_types):
             for kind in types or ():
@@ -89,9 +89,12 @@ class EventFilter:
                     raise ValueError(f"unknown step type {kind!r}; the types are {', '.join(_KINDS)}")
         return built
 
-    def matches(self, name: str, kind: str, tags: tuple[str, ...], root_run_id: str) -> bool:
-        """Whether a step with this name, kind and tags is seen by this filter."""
-        if self.root_run_id is not None and root_run_id != self.root_run_id:
+    def matches(
+        self, name: str, kind: str, tags: tuple[str, ...], run_id: str = "", parent_ids: tuple[str, ...] = ()
+    ) -> bool:
+        """Whether a step with this name, kind, tags (and place) is seen by this filter."""
+        within = self.within_run_id
+        if within is not None and run_id != within and within not in parent_ids:
             return False
         includes = (self.include_names, self.include_types, self.include_tags)
         if any(f is not None for f in includes):
@@ -316,7 +319,7 @@ class EventBus:
         exclude_tags: Iterable[str] | None = None,
         capacity: int = 64,
         overflow: Overflow = "block",
-        _root_run_id: str | None = None,
+        _within_run_id: str | None = None,
     ) -> Subscription:
         """Add a subscriber and return its :class:`Subscription`.
 
@@ -348,7 +351,7 @@ class EventBus:
             exclude_names=exclude_names,
             exclude_types=exclude_types,
             exclude_tags=exclude_tags,
-            root_run_id=_root_run_id,
+            within_run_id=_within_run_id,
         )
         subscription = Subscription(self, event_filter, capacity, overflow)
         self._subscriptions.append(subscription)
@@ -366,7 +369,7 @@ class EventBus:
         return tuple(
             s
             for s in subscriptions
-            if s.filter.matches(step.name, step.kind, step.tags, step.root_run_id)
+            if s.filter.matches(step.name, step.kind, step.tags, step.run_id, step.parent_ids)
         )
 
     @property

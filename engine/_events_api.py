@@ -16,7 +16,7 @@ import anyio.abc
 from ._bus import Event, EventBus, EventFilter
 from ._edge import ConstantInbox, Edge
 from ._run import RunStream
-from ._step import RunScope, Step
+from ._step import RunScope, Step, new_run_id
 
 if TYPE_CHECKING:
     from ._runnable import Config, Runnable
@@ -40,6 +40,7 @@ def open_event_stream(
         raise ValueError(f"unknown astream_events version {version!r}; use 'v1' or 'v2'")
     EventFilter.build(**filters)  # type: ignore[arg-type]  # validate now, before anything runs
     holder: dict[str, Any] = {}
+    run_id = new_run_id()
 
     def adopt_scope(scope: RunScope) -> None:
         bus = scope.bus
@@ -47,7 +48,7 @@ def open_event_stream(
             bus = scope.bus = EventBus()
         scope.version = version
         holder["subscription"] = bus.subscribe(
-            capacity=capacity, overflow="block", _root_run_id=scope.root_run_id, **filters
+            capacity=capacity, overflow="block", _within_run_id=run_id, **filters
         )
 
     _, output, launch, edges = runnable._open(
@@ -55,6 +56,7 @@ def open_event_stream(
         config,
         on_root=lambda root: _end_with(root, holder),
         scope_hook=adopt_scope,
+        run_id=run_id,
     )
     subscription = holder["subscription"]
 

@@ -155,6 +155,7 @@ class Site:
     run_name: str | None = None
     linked: bool = True
     capacity: int | None = None
+    run_id: str | None = None
 
     def child(self, parent: Step, local_tag: str | None = None) -> Site:
         """The site of a child of ``parent`` (a step of a sequence, a branch)."""
@@ -210,6 +211,7 @@ class Launch:
             metadata=site.metadata,
             accumulation=runnable._accumulation(),
             linked=site.linked,
+            run_id=site.run_id,
         )
         if isinstance(inbox, ConstantInbox):
             step.input_known = True

@@ -18,8 +18,6 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from ._bus import Event, EventFilter
 from ._chunks import add_chunks
 from ._run import RunStream
@@ -170,7 +168,7 @@ class RunLogStream:
                 return [{"op": "replace", "path": "/final_output", "value": data.get("output")}]
             return []
         kind = event["event"][3 : -len(phase) - 1]
-        if not self._filter.matches(event["name"], kind, tuple(event["tags"]), self._filter.root_run_id or ""):
+        if not self._filter.matches(event["name"], kind, tuple(event["tags"])):
             return []
         run_id = event["run_id"]
         if phase == "start":
@@ -214,4 +212,4 @@ def stream_log(
     """The run's state as patches; see :class:`RunLogStream`."""
     log_filter = EventFilter.build(**filters)  # type: ignore[arg-type]
     events = runnable.astream_events(input, config)
-    return RunLogStream(events, diff, attrs.evolve(log_filter, root_run_id=None))
+    return RunLogStream(events, diff, log_filter)

@@ -182,10 +182,18 @@ class RunStream(Generic[T]):
         run = self._run
         if run.done is not None and not run.done.is_set():
             run.cancel()
+        error: BaseException | None = None
         try:
             suppress = await task_group.__aexit__(exc_type, exc, tb)
         except BaseException as raised:
-            raise collapse_errors(raised) from None
+            error = collapse_errors(raised)
+            if error is raised:
+                raise
+        if error is not None:
+            if run.error is not None and not run.error_delivered and run.error is not error:
+                error.add_note(f"the run failed too: {run.error!r}")
+            # Raised outside the except block so that the error keeps its own chain.
+            raise error
         if exc is None:
             # The body finished without raising: a failure it did not read is still owed.
             run.raise_error()

@@ -114,7 +114,7 @@ class Runnable(Generic[In, Out]):
 
     # -- running ----------------------------------------------------------------------
 
-    def _scope_and_site(self, config: Config) -> tuple[RunConfig, RunScope, Site]:
+    def _scope_and_site(self, config: Config, run_id: str | None = None) -> tuple[RunConfig, RunScope, Site]:
         cfg = RunConfig.coerce(config)
         parent = current_step()
         if parent is not None:
@@ -133,6 +133,7 @@ class Runnable(Generic[In, Out]):
                 metadata={**parent.metadata, **cfg.metadata},
                 run_name=cfg.run_name,
                 linked=False,
+                run_id=run_id,
             )
         else:
             scope = RunScope(
@@ -140,7 +141,7 @@ class Runnable(Generic[In, Out]):
                 bus=cfg.bus,
                 capacity=cfg.capacity if cfg.capacity is not None else DEFAULT_CAPACITY,
             )
-            site = Site(scope=scope, own_tags=cfg.tags, metadata=cfg.metadata, run_name=cfg.run_name)
+            site = Site(scope=scope, own_tags=cfg.tags, metadata=cfg.metadata, run_name=cfg.run_name, run_id=run_id)
         return cfg, scope, site
 
     def _open(
@@ -150,8 +151,9 @@ class Runnable(Generic[In, Out]):
         *,
         on_root: Callable[[Step], None] | None = None,
         scope_hook: Callable[[RunScope], None] | None = None,
+        run_id: str | None = None,
     ) -> tuple[RunScope, Edge[Out], Callable[[anyio.abc.TaskGroup], Any], list[Edge[Any]]]:
-        _, scope, site = self._scope_and_site(config)
+        _, scope, site = self._scope_and_site(config, run_id)
         if scope_hook is not None:
             scope_hook(scope)
         output: Edge[Out] = Edge(scope.capacity, name=f"{self.get_name()} output", accumulation=self._accumulation())
@@ -294,12 +296,17 @@ class Runnable(Generic[In, Out]):
         workers = len(inputs)
         if limiter is not None:
             workers = min(workers, int(limiter.total_tokens))
+        failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as task_group:
                 for number in range(workers):
                     task_group.start_soon(worker, holds_slot and number == 0)
         except BaseExceptionGroup as group:
-            raise collapse_errors(group) from None
+            failure = collapse_errors(group)
+            if failure is group:
+                raise
+        if failure is not None:
+            raise failure  # outside the except block: the error keeps its own chain
         return results
 
     def astream_events(

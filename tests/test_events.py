@@ -432,3 +432,36 @@ async def test_every_call_form_nests_under_the_caller(call: str) -> None:
     assert inner_starts
     assert all(e["parent_ids"] == [root] for e in inner_starts)
     assert all("outer" in e["tags"] for e in inner_starts)
+
+
+async def test_nested_astream_events_sees_only_its_own_run() -> None:
+    """astream_events called inside a step reports that nested run only."""
+    inner = RunnableLambda(lambda x: x + 1, func_name="inner")
+    seen: list[list[str]] = []
+
+    async def outer(x: int) -> int:
+        events = [e async for e in inner.astream_events(x)]
+        seen.append([e["name"] for e in events])
+        return x
+
+    async for _ in RunnableLambda(outer).astream_events(1):
+        pass
+    assert seen == [["inner", "inner", "inner"]]
+
+
+async def test_nested_call_in_a_fused_first_stage_nests_under_that_stage() -> None:
+    """In an observed sequence, a runnable called by the first stage is its child."""
+    inner = RunnableLambda(lambda x: x, func_name="inner")
+
+    async def first(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for chunk in chunks:
+            yield await inner.ainvoke(chunk)
+
+    async def second(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for chunk in chunks:
+            yield chunk
+
+    events = await collect((RunnableGenerator(first) | second).astream_events("a"))
+    first_id = next(e["run_id"] for e in events if e["name"] == "first")
+    inner_start = next(e for e in events if e["name"] == "inner")
+    assert inner_start["parent_ids"][-1] == first_id

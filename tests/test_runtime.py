@@ -418,3 +418,22 @@ async def test_cleanup_guard_sees_a_clean_run_and_a_leftover() -> None:
             source.release(1)
             await stream.__anext__()
     await stream.aclose()
+
+
+async def test_a_steps_error_keeps_its_own_cause() -> None:
+    """The caller gets the step's exception with its __cause__ intact."""
+
+    def fail(value: Any) -> Any:
+        try:
+            raise KeyError("inner")
+        except KeyError as exc:
+            raise Boom("outer") from exc
+
+    with pytest.raises(Boom) as info:
+        async with (RunnablePassthrough() | fail).astream(1) as chunks:
+            async for _ in chunks:
+                pass
+    assert isinstance(info.value.__cause__, KeyError)
+    with pytest.raises(Boom) as info:
+        await RunnableLambda(fail).abatch([1])
+    assert isinstance(info.value.__cause__, KeyError)
