@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import anyio.abc
-
 from ._bus import Event, EventBus, EventFilter
-from ._edge import ConstantInbox, Edge
+from ._edge import ConstantInbox
 from ._run import RunStream
 from ._step import RunScope, Step, new_run_id
 
@@ -51,20 +49,16 @@ def open_event_stream(
             capacity=capacity, overflow="block", _within_run_id=run_id, **filters
         )
 
-    _, output, launch, edges = runnable._open(
+    _, _, launch, edges = runnable._open(
         lambda _run, _parent: ConstantInbox(input),
         config,
         on_root=lambda root: _end_with(root, holder),
         scope_hook=adopt_scope,
         run_id=run_id,
+        discard_output=True,
     )
     subscription = holder["subscription"]
-
-    async def launch_and_drain(task_group: anyio.abc.TaskGroup) -> None:
-        await launch(task_group)
-        task_group.start_soon(_drain, output)
-
-    return RunStream(launch_and_drain, subscription, subscription.end, edges)
+    return RunStream(launch, subscription, subscription.end, edges[1:])
 
 
 def _end_with(root: Step, holder: dict[str, Any]) -> None:
@@ -77,8 +71,3 @@ def _end_with(root: Step, holder: dict[str, Any]) -> None:
 
     root.on_finish = finish
 
-
-async def _drain(output: Edge[Any]) -> None:
-    """Read the run's output nobody else reads (its end event carries it)."""
-    async for _ in output:
-        pass

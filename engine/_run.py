@@ -254,7 +254,7 @@ class RunStream(Generic[T]):
     async def aclose(self) -> None:
         """Stop the run (if it is still going) and wait until its tasks have finished."""
         run = self._run
-        if self._mode == "detached":
+        if self._mode in ("detached", "structured"):
             run.cancel()
             assert run.done is not None
             with anyio.CancelScope(shield=True):

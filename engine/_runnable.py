@@ -152,18 +152,20 @@ class Runnable(Generic[In, Out]):
         on_root: Callable[[Step], None] | None = None,
         scope_hook: Callable[[RunScope], None] | None = None,
         run_id: str | None = None,
+        discard_output: bool = False,
     ) -> tuple[RunScope, Edge[Out], Callable[[anyio.abc.TaskGroup], Any], list[Edge[Any]]]:
         _, scope, site = self._scope_and_site(config, run_id)
         if scope_hook is not None:
             scope_hook(scope)
         output: Edge[Out] = Edge(scope.capacity, name=f"{self.get_name()} output", accumulation=self._accumulation())
         edges: list[Edge[Any]] = [output]
+        outbox: Outbox[Out] = DiscardOutbox(output.accumulation) if discard_output else output
 
         async def launch(task_group: anyio.abc.TaskGroup) -> None:
             run = Launch(scope)
             run.edges = edges
             inbox = make_inbox(run, site.parent)
-            self._launch(run, inbox, output, site)
+            self._launch(run, inbox, outbox, site)
             if on_root is not None:
                 root = run.root_step
                 if root is not None:
@@ -427,6 +429,24 @@ class Runnable(Generic[In, Out]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class DiscardOutbox:
+    """An outbox nobody reads: for ``astream_events``, whose end events carry the output."""
+
+    __slots__ = ("accumulation",)
+
+    def __init__(self, accumulation: Accumulation) -> None:
+        self.accumulation = accumulation
+
+    async def send(self, item: Any, /) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def add_sender(self) -> None:
+        pass
 
 
 def _per_input_configs(config: Config | Sequence[Config], count: int) -> list[RunConfig]:
