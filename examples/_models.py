@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from nodes import BaseChatModel, ScriptedChatModel
+from nodes import BaseChatModel, ChatAnthropic, ScriptedChatModel
 
 
-def pick_model(replies: Sequence[str | Sequence[str]], *, delay: float = 0.0) -> BaseChatModel:
-    """``ChatAnthropic`` with a real key, otherwise ``ScriptedChatModel(replies)``."""
+def pick_model(
+    replies: Sequence[str | Sequence[str]], *, delay: float = 0.0, name: str | None = None
+) -> BaseChatModel:
+    """``ChatAnthropic`` with a real key, otherwise ``ScriptedChatModel(replies)``.
+
+    ``name`` is the name the scripted model's events carry (the guide's examples pass
+    ``"ChatAnthropic"`` so their events read as in the guide); Claude keeps its own.
+    """
     if os.environ.get("ANTHROPIC_API_KEY"):
-        try:
-            from nodes import ChatAnthropic  # type: ignore[attr-defined]
-        except ImportError:  # pragma: no cover - ChatAnthropic ships with nodes
-            pass
-        else:
-            return ChatAnthropic(model=os.environ.get("RILLET_MODEL", "claude-3-5-haiku-latest"))  # type: ignore[no-any-return]
-    return ScriptedChatModel(replies=replies, delay=delay)
+        return ChatAnthropic(model=os.environ.get("RILLET_MODEL", "claude-haiku-4-5"))
+    if name is None:
+        return ScriptedChatModel(replies=replies, delay=delay)
+    return ScriptedChatModel(replies=replies, delay=delay, name=name)

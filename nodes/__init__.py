@@ -8,6 +8,9 @@ is a runnable of the ``engine`` package; the names follow the streaming guide's,
 its code ports with only the imports changed.
 """
 
+from ._anthropic import ChatAnthropic as ChatAnthropic
+from ._anthropic import MissingCredentialsError as MissingCredentialsError
+from ._anthropic import ModelStreamError as ModelStreamError
 from ._chat_model import BaseChatModel as BaseChatModel
 from ._chat_model import ScriptedChatModel as ScriptedChatModel
 from ._chat_model import split_tokens as split_tokens
@@ -49,6 +52,7 @@ __all__ = (
     "BaseChatModel",
     "BaseMessage",
     "BaseRetriever",
+    "ChatAnthropic",
     "ChatPromptTemplate",
     "ChatPromptValue",
     "CommaSeparatedListOutputParser",
@@ -59,6 +63,8 @@ __all__ = (
     "InvalidToolCall",
     "JsonOutputParser",
     "MessagesPlaceholder",
+    "MissingCredentialsError",
+    "ModelStreamError",
     "OutputParserException",
     "PromptTemplate",
     "PromptValue",

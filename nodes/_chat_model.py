@@ -9,7 +9,8 @@ node implements only ``_stream``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from typing import Any, ClassVar
 
 import anyio
@@ -45,21 +46,19 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
     async def _compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
         messages = self._messages(value)
         step.set_input({"messages": [messages]})
-        async for chunk in self._stream(messages):
-            yield chunk
+        # Closed here, in this task, when the run stops early: a model's HTTP stream must
+        # not wait for the garbage collector.
+        async with aclosing(self._stream(messages)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
-    def _stream(self, messages: list[BaseMessage]) -> AsyncIterator[AIMessageChunk]:
-        """Yield the reply to ``messages`` chunk by chunk (override in subclasses)."""
+    def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+        """Yield the reply to ``messages`` chunk by chunk (override with an async generator)."""
         raise NotImplementedError
 
     async def ainvoke(self, input: Any, config: Any = None) -> AIMessage:  # type: ignore[override]
         """Run the model and return the whole reply as an ``AIMessage``."""
         chunk = await super().ainvoke(input, config)
-        return chunk.to_message()
-
-    def invoke(self, input: Any, config: Any = None) -> AIMessage:  # type: ignore[override]
-        """The synchronous form of :meth:`ainvoke`."""
-        chunk: AIMessageChunk = super().invoke(input, config)
         return chunk.to_message()
 
 
@@ -121,7 +120,7 @@ class ScriptedChatModel(BaseChatModel):
         self._calls += 1
         return split_tokens(reply) if isinstance(reply, str) else list(reply)
 
-    async def _stream(self, messages: list[BaseMessage]) -> AsyncIterator[AIMessageChunk]:
+    async def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         self.received.append(messages)
         for token in self._next_tokens():
             if self.delay:

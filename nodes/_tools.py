@@ -13,6 +13,7 @@ import inspect
 import types
 import typing
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from contextvars import copy_context
 from typing import Any, ClassVar, overload
 
@@ -171,8 +172,9 @@ class Tool(AggregateNode[Any, Any]):
         arguments = self._arguments(value)
         func = self.func
         if inspect.isasyncgenfunction(func):
-            async for chunk in func(**arguments):
-                yield chunk
+            async with aclosing(func(**arguments)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         elif inspect.iscoroutinefunction(func):
             yield await func(**arguments)
         elif inspect.isgeneratorfunction(func):

@@ -113,6 +113,11 @@ async def test_scripted_model_streams_tokens_and_cycles_replies() -> None:
     assert model.calls == 3
 
 
+def test_chat_model_sync_invoke_returns_the_whole_message() -> None:
+    """invoke on a chat model returns one AIMessage, like ainvoke."""
+    assert ScriptedChatModel(replies=["a b"]).invoke("x") == AIMessage(content="a b")
+
+
 async def test_scripted_model_rejects_bad_input_clearly() -> None:
     """A non-message input raises TypeError naming the model."""
     with pytest.raises(TypeError, match="ScriptedChatModel"):

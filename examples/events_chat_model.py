@@ -1,0 +1,40 @@
+"""The guide's "Using stream events / Chat model" section: a model's lifecycle events.
+
+Collects ``model.astream_events("hello", version="v1")`` and prints the first three
+events (the start, then one stream event per token) and the last two (the last token,
+then the end with the whole reply). rillet's events also carry ``parent_ids``; its start
+event shows the input as the messages the model received (as the guide's chain example
+does), and its end event carries that input beside the output.
+
+Run: python examples/events_chat_model.py   (offline; Claude when ANTHROPIC_API_KEY is set)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _display import show_events
+from _guide_data import GUIDE_MODEL_NAME, HELLO_SHORT_TOKENS
+from _models import pick_model
+
+
+async def main() -> None:
+    model = pick_model([HELLO_SHORT_TOKENS], name=GUIDE_MODEL_NAME)
+
+    events: list[dict[str, Any]] = []
+    async for event in model.astream_events("hello", version="v1"):
+        events.append(event)
+
+    show_events(events[:3])
+    print()
+    show_events(events[-2:])
+
+
+if __name__ == "__main__":
+    anyio.run(main, backend="trio")

@@ -1,0 +1,673 @@
+"""``ChatAnthropic``: a chat-model node on Anthropic's Messages API (``anthropic.AsyncAnthropic``).
+
+How a call goes:
+
+* The input messages become a Messages API request (:func:`to_anthropic_messages`): system
+  messages become the ``system`` field, tool results become ``tool_result`` blocks, and
+  consecutive messages of one role are merged, as the API requires.
+* The request goes out through the SDK (``messages.create(stream=True)``), so authentication,
+  retries of 408/409/429/5xx/connection failures and the SDK's exception types all apply
+  before the first byte of the stream arrives.
+* The body is read as raw server-sent events (``AsyncStream.raw_events``) and each event
+  becomes at most one ``AIMessageChunk`` the moment it arrives.
+
+Why raw events rather than iterating the SDK's ``AsyncStream``: the SDK raises a mid-stream
+``event: error`` from the middle of a stack of nested async generators, which leaves the
+inner ones suspended; trio then warns about each when it is garbage collected, and nothing
+public can close them. Reading raw events, every way out of the loop either comes from the
+innermost read (a dropped connection, a cancellation), which finishes every layer on its way
+out, or is taken by this module, which then closes the HTTP response and pulls from the same
+iterator until the innermost read fails (close-then-drain). No generator is left behind on
+trio or asyncio.
+
+Client lifetime: one ``AsyncAnthropic`` per call, closed when the call ends. A node is an
+immutable description shared by runs on different event loops (trio, asyncio, the sync
+API's background loop), and the engine has no per-run cleanup hook, so a client cannot be
+safely shared beyond one call. What makes a client expensive is its TLS context (about
+30-100 ms of certificate loading on the event loop); that context is made once per process
+in a worker thread and handed to every client, which brings construction under a millisecond.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from engine import Step
+
+from ._chat_model import BaseChatModel
+from ._messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    MessageContent,
+    SystemMessage,
+    ToolCallChunk,
+    ToolMessage,
+    UsageMetadata,
+)
+from ._tools import Tool
+
+if TYPE_CHECKING:
+    # Imported where used at run time: the SDK takes seconds to import, which every
+    # `import nodes` would otherwise pay, model or no model.
+    import anthropic
+    import httpx2
+
+__all__ = (
+    "ChatAnthropic",
+    "MissingCredentialsError",
+    "ModelStreamError",
+    "SystemContent",
+    "to_anthropic_messages",
+)
+
+#: The ``system`` field of a request: a string, a list of text blocks, or nothing.
+SystemContent = str | list[dict[str, Any]] | None
+
+_API_KEY_ENV: Final = "ANTHROPIC_API_KEY"
+_BASE_URL_ENV: Final = "ANTHROPIC_BASE_URL"
+# Cleanup runs shielded from cancellation, so it needs its own bound: a wedged peer must
+# not hold a cancelled run open for longer than this.
+_CLEANUP_SECONDS: Final = 5.0
+
+
+class MissingCredentialsError(RuntimeError):
+    """No API key: neither the ``api_key`` argument nor the ``ANTHROPIC_API_KEY`` variable is set."""
+
+
+class ModelStreamError(RuntimeError):
+    """The model's stream failed after the response had started; nothing was retried.
+
+    The chunks delivered before the failure stay delivered; the error says how many there
+    were. The underlying error, if any, is the ``__cause__``.
+
+    Attributes:
+        chunks_delivered: How many chunks the node had yielded before the failure.
+        error_type: The API's ``error.type`` for an ``event: error`` (such as
+            ``"overloaded_error"``), otherwise ``None``.
+        request_id: The response's ``request-id`` header, for support requests.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        chunks_delivered: int,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Record the failure.
+
+        Args:
+            message: What happened, in words a user can act on.
+            chunks_delivered: How many chunks had been yielded before it happened.
+            error_type: The API's ``error.type``, for an ``event: error``.
+            request_id: The response's ``request-id`` header.
+        """
+        super().__init__(message)
+        self.chunks_delivered = chunks_delivered
+        self.error_type = error_type
+        self.request_id = request_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException's reduce re-calls the class with ``args`` alone, which would drop
+        # the keyword-only fields; pickling (process pools, caches) must round-trip them.
+        keywords: dict[str, Any] = {
+            "chunks_delivered": self.chunks_delivered,
+            "error_type": self.error_type,
+            "request_id": self.request_id,
+        }
+        return (functools.partial(type(self), **keywords), self.args, self.__dict__)
+
+
+# -- input conversion -------------------------------------------------------------------
+
+
+def _text_blocks(content: MessageContent) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        # The API rejects empty text blocks; an empty string contributes nothing to a merge.
+        return [{"type": "text", "text": content}] if content else []
+    return list(content)
+
+
+def _assistant_content(message: BaseMessage) -> MessageContent:
+    calls = message.tool_calls if isinstance(message, AIMessage | AIMessageChunk) else []
+    if not calls:
+        return message.content if isinstance(message.content, str) else list(message.content)
+    blocks = _text_blocks(message.content)
+    # Content that already carries a call's tool_use block (a reply passed back as it came)
+    # must not carry it twice.
+    present = {block.get("id") for block in blocks if block.get("type") == "tool_use"}
+    for call in calls:
+        if call.id is None:
+            raise ValueError(
+                f"the AI message's tool call {call.name!r} has no id; Anthropic needs the id to pair "
+                "the tool_use block with its tool_result"
+            )
+        if call.id not in present:
+            blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": dict(call.args)})
+    return blocks
+
+
+def _tool_result(message: ToolMessage) -> list[dict[str, Any]]:
+    content = message.content if isinstance(message.content, str) else list(message.content)
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": content}
+    if message.status == "error":
+        block["is_error"] = True
+    return [block]
+
+
+def _system(parts: list[MessageContent]) -> SystemContent:
+    if not parts:
+        return None
+    if all(isinstance(part, str) for part in parts):
+        joined = "\n\n".join(part for part in parts if isinstance(part, str) and part)
+        return joined or None
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        blocks.extend(_text_blocks(part))
+    return blocks or None
+
+
+def to_anthropic_messages(messages: Sequence[BaseMessage]) -> tuple[SystemContent, list[dict[str, Any]]]:
+    """Turn chat messages into the ``system`` field and ``messages`` list of a Messages API request.
+
+    * System messages, wherever they are, become the ``system`` field: their strings joined
+      with a blank line, or their blocks concatenated if any has a list of blocks.
+    * Human messages become ``"user"`` messages; AI messages become ``"assistant"`` messages
+      with their text and one ``tool_use`` block per tool call; a tool message becomes a
+      ``"user"`` message holding one ``tool_result`` block (``is_error`` when its status is
+      ``"error"``).
+    * Consecutive messages of one role merge into one message whose content blocks are
+      theirs concatenated (string content becomes a text block), since the API wants the
+      roles to alternate.
+    * Content that is already a list of blocks passes through (the list is copied, the
+      blocks are not).
+
+    Args:
+        messages: The conversation.
+
+    Returns:
+        ``(system, messages)``: the ``system`` field (``None`` when no system message has
+        content) and the API's message dicts.
+
+    Raises:
+        ValueError: If an AI message has a tool call without an id, or a message has a
+            type the API has no role for.
+    """
+    system_parts: list[MessageContent] = []
+    converted: list[dict[str, Any]] = []
+    for message in messages:
+        role: str
+        content: MessageContent
+        if isinstance(message, SystemMessage):
+            system_parts.append(message.content)
+            continue
+        if isinstance(message, HumanMessage):
+            role, content = "user", message.content
+        elif isinstance(message, AIMessage | AIMessageChunk):
+            role, content = "assistant", _assistant_content(message)
+        elif isinstance(message, ToolMessage):
+            role, content = "user", _tool_result(message)
+        else:
+            raise ValueError(f"Anthropic has no role for a {type(message).__name__} ({message.type!r})")
+        if converted and converted[-1]["role"] == role:
+            previous = converted[-1]
+            previous["content"] = _text_blocks(previous["content"]) + _text_blocks(content)
+        else:
+            converted.append(
+                {"role": role, "content": content if isinstance(content, str) else list(content)}
+            )
+    return _system(system_parts), converted
+
+
+# -- the stream -------------------------------------------------------------------------
+
+
+class _MalformedEventError(Exception):
+    """An event whose JSON does not have the shape the Messages API documents."""
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], event: str) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise _MalformedEventError(f"a {event!r} event without a valid {key!r}: {data!r}")
+    return value
+
+
+def _prompt_tokens(usage: Mapping[str, Any]) -> int:
+    # Cached prompt tokens are reported apart from input_tokens; they are still prompt.
+    keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    return sum(value for key in keys if isinstance(value := usage.get(key), int))
+
+
+@attrs.define
+class _Translator:
+    """Turns Messages API stream events into ``AIMessageChunk``s, one event at a time.
+
+    Attributes:
+        produced: How many chunks it has produced (the first carries the message id).
+        complete: Whether ``message_stop`` has arrived.
+    """
+
+    message_id: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    produced: int = 0
+    complete: bool = False
+
+    def _chunk(self, **fields: Any) -> AIMessageChunk:
+        if self.produced == 0 and self.message_id is not None:
+            fields["id"] = self.message_id
+        self.produced += 1
+        return AIMessageChunk(**fields)
+
+    def feed(self, event: str, data: Mapping[str, Any]) -> AIMessageChunk | None:
+        """The chunk for one event (``None`` for events that carry nothing to stream).
+
+        Raises:
+            _MalformedEventError: If the event lacks a field it must have.
+        """
+        if event == "message_start":
+            message = _field(data, "message", dict, event)
+            self.message_id = message.get("id")
+            self.model = message.get("model")
+            usage = message.get("usage")
+            if isinstance(usage, dict):
+                self.input_tokens = _prompt_tokens(usage)
+            return None
+        if event == "content_block_start":
+            index = _field(data, "index", int, event)
+            block = _field(data, "content_block", dict, event)
+            if block.get("type") == "tool_use":
+                call = ToolCallChunk(name=block.get("name"), id=block.get("id"), args="", index=index)
+                return self._chunk(content="", tool_call_chunks=[call])
+            if block.get("type") == "text" and block.get("text"):
+                return self._chunk(content=block["text"])
+            return None
+        if event == "content_block_delta":
+            index = _field(data, "index", int, event)
+            delta = _field(data, "delta", dict, event)
+            kind = delta.get("type")
+            if kind == "text_delta":
+                return self._chunk(content=_field(delta, "text", str, event))
+            if kind == "input_json_delta":
+                fragment = _field(delta, "partial_json", str, event)
+                return self._chunk(content="", tool_call_chunks=[ToolCallChunk(args=fragment, index=index)])
+            # Thinking, signature and citation deltas are not part of this node's output.
+            return None
+        if event == "message_delta":
+            delta = _field(data, "delta", dict, event)
+            self.stop_reason = delta.get("stop_reason", self.stop_reason)
+            self.stop_sequence = delta.get("stop_sequence", self.stop_sequence)
+            usage = data.get("usage")
+            # The output count is cumulative: the last one is the total. The prompt count
+            # stays message_start's, which is the one that always has the cache counts.
+            if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
+                self.output_tokens = usage["output_tokens"]
+            return None
+        if event == "message_stop":
+            self.complete = True
+            metadata: dict[str, Any] = {"model_name": self.model, "stop_reason": self.stop_reason}
+            if self.stop_sequence is not None:
+                metadata["stop_sequence"] = self.stop_sequence
+            usage_metadata = UsageMetadata(input_tokens=self.input_tokens, output_tokens=self.output_tokens)
+            return self._chunk(content="", usage_metadata=usage_metadata, response_metadata=metadata)
+        # content_block_stop, and event types newer than this code, carry nothing to stream.
+        return None
+
+
+class _EventReader:
+    """The raw server-sent events of one streamed response, with a close that leaves nothing behind."""
+
+    def __init__(self, response: httpx2.Response) -> None:
+        import anthropic
+
+        self.response = response
+        self._events = anthropic.AsyncStream.raw_events(response)
+        self._exhausted = False
+
+    async def next(self) -> tuple[str, str] | None:
+        """The next named event as ``(event, data)``, or ``None`` at the end of the body.
+
+        Raises:
+            httpx2.HTTPError: If the body cannot be read (a dropped connection, a timeout).
+        """
+        while True:
+            try:
+                sse = await self._events.__anext__()
+            except StopAsyncIteration:
+                self._exhausted = True
+                return None
+            # Unnamed events and pings carry nothing (the SDK drops them too).
+            if sse.event is not None and sse.event != "ping":
+                return sse.event, sse.data
+
+    async def close(self) -> None:
+        """Close the response; if the body was not read to its end, drain the iterator.
+
+        Pulling until the read of the closed response fails finishes each nested generator
+        of the SDK and httpx2 from the inside out, instead of leaving them suspended for
+        the garbage collector (which trio warns about). An iterator that already failed
+        ends the drain at once.
+        """
+        await self.response.aclose()
+        while not self._exhausted:
+            try:
+                await self._events.__anext__()
+            except StopAsyncIteration:
+                self._exhausted = True
+            except Exception:
+                # The expected end of a drain: reading the closed response fails.
+                self._exhausted = True
+
+
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _load_sdk() -> ssl.SSLContext:
+    importlib.import_module("anthropic")
+    import httpx2
+
+    return httpx2.create_ssl_context()
+
+
+async def _prepare_sdk() -> ssl.SSLContext:
+    """Import the SDK and make the TLS context every client of this process shares.
+
+    Both block for a long time (the import for seconds, loading the certificate store
+    for tens of milliseconds), so the first call does them in a worker thread rather than
+    stalling the event loop; later calls return at once. Two calls racing on the first
+    use may both make a context; either will do.
+    """
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = await anyio.to_thread.run_sync(_load_sdk)
+    return _ssl_context
+
+
+def _tool_schema(tool: Tool | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(tool, Tool):
+        return tool.to_anthropic()
+    if isinstance(tool, Mapping):
+        return dict(tool)
+    raise TypeError(
+        f"bind_tools takes Tool objects (from @tool) or tool-definition dicts, got {type(tool).__name__}: {tool!r}"
+    )
+
+
+def _delivered(count: int) -> str:
+    if count == 0:
+        return "before any chunk was delivered"
+    return f"after {count} chunk{'s' if count != 1 else ''} had been delivered"
+
+
+def _error_event(
+    raw: str, delivered: int, response: httpx2.Response
+) -> tuple[ModelStreamError, anthropic.APIStatusError]:
+    """The error for an ``event: error`` in the stream, and the SDK's own exception for it (its cause)."""
+    import anthropic
+
+    try:
+        body: object = json.loads(raw)
+    except ValueError:
+        body = raw
+    # The class the SDK itself raises for an error event (a plain APIStatusError carrying
+    # the stream's HTTP status, 200), so that callers can classify the cause the same way.
+    cause = anthropic.APIStatusError(str(body), response=response, body=body)
+    error = ModelStreamError(
+        f"the Messages API stream failed mid-response with {cause.type or 'an error'}: "
+        f"{cause.api_message or raw} {_delivered(delivered)}; a failure after the stream has "
+        "started is not retried",
+        chunks_delivered=delivered,
+        error_type=cause.type,
+        request_id=cause.request_id,
+    )
+    return error, cause
+
+
+def _to_stop(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"stop must be a list of strings, got the string {value!r}")
+    return tuple(value)
+
+
+def _to_tools(value: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    return tuple(dict(tool) for tool in value)
+
+
+def _check_temperature(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"temperature must be between 0 and 1, got {value}")
+
+
+@attrs.frozen(eq=False, repr=False)
+class ChatAnthropic(BaseChatModel):
+    """A chat model served by Anthropic's Messages API, streamed token by token.
+
+    Each text delta is yielded as an ``AIMessageChunk`` as soon as it arrives. A tool call
+    streams as ``tool_call_chunks`` (name and id first, then the JSON argument fragments),
+    so the chunks add up to a message with parsed ``tool_calls``. The first chunk carries
+    the message id; a final chunk with empty content carries ``usage_metadata`` and
+    ``response_metadata`` (``stop_reason``, ``model_name``).
+
+    Args:
+        model: The model name, such as ``"claude-sonnet-4-5"``.
+        max_tokens: The most tokens the reply may have.
+        temperature: Sampling temperature, 0 to 1; not sent when ``None``. The installed
+            SDK has no such parameter (its API version, ``2026-10-21``, dropped the
+            sampling parameters), so it is sent through ``extra_body``; an API that
+            refuses it answers 400, raised as ``anthropic.BadRequestError``.
+        stop: Stop sequences.
+        api_key: The API key; ``ANTHROPIC_API_KEY`` when ``None`` (read at call time).
+            No other credential source of the SDK (auth tokens, profiles) is consulted.
+        base_url: The API's URL; ``ANTHROPIC_BASE_URL`` or the SDK's default when ``None``.
+        max_retries: How often the SDK retries a failed request before the stream starts.
+        timeout: The SDK's request timeout in seconds (connect, and each read).
+        name: The name this step's events carry.
+        tools: Tool definitions sent with each request (see :meth:`bind_tools`).
+
+    Raises:
+        ValueError: For a bad argument value (at construction).
+        TypeError: If ``stop`` is a string rather than a list of strings.
+
+    A call (a run of this step) raises:
+
+    * :class:`MissingCredentialsError` when there is no API key;
+    * the SDK's own exceptions (``anthropic.RateLimitError``, ``OverloadedError``,
+      ``APIConnectionError``...) for a failure before the stream starts, after the SDK's
+      ``max_retries`` retries;
+    * :class:`ModelStreamError` for a failure after it started (an ``event: error``, a
+      broken connection, a body that ends without ``message_stop``), never retried,
+      once the chunks before it have been delivered.
+    """
+
+    model: str = attrs.field(validator=attrs.validators.min_len(1))
+    max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
+    temperature: float | None = attrs.field(default=None, validator=_check_temperature)
+    stop: tuple[str, ...] | None = attrs.field(default=None, converter=_to_stop)
+    api_key: str | None = None
+    base_url: str | None = None
+    max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    name_: str = attrs.field(default="ChatAnthropic", alias="name")
+    tools: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=_to_tools)
+
+    def get_name(self) -> str:
+        return self.name_
+
+    def bind_tools(self, tools: Sequence[Tool | Mapping[str, Any]]) -> ChatAnthropic:
+        """A copy of this model that offers ``tools`` to the model (replacing any bound before).
+
+        Args:
+            tools: ``Tool`` objects (sent as ``Tool.to_anthropic()``) or tool-definition
+                dicts (sent as given).
+
+        Returns:
+            The new model; this one is unchanged.
+
+        Raises:
+            TypeError: If an item is neither a ``Tool`` nor a dict.
+        """
+        return attrs.evolve(self, tools=tuple(_tool_schema(tool) for tool in tools))
+
+    def request_params(self, messages: Sequence[BaseMessage]) -> dict[str, Any]:
+        """The keyword arguments of ``messages.create`` for ``messages`` (without ``stream``).
+
+        Args:
+            messages: The conversation.
+
+        Returns:
+            ``model``, ``max_tokens`` and ``messages``, plus ``system``,
+            ``stop_sequences``, ``tools`` and ``extra_body`` (holding ``temperature``)
+            where set.
+
+        Raises:
+            ValueError: If the messages cannot be expressed in the API (see
+                :func:`to_anthropic_messages`).
+        """
+        system, converted = to_anthropic_messages(messages)
+        params: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens, "messages": converted}
+        if system is not None:
+            params["system"] = system
+        if self.temperature is not None:
+            # This SDK's create() has no sampling parameters (they were dropped with the API
+            # version it sends); extra_body is its documented way to send a field it lacks.
+            params["extra_body"] = {"temperature": self.temperature}
+        if self.stop:
+            params["stop_sequences"] = list(self.stop)
+        if self.tools:
+            params["tools"] = [dict(tool) for tool in self.tools]
+        return params
+
+    def _credentials(self) -> tuple[str, str | None]:
+        api_key = self.api_key or os.environ.get(_API_KEY_ENV)
+        if not api_key:
+            raise MissingCredentialsError(
+                f"{self.get_name()} has no Anthropic API key: set the {_API_KEY_ENV} environment "
+                "variable or pass api_key=... to ChatAnthropic"
+            )
+        return api_key, self.base_url or os.environ.get(_BASE_URL_ENV) or None
+
+    async def _compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
+        # BaseChatModel._compute iterates _stream without closing it, so a run stopped
+        # while a chunk is downstream would leave the stream to the garbage collector:
+        # the HTTP response would be closed late and trio would warn.
+        messages = self._messages(value)
+        step.set_input({"messages": [messages]})
+        async with aclosing(self._stream(messages)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+        params = self.request_params(messages)
+        api_key, base_url = self._credentials()
+        ssl_context = await _prepare_sdk()
+        import anthropic
+
+        http_client = anthropic.DefaultAsyncHttpxClient(verify=ssl_context)
+        try:
+            client = anthropic.AsyncAnthropic(
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=self.max_retries,
+                timeout=self.timeout,
+                http_client=http_client,
+            )
+        except BaseException:
+            await http_client.aclose()
+            raise
+        try:
+            # HTTP errors raise from here, as the SDK's own types, after the SDK's retries.
+            stream = await client.messages.create(**params, stream=True)
+            reader = _EventReader(stream.response)
+            try:
+                translator = _Translator()
+                while (event := await self._next_event(reader, translator)) is not None:
+                    chunk = self._chunk_for(event, translator, reader.response)
+                    if chunk is not None:
+                        yield chunk
+                if not translator.complete:
+                    raise ModelStreamError(
+                        "the Messages API stream ended without message_stop "
+                        f"{_delivered(translator.produced)}; the reply may be cut short",
+                        chunks_delivered=translator.produced,
+                        request_id=reader.response.headers.get("request-id"),
+                    )
+            finally:
+                # At once, whatever ended the call: a consumer that left, a cancellation, a failure.
+                with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
+                    await reader.close()
+        finally:
+            with anyio.move_on_after(_CLEANUP_SECONDS, shield=True):
+                await client.close()
+
+    @staticmethod
+    async def _next_event(reader: _EventReader, translator: _Translator) -> tuple[str, str] | None:
+        import httpx2
+
+        try:
+            return await reader.next()
+        except httpx2.HTTPError as exc:
+            if translator.complete:
+                # Only the end of the body was lost; the message itself is whole.
+                return None
+            raise ModelStreamError(
+                f"the connection to the Messages API broke mid-response ({type(exc).__name__}: {exc}) "
+                f"{_delivered(translator.produced)}; a failure after the stream has started is not retried",
+                chunks_delivered=translator.produced,
+                request_id=reader.response.headers.get("request-id"),
+            ) from exc
+
+    @staticmethod
+    def _chunk_for(
+        event: tuple[str, str], translator: _Translator, response: httpx2.Response
+    ) -> AIMessageChunk | None:
+        name, raw = event
+        if translator.complete:
+            # Nothing belongs to the message after message_stop.
+            return None
+        request_id = response.headers.get("request-id")
+        if name == "error":
+            error, cause = _error_event(raw, translator.produced, response)
+            raise error from cause
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise _MalformedEventError(f"a {name!r} event whose data is not a JSON object: {raw[:200]!r}")
+            return translator.feed(name, data)
+        except (ValueError, _MalformedEventError) as exc:
+            raise ModelStreamError(
+                f"the Messages API sent a malformed {name!r} event {_delivered(translator.produced)}: {exc}",
+                chunks_delivered=translator.produced,
+                request_id=request_id,
+            ) from exc
+
+    def __repr__(self) -> str:
+        shown = [f"model={self.model!r}", f"max_tokens={self.max_tokens}"]
+        if self.temperature is not None:
+            shown.append(f"temperature={self.temperature}")
+        if self.stop:
+            shown.append(f"stop={list(self.stop)!r}")
+        if self.tools:
+            shown.append(f"tools={[tool.get('name') for tool in self.tools]!r}")
+        if self.name_ != "ChatAnthropic":
+            shown.append(f"name={self.name_!r}")
+        return f"ChatAnthropic({', '.join(shown)})"

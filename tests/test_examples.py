@@ -1,0 +1,295 @@
+"""The examples: each script runs offline and prints what the streaming guide prints.
+
+Every script is started at once in its own subprocess (without ANTHROPIC_API_KEY, from a
+directory outside the repository), and each test checks one script's output.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+HANG_GUARD = 60.0  # seconds; a script still running then is killed (it should take ~2 s)
+
+SCRIPTS: dict[str, list[str]] = {
+    "main": ["main.py"],
+    "model_streaming": ["model_streaming.py"],
+    "chain_streaming": ["chain_streaming.py"],
+    "json_streaming": ["json_streaming.py"],
+    "json_break_and_fix": ["json_break_and_fix.py"],
+    "retrieval_chain": ["retrieval_chain.py"],
+    "events_chat_model": ["events_chat_model.py"],
+    "events_chain": ["events_chain.py"],
+    "events_filtering": ["events_filtering.py"],
+    "events_non_streaming": ["events_non_streaming.py"],
+    "propagation": ["propagation.py"],
+    "astream_log": ["astream_log.py"],
+    "structured_concurrency": ["structured_concurrency.py"],
+    "ctrl_c": ["structured_concurrency.py", "--deadline", "60"],
+    "service_help": ["service.py", "--help"],
+}
+
+
+class Ran:
+    """One finished script: its exit code and what it printed."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.lines = stdout.splitlines()
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return subprocess.Popen(
+        [sys.executable, str(EXAMPLES / args[0]), *args[1:]],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ran]]:
+    cwd = tmp_path_factory.mktemp("elsewhere")
+    processes = {name: _start(args, cwd) for name, args in SCRIPTS.items()}
+    guards = [threading.Timer(HANG_GUARD, p.kill) for p in processes.values()]
+    for guard in guards:
+        guard.start()
+    try:
+        # Ctrl-C once the runs are under way: wait for the first progress line, then SIGINT.
+        ctrl_c = processes["ctrl_c"]
+        assert ctrl_c.stdout is not None
+        first = ctrl_c.stdout.readline()
+        ctrl_c.send_signal(signal.SIGINT)
+        results: dict[str, Ran] = {}
+        for name, process in processes.items():
+            stdout, stderr = process.communicate()
+            if name == "ctrl_c":
+                stdout = first + stdout
+            results[name] = Ran(process.returncode, stdout, stderr)
+        yield results
+    finally:
+        for guard in guards:
+            guard.cancel()
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+def ok(ran: dict[str, Ran], name: str) -> Ran:
+    result = ran[name]
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result
+
+
+def test_model_streaming_prints_tokens_first_chunk_and_sum(ran: dict[str, Ran]) -> None:
+    """The model's tokens with |, chunks[0], and the first five chunks added up."""
+    out = ok(ran, "model_streaming")
+    assert out.lines[0] == (
+        " Hello|!| My| name| is| Claude|.| I|'m| an| AI| assistant| created| by| An|throp|ic| to| be|"
+        " helpful|,| harmless|,| and| honest|.||"
+    )
+    assert "AIMessageChunk(content=' Hello')" in out.lines
+    assert "AIMessageChunk(content=' Hello! My name is')" in out.lines
+
+
+def test_chain_streaming_prints_the_parrot_joke(ran: dict[str, Ran]) -> None:
+    """prompt | model | parser streams the guide's joke token by token."""
+    out = ok(ran, "chain_streaming")
+    assert out.stdout == (
+        " Here|'s| a| silly| joke| about| a| par|rot|:|\n\nWhat| kind| of| teacher| gives| good| advice|?|"
+        " An| ap|-|parent| (|app|arent|)| one|!||\n"
+    )
+
+
+def test_json_streaming_prints_growing_snapshots(ran: dict[str, Ran]) -> None:
+    """The JSON parser's snapshots grow from {} to the whole countries document."""
+    out = ok(ran, "json_streaming")
+    assert out.lines[:5] == [
+        "{}",
+        "{'countries': []}",
+        "{'countries': [{}]}",
+        "{'countries': [{'name': ''}]}",
+        "{'countries': [{'name': 'France'}]}",
+    ]
+    assert "{'countries': [{'name': 'France', 'population': 67391582}, {'name': 'Sp'}]}" in out.lines
+    assert out.lines[-1] == (
+        "{'countries': [{'name': 'France', 'population': 67391582}, {'name': 'Spain', 'population': 46754778},"
+        " {'name': 'Japan', 'population': 126476461}]}"
+    )
+    assert len(out.lines) == 24
+
+
+def test_json_break_and_fix_pair(ran: dict[str, Ran]) -> None:
+    """A plain function yields one final value; the generator streams the names."""
+    out = ok(ran, "json_break_and_fix")
+    assert out.lines == ["['France', 'Spain', 'Japan']|", "France|Sp|Spain|Japan|"]
+
+
+def test_retrieval_chain_streams_after_the_retriever(ran: dict[str, Ran]) -> None:
+    """The retriever yields one chunk of two documents; the chain streams the answer."""
+    out = ok(ran, "retrieval_chain")
+    assert out.lines[:2] == [
+        "[[Document(page_content='harrison worked at kensho'),",
+        "  Document(page_content='harrison likes spicy food')]]",
+    ]
+    assert out.lines[-1].startswith(" Based| on| the| given| context|,|")
+    assert out.lines[-1].endswith("| I| can| only| state| that| Harrison| worked| at| Ken|sh|o|.||")
+
+
+def test_events_chat_model_first_and_last_events(ran: dict[str, Ran]) -> None:
+    """events[:3] are the start and two tokens; events[-2:] the empty token and the end."""
+    out = ok(ran, "events_chat_model")
+    assert out.lines[0] == "[{'event': 'on_chat_model_start',"
+    assert "  'data': {'chunk': AIMessageChunk(content=' Hello')}}," in out.lines
+    assert "  'data': {'chunk': AIMessageChunk(content='!')}}]" in out.lines
+    assert "  'data': {'chunk': AIMessageChunk(content='')}}," in out.lines
+    assert " {'event': 'on_chat_model_end'," in out.lines
+    assert out.lines[-1].endswith("'output': AIMessageChunk(content=' Hello!')}}]")
+    assert "  'name': 'ChatAnthropic'," in out.lines
+
+
+def test_events_chain_three_starts_then_live_chunks(ran: dict[str, Ran]) -> None:
+    """The chain, model and parser start; then model and parser chunks interleave, cut after 30 events."""
+    out = ok(ran, "events_chain")
+    starts = [line for line in out.lines if "'event': 'on_" in line]
+    assert starts == [
+        "[{'event': 'on_chain_start',",
+        " {'event': 'on_chat_model_start',",
+        " {'event': 'on_parser_start',",
+    ]
+    chunks = out.lines[out.lines.index("Chat model chunk: ' Here'") :]
+    assert chunks[:3] == ["Chat model chunk: ' Here'", "Chat model chunk: ' is'", "Chat model chunk: ' the'"]
+    assert chunks[chunks.index("Parser chunk: {}") - 1] == "Chat model chunk: '\\n{'"
+    assert "Parser chunk: {'countries': []}" in chunks
+    assert chunks[-1] == "..."
+    assert len(chunks) == 26
+
+
+def _events(lines: list[str]) -> list[dict[str, Any]]:
+    return [ast.literal_eval(line) for line in lines if line.startswith("{'event'")]
+
+
+def _sections(stdout: str) -> list[list[str]]:
+    return [block.splitlines() for block in stdout.strip().split("\n\n")]
+
+
+def test_events_filtering_by_name_type_and_tags(ran: dict[str, Ran]) -> None:
+    """Each filter keeps only its steps; each listing stops after 11 events with '...'."""
+    out = ok(ran, "events_filtering")
+    by_name, by_type, by_tags = _sections(out.stdout)
+    for section in (by_name, by_type, by_tags):
+        assert len(section) == 12 and section[-1] == "..."
+    assert all("'name': 'my_parser'" in line for line in by_name[:-1])
+    assert by_name[0].startswith("{'event': 'on_parser_start', 'name': 'my_parser'")
+    assert "'data': {'chunk': {'countries': [{'name': 'France', 'population': 67391582}, {}]}}}" in by_name[-2]
+    assert all("'event': 'on_chat_model_" in line and "'name': 'model'" in line for line in by_type[:-1])
+    assert by_type[-2].endswith("'data': {'chunk': AIMessageChunk(content=' their')}}")
+    assert by_tags[0].startswith("{'event': 'on_chain_start', 'name': 'RunnableSequence'")
+    assert "'tags': ['my_chain']" in by_tags[0]
+    assert "'tags': ['seq:step:1', 'my_chain']" in by_tags[1]
+    assert "'tags': ['seq:step:2', 'my_chain']" in by_tags[2]
+
+
+def test_events_non_streaming_still_shows_model_and_parser_chunks(ran: dict[str, Ran]) -> None:
+    """astream gives one final list; astream_events shows the model and parser chunks live."""
+    out = ok(ran, "events_non_streaming")
+    final, live = _sections(out.stdout)
+    assert final == ["['France', 'Spain', 'Japan']"]
+    assert live[0] == "Chat model chunk: ' Here'"
+    assert "Parser chunk: {}" in live and "Parser chunk: {'countries': [{}]}" in live
+    assert live[-1] == "..."
+
+
+def test_propagation_nests_events_without_callbacks(ran: dict[str, Ran]) -> None:
+    """bad_tool shows reverse_word's events; so do the RunnableLambda and @chain versions."""
+    out = ok(ran, "propagation")
+    bad_tool, as_lambda, as_chain = (_events(section) for section in _sections(out.stdout))
+    assert [(e["event"], e["name"]) for e in bad_tool] == [
+        ("on_tool_start", "bad_tool"),
+        ("on_chain_start", "reverse_word"),
+        ("on_chain_stream", "reverse_word"),
+        ("on_chain_end", "reverse_word"),
+        ("on_tool_stream", "bad_tool"),
+        ("on_tool_end", "bad_tool"),
+    ]
+    assert bad_tool[3]["data"] == {"input": "hello", "output": "olleh"}
+    assert bad_tool[-1]["data"]["output"] == "olleh"
+    for events in (as_lambda, as_chain):
+        assert [(e["event"], e["name"]) for e in events] == [
+            ("on_chain_start", "reverse_and_double"),
+            ("on_chain_start", "reverse_word"),
+            ("on_chain_stream", "reverse_word"),
+            ("on_chain_end", "reverse_word"),
+            ("on_chain_stream", "reverse_and_double"),
+            ("on_chain_end", "reverse_and_double"),
+        ]
+        assert events[4]["data"] == {"chunk": "43214321"}
+
+
+def test_astream_log_patches_and_final_state(ran: dict[str, Ran]) -> None:
+    """The patches set up the state, log the Docs retriever, stream tokens; the final state adds up."""
+    out = ok(ran, "astream_log")
+    patches = [line for line in out.lines if line.startswith("RunLogPatch(")]
+    assert patches[0].startswith("RunLogPatch({'op': 'replace', 'path': '', 'value': {'id': ")
+    assert patches[1].startswith("RunLogPatch({'op': 'add', 'path': '/logs/Docs', 'value': ")
+    assert "RunLogPatch({'op': 'add', 'path': '/streamed_output/-', 'value': ' Harrison'}, " in out.stdout
+    assert " 'final_output': ' Harrison worked at Kensho.'," in out.lines
+    assert " 'streamed_output': [' Harrison', ' worked', ' at', ' Ken', 'sh', 'o', '.']," in out.lines
+
+
+def test_structured_concurrency_deadline_cancels_the_slow_run(ran: dict[str, Ran]) -> None:
+    """The deadline cancels the long-winded run; the summary lists every run and the finished jokes."""
+    out = ok(ran, "structured_concurrency")
+    summary = out.lines[out.lines.index("== summary ==") :]
+    assert "stopped: deadline reached" in summary
+    states = {line.split()[0]: line.split()[1] for line in summary if "root run" in line}
+    assert set(states) == {"parrot", "cat", "robot", "octopus"}
+    assert states["octopus"] == "cancelled"  # it needs more than twice the deadline
+    assert set(states.values()) <= {"done", "cancelled"}
+    for topic, state in states.items():
+        assert any(line.startswith(f"{topic}: Why") for line in summary) == (state == "done")
+    assert any("octopus" in line and line.endswith("cancelled") for line in out.lines)
+
+
+def test_structured_concurrency_ctrl_c_cancels_everything(ran: dict[str, Ran]) -> None:
+    """SIGINT cancels every run, prints the summary and exits with 130."""
+    result = ran["ctrl_c"]
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == ""
+    summary = result.lines[result.lines.index("== summary ==") :]
+    assert "stopped: interrupted (Ctrl-C)" in summary
+    states = [line.split()[1] for line in summary if "root run" in line]
+    assert "cancelled" in states and "running" not in states
+
+
+def test_main_example_streams_and_shows_events(ran: dict[str, Ran]) -> None:
+    """main.py prints the joke's tokens, then the events of the same chain."""
+    out = ok(ran, "main")
+    assert out.lines[0] == "== astream: tokens as they arrive =="
+    assert "on_chat_model_start" in out.stdout and out.lines[-1].startswith("events seen:")
+
+
+def test_service_example_parses_its_arguments(ran: dict[str, Ran]) -> None:
+    """service.py imports cleanly and describes its --port option."""
+    out = ok(ran, "service_help")
+    assert "--port" in out.stdout
