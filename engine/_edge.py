@@ -22,6 +22,8 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from ._signal import Signal
+
 T = TypeVar("T")
 
 #: How a stream of chunks aggregates: ``"add"`` sums them with ``+`` (falling back to the
@@ -75,7 +77,7 @@ class _SendWaiter:
 
     def __init__(self, item: object) -> None:
         self.item = item
-        self.event = anyio.Event()
+        self.event = Signal()
         self.delivered = False
 
 
@@ -119,8 +121,8 @@ class Edge(Generic[T]):
         self._capacity = validate_capacity(capacity)
         self._buffer: deque[T] = deque()
         self._send_waiters: deque[_SendWaiter] = deque()
-        self._receive_waiter: anyio.Event | None = None
-        self._drain_waiters: list[anyio.Event] = []
+        self._receive_waiter: Signal | None = None
+        self._drain_waiters: list[Signal] = []
         self._open_senders = senders
         self._receiver_closed = False
         self._peak = 0
@@ -265,7 +267,7 @@ class Edge(Generic[T]):
             self._recv_ops = 0
             if self._drain_waiters:
                 self._wake_drain_waiters()
-            event = self._receive_waiter = anyio.Event()
+            event = self._receive_waiter = Signal()
             try:
                 await event.wait()
             finally:
@@ -293,7 +295,7 @@ class Edge(Generic[T]):
         sequential implementation.
         """
         while not self.drained:
-            event = anyio.Event()
+            event = Signal()
             self._drain_waiters.append(event)
             try:
                 await event.wait()
@@ -325,6 +327,21 @@ class Edge(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
+        # The receive fast path inlined: this runs once per chunk per hop.
+        buffer = self._buffer
+        if buffer:
+            item = buffer.popleft()
+            if self._send_waiters:
+                entry = self._send_waiters.popleft()
+                buffer.append(entry.item)  # type: ignore[arg-type]
+                self._sent += 1
+                entry.delivered = True
+                entry.event.set()
+            self._recv_ops += 1
+            if self._recv_ops >= _CHECKPOINT_EVERY:
+                self._recv_ops = 0
+                await anyio.lowlevel.checkpoint()
+            return item
         try:
             return await self.receive()
         except anyio.EndOfStream:
