@@ -7,8 +7,8 @@ and output so that its own events can be published from the children's sends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, overload
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -17,7 +17,7 @@ from ._config import RunConfig
 from ._edge import Accumulation, ConstantInbox, Edge
 from ._errors import CompositionError
 from ._launch import Inbox, KeyedOutbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
-from ._runnable import Config, Runnable
+from ._runnable import Runnable
 from ._step import Step
 
 
@@ -281,39 +281,8 @@ class RunnableBinding(Runnable[In, Out]):
             bound_site = attrs.evolve(bound_site, capacity=config.capacity)
         self.bound._launch(launch, inbox, outbox, bound_site)
 
-    @overload
-    async def abatch(
-        self,
-        inputs: Sequence[In],
-        config: Config | Sequence[Config] = None,
-        *,
-        return_exceptions: Literal[False] = False,
-        max_concurrency: int | None = None,
-    ) -> list[Out]: ...
-
-    @overload
-    async def abatch(
-        self,
-        inputs: Sequence[In],
-        config: Config | Sequence[Config] = None,
-        *,
-        return_exceptions: Literal[True],
-        max_concurrency: int | None = None,
-    ) -> list[Out | Exception]: ...
-
-    async def abatch(
-        self,
-        inputs: Sequence[In],
-        config: Config | Sequence[Config] = None,
-        *,
-        return_exceptions: bool = False,
-        max_concurrency: int | None = None,
-    ) -> list[Out] | list[Out | Exception]:
-        if max_concurrency is None:
-            max_concurrency = self.config.max_concurrency
-        return await super().abatch(  # type: ignore[call-overload,no-any-return]
-            inputs, config, return_exceptions=return_exceptions, max_concurrency=max_concurrency
-        )
+    def _max_concurrency(self) -> int | None:
+        return self.config.max_concurrency or self.bound._max_concurrency()
 
     def __repr__(self) -> str:
         return f"{self.bound!r}.with_config(...)"

@@ -69,6 +69,10 @@ class Runnable(Generic[In, Out]):
         """How this runnable's output chunks add up (composites ask their last step)."""
         return self.output_accumulation
 
+    def _max_concurrency(self) -> int | None:
+        """The batch limit bound with ``with_config(max_concurrency=...)``, if any."""
+        return None
+
     def _start_input(self, value: Any) -> Any:
         """What the start event shows as the input, when the input is known at start."""
         return value
@@ -243,7 +247,9 @@ class Runnable(Generic[In, Out]):
         """
         inputs = list(inputs)
         configs = _per_input_configs(config, len(inputs))
-        limit = max_concurrency if max_concurrency is not None else configs[0].max_concurrency if configs else None
+        limit = max_concurrency
+        if limit is None:
+            limit = (configs[0].max_concurrency if configs else None) or self._max_concurrency()
         if limit is not None:
             RunConfig.build(max_concurrency=limit, where="abatch()")
         inherited = _LIMITER.get()

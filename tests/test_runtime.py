@@ -437,3 +437,21 @@ async def test_a_steps_error_keeps_its_own_cause() -> None:
     with pytest.raises(Boom) as info:
         await RunnableLambda(fail).abatch([1])
     assert isinstance(info.value.__cause__, KeyError)
+
+
+async def test_with_config_max_concurrency_limits_batch() -> None:
+    """``with_config(max_concurrency=1)`` makes abatch run one input at a time."""
+    active = 0
+    peak = 0
+
+    async def work(value: int) -> int:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await anyio.lowlevel.checkpoint()
+        active -= 1
+        return value
+
+    bound = RunnableLambda(work).with_config(max_concurrency=1)
+    assert await bound.abatch([1, 2, 3]) == [1, 2, 3]
+    assert peak == 1
