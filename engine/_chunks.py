@@ -16,7 +16,7 @@ from ._edge import Accumulation
 
 T = TypeVar("T")
 
-__all__ = ("AddableDict", "add_chunks", "concat_chunks")
+__all__ = ("AddableDict", "ChunkLog", "add_chunks", "concat_chunks")
 
 
 class AddableDict(dict[str, Any]):
@@ -88,3 +88,53 @@ def concat_chunks(chunks: Sequence[T], accumulation: Accumulation = "add") -> T 
         except TypeError:
             return last
     return value  # type: ignore[no-any-return]
+
+
+_BLOCK = 256
+
+
+class ChunkLog:
+    """Remembers a stream's chunks for its sum, in memory proportional to the sum.
+
+    An end event carries the sum of a step's chunks, so a step someone listens to must
+    remember them; kept one object per chunk, a long stream of small tokens would cost
+    far more than its text. Every ``_BLOCK`` chunks are added into one block, and every
+    ``_BLOCK`` blocks into one larger block, so each chunk is copied once per level:
+    ``O(n log n)`` work, and memory close to the size of the sum itself.
+    """
+
+    __slots__ = ("_levels", "accumulation")
+
+    def __init__(self, accumulation: Accumulation = "add") -> None:
+        self._levels: list[list[Any]] = [[]]
+        self.accumulation: Accumulation = accumulation
+
+    def append(self, chunk: Any) -> None:
+        """Remember ``chunk``."""
+        levels = self._levels
+        if self.accumulation == "last":
+            levels[0] = [chunk]
+            return
+        recent = levels[0]
+        recent.append(chunk)
+        if len(recent) >= _BLOCK:
+            level = 0
+            while len(levels[level]) >= _BLOCK:
+                if level + 1 == len(levels):
+                    levels.append([])
+                levels[level + 1].append(concat_chunks(levels[level]))
+                levels[level] = []
+                level += 1
+
+    def replace(self, value: Any) -> None:
+        """Forget the chunks: ``value`` is the whole sum."""
+        self._levels = [[value]]
+        self.accumulation = "last"
+
+    def __bool__(self) -> bool:
+        return any(self._levels)
+
+    def total(self) -> Any:
+        """The sum of every chunk remembered (``None`` when there is none)."""
+        ordered = [chunk for level in reversed(self._levels) for chunk in level]
+        return concat_chunks(ordered, self.accumulation)

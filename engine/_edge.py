@@ -226,21 +226,30 @@ class Edge(Generic[T]):
 
     def _take(self) -> T:
         buffer = self._buffer
-        waiters = self._send_waiters
         if buffer:
             item = buffer.popleft()
-            if waiters:
-                entry = waiters.popleft()
-                buffer.append(entry.item)  # type: ignore[arg-type]
-                self._sent += 1
-                entry.delivered = True
-                entry.event.set()
+            if self._send_waiters and len(buffer) <= self._capacity >> 1:
+                self._admit_waiters()
             return item
-        entry = waiters.popleft()
+        entry = self._send_waiters.popleft()
         self._sent += 1
         entry.delivered = True
         entry.event.set()
         return entry.item  # type: ignore[return-value]
+
+    def _admit_waiters(self) -> None:
+        # Blocked senders are let in once the buffer is half empty, not slot by slot: a
+        # slow consumer then wakes its producer once per half buffer instead of per chunk.
+        buffer = self._buffer
+        waiters = self._send_waiters
+        while waiters and len(buffer) < self._capacity:
+            entry = waiters.popleft()
+            buffer.append(entry.item)  # type: ignore[arg-type]
+            self._sent += 1
+            entry.delivered = True
+            entry.event.set()
+        if len(buffer) > self._peak:
+            self._peak = len(buffer)
 
     async def receive(self) -> T:
         """Take the next item, waiting while the buffer is empty.
@@ -331,12 +340,8 @@ class Edge(Generic[T]):
         buffer = self._buffer
         if buffer:
             item = buffer.popleft()
-            if self._send_waiters:
-                entry = self._send_waiters.popleft()
-                buffer.append(entry.item)  # type: ignore[arg-type]
-                self._sent += 1
-                entry.delivered = True
-                entry.event.set()
+            if self._send_waiters and len(buffer) <= self._capacity >> 1:
+                self._admit_waiters()
             self._recv_ops += 1
             if self._recv_ops >= _CHECKPOINT_EVERY:
                 self._recv_ops = 0

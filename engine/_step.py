@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._chunks import concat_chunks
+from ._chunks import ChunkLog
 from ._edge import Accumulation
 
 if TYPE_CHECKING:
@@ -89,8 +89,8 @@ class Step:
     _error: BaseException | None = None
     _cancelled: bool = False
     _finished: bool = False
-    _inputs: list[Any] | None = None
-    _outputs: list[Any] | None = None
+    _inputs: ChunkLog | None = None
+    _outputs: ChunkLog | None = None
     _base: dict[str, dict[str, Any]] | None = None
     linked: bool = True
     on_finish: Callable[[Step], None] | None = None
@@ -184,9 +184,9 @@ class Step:
         """Publish the start event (with the input when it is known at start)."""
         if not self.subscribers:
             return
-        self._outputs = []
+        self._outputs = ChunkLog(self.accumulation)
         if not self.input_known:
-            self._inputs = []
+            self._inputs = ChunkLog()
         data: dict[str, Any] = {"input": start_input} if has_input else {}
         event = self._event("start", data)
         for subscriber in self.subscribers:
@@ -240,7 +240,7 @@ class Step:
     def set_output(self, value: Any) -> None:
         """Replace the accumulated output with one known value (for end events)."""
         if self._outputs is not None:
-            self._outputs = [value]
+            self._outputs.replace(value)
             self.accumulation = "last"
 
     def end_data(self) -> dict[str, Any]:
@@ -249,8 +249,8 @@ class Step:
         if self.input_known:
             data["input"] = self.input_value
         elif self._inputs is not None:
-            data["input"] = concat_chunks(self._inputs)
-        data["output"] = concat_chunks(self._outputs or [], self.accumulation)
+            data["input"] = self._inputs.total()
+        data["output"] = self._outputs.total() if self._outputs is not None else None
         return data
 
     def _publish_terminal(self, phase: str, error: BaseException | None) -> None:
@@ -261,7 +261,7 @@ class Step:
             if self.input_known:
                 data["input"] = self.input_value
             elif self._inputs:
-                data["input"] = concat_chunks(self._inputs)
+                data["input"] = self._inputs.total()
         event = self._event(phase, data)
         for subscriber in self.subscribers:
             subscriber.put_terminal(event)

@@ -125,7 +125,7 @@ class ScriptedChatModel(BaseChatModel):
         for token in self._next_tokens():
             if self.delay:
                 await anyio.sleep(self.delay)
-            yield AIMessageChunk(content=token)
+            yield AIMessageChunk.from_text(token)
 
     def __repr__(self) -> str:
         return f"ScriptedChatModel(replies={len(self.replies)}, delay={self.delay})"

@@ -361,6 +361,26 @@ class AIMessageChunk(BaseMessage):
         factory=list, kw_only=True, converter=_to_tool_call_chunks
     )
 
+    @classmethod
+    def from_text(cls, text: str) -> AIMessageChunk:
+        """``AIMessageChunk(content=text)``, made without the per-field checks.
+
+        Model nodes make one chunk per token, so this is on the per-chunk path; a test
+        checks it equals the checked constructor field for field.
+        """
+        if type(text) is not str:
+            return cls(content=text)
+        chunk = object.__new__(cls)
+        setter = object.__setattr__
+        setter(chunk, "content", text)
+        setter(chunk, "additional_kwargs", {})
+        setter(chunk, "response_metadata", {})
+        setter(chunk, "name", None)
+        setter(chunk, "id", None)
+        setter(chunk, "usage_metadata", None)
+        setter(chunk, "tool_call_chunks", [])
+        return chunk
+
     def __add__(self, other: object) -> AIMessageChunk:
         if not isinstance(other, AIMessageChunk):
             return NotImplemented

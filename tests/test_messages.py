@@ -559,3 +559,18 @@ def test_prompt_value_reprs_and_validation() -> None:
         ChatPromptValue(["hi"])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="must be messages"):
         ChatPromptValue("hi")  # type: ignore[arg-type]
+
+
+def test_from_text_equals_the_checked_constructor() -> None:
+    """The fast text-chunk constructor builds exactly what the checked one does."""
+    import attrs
+
+    from nodes import AIMessageChunk
+
+    fast = AIMessageChunk.from_text(" hi")
+    slow = AIMessageChunk(content=" hi")
+    assert fast == slow
+    assert repr(fast) == repr(slow)
+    assert [f.name for f in attrs.fields(AIMessageChunk)] == [
+        "content", "additional_kwargs", "response_metadata", "name", "id", "usage_metadata", "tool_call_chunks"
+    ]

@@ -46,7 +46,8 @@ async def test_stalled_consumer_bounds_how_far_the_source_runs_ahead() -> None:
         actors = 3
         assert source.produced <= capacity_sum + actors + 1
         assert all(s.peak <= s.capacity for s in stats)
-        assert stats[0].buffered == stats[0].capacity
+        assert stats[0].waiting_senders == 1  # the last actor is blocked on the full output
+        assert stats[0].buffered >= stats[0].capacity // 2
         assert source.produced < 10_000
 
 
@@ -455,3 +456,46 @@ async def test_with_config_max_concurrency_limits_batch() -> None:
     bound = RunnableLambda(work).with_config(max_concurrency=1)
     assert await bound.abatch([1, 2, 3]) == [1, 2, 3]
     assert peak == 1
+
+
+async def test_a_slow_consumer_wakes_its_producer_once_per_half_buffer() -> None:
+    """Blocked senders are admitted when the buffer is half empty, in FIFO order."""
+    from engine import Edge
+
+    edge: Edge[int] = Edge(8)
+    sent: list[int] = []
+
+    async def produce() -> None:
+        for i in range(40):
+            await edge.send(i)
+            sent.append(i)
+        edge.close()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        await anyio.wait_all_tasks_blocked()
+        assert len(sent) == 8 and edge.statistics().waiting_senders == 1
+        got = [await edge.receive() for _ in range(3)]
+        await anyio.wait_all_tasks_blocked()
+        assert len(sent) == 8  # 5 still buffered: more than half, the producer stays parked
+        got.append(await edge.receive())
+        await anyio.wait_all_tasks_blocked()
+        assert len(sent) == 12  # at half, the producer was let in and refilled the buffer
+        got.extend([item async for item in edge])
+    assert got == list(range(40))
+
+
+def test_chunk_log_sums_long_streams_blockwise() -> None:
+    """ChunkLog gives the same sum as adding every chunk, through several block levels."""
+    from engine._chunks import ChunkLog
+
+    log = ChunkLog()
+    tokens = [f"t{i} " for i in range(70_000)]
+    for token in tokens:
+        log.append(token)
+    assert log.total() == "".join(tokens)
+    snapshots = ChunkLog("last")
+    for value in range(1000):
+        snapshots.append([value])
+    assert snapshots.total() == [999]
+    assert ChunkLog().total() is None
