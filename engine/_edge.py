@@ -161,6 +161,12 @@ class Edge(Generic[T]):
             if waiter is not None:
                 self._receive_waiter = None
                 waiter.set()
+                if self._sent == 1:
+                    # The stream's first item: let the consumer have it now rather than
+                    # after this producer has filled the buffer (time to first chunk).
+                    self._send_ops = 0
+                    await anyio.lowlevel.checkpoint()
+                    return
             self._send_ops += 1
             if self._send_ops >= _CHECKPOINT_EVERY:
                 self._send_ops = 0
