@@ -35,6 +35,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "deep_chain": ("bench_deep_chain", "20-step chain: per-chunk cost per step"),
     "long_stream": ("bench_long_stream", "1M chunks, slow consumer: peak RSS growth"),
     "cancel": ("bench_cancel", "cancellation latency of a 20-step chain"),
+    "anthropic": ("bench_anthropic", "ChatAnthropic vs the SDK's text_stream on the loopback server"),
 }
 
 ROOT = Path(__file__).resolve().parent.parent
