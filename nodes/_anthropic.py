@@ -644,7 +644,6 @@ class ChatAnthropic(BaseChatModel):
         if translator.complete:
             # Nothing belongs to the message after message_stop.
             return None
-        request_id = response.headers.get("request-id")
         if name == "error":
             error, cause = _error_event(raw, translator.produced, response)
             raise error from cause
@@ -657,7 +656,7 @@ class ChatAnthropic(BaseChatModel):
             raise ModelStreamError(
                 f"the Messages API sent a malformed {name!r} event {_delivered(translator.produced)}: {exc}",
                 chunks_delivered=translator.produced,
-                request_id=request_id,
+                request_id=response.headers.get("request-id"),
             ) from exc
 
     def __repr__(self) -> str:
