@@ -185,7 +185,7 @@ def launch_fused(
         source = _PENDING_INBOX
     last_node, last_step = prepared[-1]
     for _, step in prepared[:-1]:
-        step.add_unit()
+        launch.claim(step)
 
     async def actor() -> None:
         current: Inbox[Any] = inbox

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import attrs
 
-from ._edge import Edge, validate_capacity
+from ._edge import Edge
 
 if TYPE_CHECKING:
     from ._step import Step
@@ -166,24 +166,36 @@ class Subscription:
             count, self._dropped_pending = self._dropped_pending, 0
             self._edge.force_put(_dropped_event(count))
 
-    async def put(self, event: Event) -> None:
-        """Deliver ``event`` under this subscriber's overflow policy."""
+    async def put(self, event: Event, on_delivered: Callable[[], None] | None = None) -> None:
+        """Deliver ``event`` under this subscriber's overflow policy.
+
+        ``on_delivered`` runs if (and as soon as) the event is in the buffer, even if the
+        publisher is cancelled at the same moment.
+        """
         if self._closed:
             return
         edge = self._edge
         if self._dropped_pending and len(edge._buffer) < edge._capacity:
             self._flush_lag()
         if edge.put_nowait(event):  # the fast path: room in the buffer, nobody queued
+            if on_delivered is not None:
+                on_delivered()
             return
         if self.overflow == "drop":
             self._dropped_total += 1
             self._dropped_pending += 1
             return
         try:
-            await edge.send(event)
+            await edge.send_waiting(event, on_delivered)
         except anyio.BrokenResourceError:
             # The subscriber left while we waited: nothing more is owed to it.
             return
+
+    def count_dropped(self) -> None:
+        """Count one event this subscriber will not get (reported in-band like a drop)."""
+        if not self._closed:
+            self._dropped_total += 1
+            self._dropped_pending += 1
 
     def put_terminal(self, event: Event) -> None:
         """Deliver an end or error event without ever waiting."""
@@ -340,7 +352,9 @@ class EventBus:
         """
         if overflow not in ("block", "drop"):
             raise ValueError(f"unknown overflow policy {overflow!r}; use 'block' or 'drop'")
-        if validate_capacity(capacity, what="subscriber capacity") < 1:
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(f"subscriber capacity must be an int, got {type(capacity).__name__} {capacity!r}")
+        if capacity < 1:
             raise ValueError(f"subscriber capacity must be >= 1, got {capacity}")
         if self._closed:
             raise anyio.ClosedResourceError("subscribe on a closed EventBus")

@@ -15,7 +15,7 @@ paying a trip through the scheduler for every chunk.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Generic, Literal, TypeVar
 
 import anyio
@@ -172,6 +172,15 @@ class Edge(Generic[T]):
                 self._send_ops = 0
                 await anyio.lowlevel.checkpoint()
             return
+        await self.send_waiting(item)
+
+    async def send_waiting(self, item: T, on_delivered: Callable[[], None] | None = None) -> None:
+        """Queue ``item`` behind the full buffer and wait until the consumer takes it in.
+
+        ``on_delivered`` runs once the item is in, even when a cancellation arrives in
+        the same instant (on asyncio the wake-up and the cancellation can race): the
+        caller then raises the cancellation yet still knows the item went through.
+        """
         self._send_ops = 0
         waiter_entry = _SendWaiter(item)
         self._send_waiters.append(waiter_entry)
@@ -185,9 +194,13 @@ class Edge(Generic[T]):
         except BaseException:
             if not waiter_entry.delivered:
                 self._send_waiters.remove(waiter_entry)
+            elif on_delivered is not None:
+                on_delivered()
             raise
         if not waiter_entry.delivered:
             raise anyio.BrokenResourceError(f"{self.name}: the receiving side is closed")
+        if on_delivered is not None:
+            on_delivered()
 
     def put_nowait(self, item: T) -> bool:
         """Put ``item`` if there is room and nobody is queued ahead; else return False."""

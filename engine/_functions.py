@@ -44,6 +44,13 @@ def _function_name(func: Callable[..., Any], default: str) -> str:
     return str(name)
 
 
+def _next_or_done(iterator: Iterator[Any]) -> tuple[bool, Any]:
+    try:
+        return False, next(iterator)
+    except StopIteration:
+        return True, None
+
+
 async def _in_thread(func: Callable[..., Out], *args: Any) -> Out:
     context = copy_context()
     return await anyio.to_thread.run_sync(context.run, func, *args)
@@ -123,26 +130,30 @@ class RunnableGenerator(TransformNode[In, Out]):
         if step.subscribers and not step.input_known:
             source = RecordingInbox(inbox, step)
 
-        async def send(chunk: Out) -> None:
-            await step.emit_stream(chunk)
-            await outbox.send(chunk)
-
         def inputs() -> Iterator[In]:
+            # Runs in the worker thread: each input chunk is fetched on the run's loop.
             while True:
                 try:
                     yield anyio.from_thread.run(source.receive)
                 except anyio.EndOfStream:
                     return
 
-        def in_thread() -> None:
-            for chunk in func(inputs()):
-                anyio.from_thread.run(send, chunk)
-
         async def actor() -> None:
+            # The generator advances in a worker thread one chunk at a time; the chunk is
+            # sent from this task, so a stopped run never leaves a thread blocked on a
+            # send nobody will take.
+            generator = await _in_thread(func, inputs())
             try:
-                await _in_thread(in_thread)
+                while True:
+                    done, chunk = await _in_thread(_next_or_done, generator)
+                    if done:
+                        break
+                    await step.emit_stream(chunk)
+                    await outbox.send(chunk)
             finally:
                 outbox.close()
+                with anyio.CancelScope(shield=True):
+                    await _in_thread(generator.close)
 
         launch.spawn(step, actor)
 

@@ -189,6 +189,7 @@ class Launch:
         self._units: list[tuple[Step, Callable[[], Awaitable[None]]]] = []
         self._feeders: list[tuple[Edge[Any], AsyncIterable[Any]]] = []
         self.root_step: Step | None = None
+        self._claims: list[Step] = []
         self.edges: list[Edge[Any]] = []
 
     def edge(self, capacity: int, name: str, accumulation: Accumulation = "add") -> Edge[Any]:
@@ -230,22 +231,39 @@ class Launch:
         step.add_unit()
         self._units.append((step, body))
 
+    def claim(self, step: Step) -> None:
+        """Count a unit of ``step`` that another step's task will end (fused stages)."""
+        step.add_unit()
+        self._claims.append(step)
+
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Publish every start event in graph order, then start every task."""
+        """Publish every start event in graph order, then start every task.
+
+        If publishing is interrupted (a full ``"block"`` subscriber, then a cancelled
+        run), every registered unit is ended as cancelled, so each step whose start went
+        out still ends with an error event.
+        """
         root = self.root_step
         for edge, inputs in self._feeders:
             assert root is not None
             self.spawn(root, partial(_feed, edge, inputs))
-        for step, runnable in self._starts:
-            if step.subscribers:
-                if step.input_known:
-                    await step.emit_start(runnable._start_input(step.input_value), has_input=True)
-                else:
-                    await step.emit_start()
-        for step, body in self._units:
+        units, self._units = self._units, []
+        claims, self._claims = self._claims, []
+        try:
+            for step, runnable in self._starts:
+                if step.subscribers:
+                    if step.input_known:
+                        await step.emit_start(runnable._start_input(step.input_value), has_input=True)
+                    else:
+                        await step.emit_start()
+        except BaseException as exc:
+            for step in [*claims, *(step for step, _ in units)]:
+                step.unit_done(exc)
+            raise
+        finally:
+            self._starts.clear()
+        for step, body in units:
             task_group.start_soon(_unit, step, body, name=f"rillet {step.kind} {step.name}")
-        self._starts.clear()
-        self._units.clear()
 
 
 async def _feed(edge: Edge[Any], inputs: AsyncIterable[Any]) -> None:

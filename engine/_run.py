@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
@@ -37,6 +38,8 @@ from ._errors import collapse_errors, is_cancellation
 T = TypeVar("T")
 
 __all__ = ("RunSource", "RunStream")
+
+_LOG = logging.getLogger("rillet")
 
 # Tasks started on an asyncio loop must be referenced until they finish, or the loop
 # may collect them mid-run.
@@ -69,6 +72,7 @@ class _Run(Generic[T]):
         self.error: BaseException | None = None
         self.error_delivered = False
         self.started = False
+        self.orphaned = False
 
     def prepare(self) -> None:
         self.started = True
@@ -104,6 +108,19 @@ class _Run(Generic[T]):
         except BaseException as exc:
             if not is_cancellation(exc) and self.error is None:
                 self.error = exc
+        if self.orphaned:
+            self.report_orphaned_error()
+
+    def report_orphaned_error(self) -> None:
+        """Log an error nobody is left to receive (its consumer broke off and went away)."""
+        error = self.error
+        if error is not None and not self.error_delivered:
+            self.error_delivered = True
+            _LOG.error(
+                "a rillet run failed after its consumer had stopped reading: %r",
+                error,
+                exc_info=(type(error), error, error.__traceback__),
+            )
 
     def cancel(self) -> None:
         """Ask the host to stop (safe from ``__del__`` and from any task of the loop)."""
@@ -120,11 +137,15 @@ class _Run(Generic[T]):
         try:
             first = await self.source.receive()
         except anyio.EndOfStream:
-            assert self.done is not None
-            await self.done.wait()
-            self.raise_error()
-            return []
-        return [first, *self.source.receive_available(limit - 1)]
+            pass
+        else:
+            return [first, *self.source.receive_available(limit - 1)]
+        # At the end: the run's error, if any, raised outside the except block so that
+        # it keeps its own __context__.
+        assert self.done is not None
+        await self.done.wait()
+        self.raise_error()
+        return []
 
     def raise_error(self) -> None:
         error = self.error
@@ -252,22 +273,32 @@ class RunStream(Generic[T]):
             raise RuntimeError(f"rillet cannot host a run on {library!r}")
 
     async def aclose(self) -> None:
-        """Stop the run (if it is still going) and wait until its tasks have finished."""
+        """Stop the run (if it is still going) and wait until its tasks have finished.
+
+        Raises:
+            Exception: What a step raised (say, in its cleanup) that was not yet delivered.
+        """
         run = self._run
         if self._mode in ("detached", "structured"):
             run.cancel()
             assert run.done is not None
             with anyio.CancelScope(shield=True):
                 await run.done.wait()
+            if self._mode == "detached":
+                run.raise_error()
         elif self._mode is None:
             self._mode = "closed"
             await anyio.lowlevel.checkpoint()
 
     def __del__(self) -> None:
         if self._mode == "detached":
+            run = self._run
+            run.orphaned = True
             # Collected after its event loop closed: the run ended with the loop.
             with contextlib.suppress(RuntimeError):
-                self._run.cancel()
+                run.cancel()
+            if run.done is not None and run.done.is_set():
+                run.report_orphaned_error()
 
     def statistics(self) -> list[EdgeStatistics]:
         """A snapshot of every edge of the run (its output edge first)."""

@@ -13,6 +13,7 @@ always ends before its parent, without any step waiting on another.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -94,6 +95,7 @@ class Step:
     _base: dict[str, dict[str, Any]] | None = None
     linked: bool = True
     on_finish: Callable[[Step], None] | None = None
+    _announced: tuple[Subscription, ...] = ()
 
     @property
     def root_run_id(self) -> str:
@@ -139,7 +141,7 @@ class Step:
         if self._finished:
             return
         self._finished = True
-        if self.subscribers:
+        if self._announced:
             if self._error is not None:
                 self._publish_terminal("error", self._error)
             elif self._cancelled:
@@ -190,7 +192,11 @@ class Step:
         data: dict[str, Any] = {"input": start_input} if has_input else {}
         event = self._event("start", data)
         for subscriber in self.subscribers:
-            await subscriber.put(event)
+            # Only a subscriber that got the start is owed the end.
+            await subscriber.put(event, partial(self._announce, subscriber))
+
+    def _announce(self, subscriber: Subscription) -> None:
+        self._announced = (*self._announced, subscriber)
 
     async def emit_stream(self, chunk: Any) -> None:
         """Publish a stream event for ``chunk`` and remember it for the end event."""
@@ -263,8 +269,13 @@ class Step:
             elif self._inputs:
                 data["input"] = self._inputs.total()
         event = self._event(phase, data)
+        announced = self._announced
         for subscriber in self.subscribers:
-            subscriber.put_terminal(event)
+            if subscriber in announced:
+                subscriber.put_terminal(event)
+            elif subscriber.overflow == "drop":
+                # Its start was dropped, so its end is one more event this subscriber lost.
+                subscriber.count_dropped()
 
 
 def make_step(

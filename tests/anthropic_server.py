@@ -712,6 +712,10 @@ class AnthropicServer:
                     record.outcome = "complete"
                     self._send_json(conn, record, 200, _message_json(reply, message_id, str(model)))
         except _ClientGone:
+            if self._stopping.is_set():
+                # stop() shut the socket down under us: that close was ours, not the client's.
+                record.outcome = "server_stopped"
+                raise _ServerStopping from None
             record.client_closed_early = True
             record.outcome = "client_gone"
             record.client_gone.set()
