@@ -13,9 +13,9 @@ always ends before its parent, without any step waiting on another.
 from __future__ import annotations
 
 import uuid
-from functools import partial
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
