@@ -386,6 +386,10 @@ class EventBus:
             if s.filter.matches(step.name, step.kind, step.tags, step.run_id, step.parent_ids)
         )
 
+    def would_see(self, *, name: str, kind: str, tags: tuple[str, ...], parent_ids: tuple[str, ...]) -> bool:
+        """Whether any subscriber would see a step like this (before it exists)."""
+        return any(s.filter.matches(name, kind, tags, "", parent_ids) for s in self._subscriptions)
+
     @property
     def subscriber_count(self) -> int:
         """How many subscriptions are open."""

@@ -107,15 +107,24 @@ class RunnableSequence(Runnable[In, Out]):
                 current = out
 
     def _groups(self, launch: Launch, step: Step, site: Site) -> list[list[tuple[int, Site]]]:
-        """The steps to launch; in an observed run, neighbouring fusable leaves share one
-        group, launched as one actor so that events come in exact pipeline order."""
+        """The steps to launch; neighbouring leaves that a subscriber sees share one
+        group, launched as one actor so that their events come in exact pipeline order."""
         bus = launch.scope.bus
-        observed = bus is not None and bus.subscriber_count > 0
         groups: list[list[tuple[int, Site]]] = []
         previous_fusable = False
         for position, child in enumerate(self.steps):
             child_site = site.child(step, f"seq:step:{position + 1}")
-            fusable = observed and _leaf(child, child_site) is not None
+            fusable = False
+            if bus is not None and bus.subscriber_count:
+                leaf = _leaf(child, child_site)
+                if leaf is not None:
+                    node, leaf_site = leaf
+                    fusable = bus.would_see(
+                        name=leaf_site.run_name or node.get_name(),
+                        kind=node.kind,
+                        tags=(*leaf_site.local_tags, *leaf_site.own_tags, *leaf_site.inherited_tags),
+                        parent_ids=(*step.parent_ids, step.run_id),
+                    )
             if fusable and previous_fusable:
                 groups[-1].append((position, child_site))
             else:
