@@ -9,6 +9,7 @@ the cost per token does not depend on the stream's length (linear total work).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,8 @@ from ._harness import (
     fmt_ratio,
     run_alternating,
     stat,
+    target_at_least,
+    target_at_most,
 )
 from ._measures import Form, stream_measure
 
@@ -51,6 +54,7 @@ def _variant(
     langchain: Callable[[int], Any] | None,
     langchain_input: Callable[[int], Any],
     reps: int,
+    target_rate: float | None = None,
 ) -> None:
     contenders: list[Contender] = []
     sides: list[tuple[str, Backend, Callable[[int], Any], Callable[[int], Any], Form]] = [
@@ -104,6 +108,76 @@ def _variant(
             )
             line += f"; tokens/s vs langchain-core: {ratios}"
         section.findings.append(line)
+        if target_rate is not None and side != lc:
+            section.findings.append(
+                target_at_least(f"{title} tokens/s at {sizes[-1]:,} on {side}", 1 / per_token[side, sizes[-1]], target_rate, fmt_rate)
+            )
+            if langchain is not None:
+                section.findings.append(
+                    target_at_least(
+                        f"{title} {side} / langchain-core at {sizes[-1]:,}",
+                        per_token[lc, sizes[-1]] / per_token[side, sizes[-1]],
+                        10.0,
+                        lambda v: f"{v:.1f}x",
+                    )
+                )
+
+
+def _bus_measure(tokens: int, with_bus: bool) -> Callable[[], Any]:
+    """Time one ``astream`` of prompt|model|parser, with or without a non-matching bus."""
+
+    async def measure() -> dict[str, float]:
+        from engine import EventBus
+
+        chain = rillet_prompt_chain(tokens)
+        count = 0
+        if with_bus:
+            bus = EventBus()
+            async with bus.subscribe(include_names=["no-step-has-this-name"]) as subscription:
+                started = time.perf_counter()
+                async for _ in chain.astream(PROMPT_INPUT, {"bus": bus}):
+                    count += 1
+                seconds = time.perf_counter() - started
+                assert subscription.statistics().delivered == 0
+        else:
+            started = time.perf_counter()
+            async for _ in chain.astream(PROMPT_INPUT):
+                count += 1
+            seconds = time.perf_counter() - started
+        return {"seconds": seconds, "items": count}
+
+    return measure
+
+
+def _bus_without_match(budget: Budget, section: Section) -> None:
+    """astream with a bus whose only subscriber matches nothing, against no bus at all."""
+    tokens = 2_000 if budget.quick else 10_000
+    contenders = [
+        Contender(f"{label} [{b}]", b, _bus_measure(tokens, with_bus), warmup=_bus_measure(100, with_bus))
+        for b in budget.backends
+        for label, with_bus in (("no bus", False), ("bus, no matching subscriber", True))
+    ]
+    samples = run_alternating(contenders, budget.reps(7, 2), name="events bus-without-match")
+    table = Table(
+        ["side", "tokens", "median tokens/s", "min", "max"],
+        caption=f"astream of prompt | model | StrOutputParser, {tokens:,} tokens, with and without a bus",
+    )
+    for contender in contenders:
+        figures = samples[contender.label]
+        rates = stat([tokens / s for s in figures["seconds"]])
+        table.add(contender.label, fmt_count(tokens), fmt_rate(rates.median), fmt_rate(rates.low), fmt_rate(rates.high))
+    section.tables.append(table)
+    for b in budget.backends:
+        plain = stat(samples[f"no bus [{b}]"]["seconds"]).median
+        with_bus = stat(samples[f"bus, no matching subscriber [{b}]"]["seconds"]).median
+        section.findings.append(
+            target_at_most(
+                f"astream time with a non-matching bus / without a bus on {b}",
+                with_bus / plain,
+                1.10,
+                lambda v: f"{v:.2f}x",
+            )
+        )
 
 
 def run(budget: Budget) -> Section:
@@ -134,6 +208,7 @@ def run(budget: Budget) -> Section:
     if reason is not None:
         section.skipped.append(f"prompt | model | parser: {reason}")
         return section
+    _bus_without_match(budget, section)
     _variant(
         budget,
         section,
@@ -144,5 +219,6 @@ def run(budget: Budget) -> Section:
         langchain=langchain_prompt_chain if missing_lc is None else None,
         langchain_input=lambda _size: PROMPT_INPUT,
         reps=budget.reps(4, 1),
+        target_rate=80_000.0,
     )
     return section
