@@ -191,6 +191,20 @@ class Subscription:
             # The subscriber left while we waited: nothing more is owed to it.
             return
 
+    def try_put(self, event: Event) -> bool:
+        """Deliver ``event`` if that needs no waiting and no bookkeeping (the hot path)."""
+        edge = self._edge
+        buffer = edge._buffer
+        if (
+            self._closed
+            or self._dropped_pending
+            or len(buffer) >= edge._capacity
+            or edge._send_waiters
+        ):
+            return False
+        edge._append(event)
+        return True
+
     def count_dropped(self) -> None:
         """Count one event this subscriber will not get (reported in-band like a drop)."""
         if not self._closed:

@@ -112,12 +112,16 @@ class ChunkLog:
     def append(self, chunk: Any) -> None:
         """Remember ``chunk``."""
         levels = self._levels
-        if self.accumulation == "last":
-            levels[0] = [chunk]
-            return
         recent = levels[0]
         recent.append(chunk)
         if len(recent) >= _BLOCK:
+            self._carry()
+
+    def _carry(self) -> None:
+        levels = self._levels
+        if self.accumulation == "last":
+            levels[0] = levels[0][-1:]
+        else:
             level = 0
             while len(levels[level]) >= _BLOCK:
                 if level + 1 == len(levels):

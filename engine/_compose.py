@@ -252,10 +252,15 @@ class RunnableAssign(Runnable[dict[str, Any], dict[str, Any]]):
         passthrough, mapped = _fan_out(launch, step, inbox, 2, capacity, check)
         outbox.add_sender()
 
+        assigned = frozenset(self.mapper.branches)
+
         async def forward() -> None:
             try:
                 async for chunk in passthrough:
-                    await outbox.send(AddableDict(chunk))
+                    # An assigned key replaces the input's key of the same name.
+                    kept = {k: v for k, v in chunk.items() if k not in assigned}
+                    if kept:
+                        await outbox.send(AddableDict(kept))
             finally:
                 outbox.close()
 

@@ -58,7 +58,9 @@ def open_event_stream(
         discard_output=True,
     )
     subscription = holder["subscription"]
-    return RunStream(launch, subscription, subscription.end, edges[1:])
+    # A lossless subscription never holds a lag marker, so the consumer can read its
+    # buffer directly, one call shallower per event.
+    return RunStream(launch, subscription._edge, subscription.end, edges[1:])
 
 
 def _end_with(root: Step, holder: dict[str, Any]) -> None:

@@ -96,6 +96,7 @@ class Step:
     linked: bool = True
     on_finish: Callable[[Step], None] | None = None
     _announced: tuple[Subscription, ...] = ()
+    _stream_template: dict[str, Any] | None = None
 
     @property
     def root_run_id(self) -> str:
@@ -204,9 +205,14 @@ class Step:
         if outputs is None:
             return
         outputs.append(chunk)
-        event = self._event("stream", {"chunk": chunk})
+        template = self._stream_template
+        if template is None:
+            template = self._stream_template = self._template("stream")
+        event = template.copy()
+        event["data"] = {"chunk": chunk}
         for subscriber in self.subscribers:
-            await subscriber.put(event)
+            if not subscriber.try_put(event):
+                await subscriber.put(event)
 
     def _custom_event(self, name: str, data: Any) -> Event:
         event = self._event("stream", {})
