@@ -51,6 +51,8 @@ class RunSource(Protocol[T]):
 
     async def receive(self) -> T: ...
 
+    async def __anext__(self) -> T: ...
+
     def receive_available(self, limit: int) -> list[T]: ...
 
 
@@ -230,8 +232,8 @@ class RunStream(Generic[T]):
         if self._mode is None:
             self._start_detached()
         try:
-            return await run.source.receive()
-        except anyio.EndOfStream:
+            return await run.source.__anext__()
+        except StopAsyncIteration:
             pass
         except BaseException:
             # The consumer was cancelled or the run failed: either way the run stops now.
