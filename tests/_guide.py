@@ -1,24 +1,22 @@
-"""The streaming guide's data, shared by tests: the prompts and the scripted replies."""
+"""The streaming guide's data for tests: the examples' scripted replies, and what they parse to."""
 
 from __future__ import annotations
 
-COUNTRIES_PROMPT = (
-    "output a list of the countries france, spain and japan and their populations in JSON "
-    'format. Use a dict with an outer key of "countries" which contains a list of countries. '
-    "Each country should have the key `name` and `population`"
-)
+import sys
+from pathlib import Path
 
-# Tokens shaped like the guide's model output, so the parser's snapshots match its listing.
-COUNTRIES_TOKENS = [
-    " Here", " is", " the", " JSON", " with", " the", " requested", " countries", " and",
-    " their", " populations", ":", "\n\n```", "json", "\n{", "\n ", ' "', "countries", '":',
-    " [", "\n   ", " {", "\n     ", ' "', "name", '":', ' "', "France", '",', "\n     ", ' "',
-    "population", '":', " 67", "39", "15", "82", "\n   ", " },", "\n   ", " {", "\n     ",
-    ' "', "name", '":', ' "', "Sp", "ain", '",', "\n     ", ' "', "population", '":', " 46",
-    "75", "47", "78", "\n   ", " },", "\n   ", " {", "\n     ", ' "', "name", '":', ' "',
-    "Japan", '",', "\n     ", ' "', "population", '":', " 12", "647", "64", "61", "\n   ",
-    " }", "\n  ]", "\n}", "\n```",
-]
+# The scripted replies are the examples' own, so tests and examples cannot drift apart.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+from _guide_data import COUNTRIES_PROMPT, COUNTRIES_TOKENS, HELLO_TOKENS
+
+__all__ = (
+    "COUNTRIES_FINAL",
+    "COUNTRIES_PROMPT",
+    "COUNTRIES_SNAPSHOTS_START",
+    "COUNTRIES_TOKENS",
+    "HELLO_TOKENS",
+)
 
 COUNTRIES_SNAPSHOTS_START = [
     {},
@@ -44,4 +42,3 @@ COUNTRIES_FINAL = {
     ]
 }
 
-HELLO_TOKENS = [" Hello", "!", " My", " name", " is", " Claude", "."]
