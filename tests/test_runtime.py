@@ -415,7 +415,7 @@ async def test_cleanup_guard_sees_a_clean_run_and_a_leftover() -> None:
     source: GatedSource[int] = GatedSource(range(3))
     stream = (source | Probe()).astream(None)
     with pytest.raises(RunLeftovers, match="rillet"):
-        async with cleanup_guard():
+        async with cleanup_guard(settle=0.0):
             source.release(1)
             await stream.__anext__()
     await stream.aclose()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from .._bus import EventBus
 
@@ -24,11 +26,14 @@ def rillet_tasks() -> list[str]:
     return [task.name or "" for task in anyio.get_running_tasks() if (task.name or "").startswith("rillet ")]
 
 
-async def assert_run_cleaned_up(*, bus: EventBus | None = None) -> None:
+async def assert_run_cleaned_up(*, bus: EventBus | None = None, settle: float = 5.0) -> None:
     """Assert that no rillet task is running (and, given a bus, no subscriber is open).
 
     Waits until every other task is blocked first, so that runs that were just cancelled
-    (a bare ``async for`` that was broken off) get to finish.
+    (a bare ``async for`` that was broken off) get to finish; a run whose cleanup waits
+    on a thread or a socket (a model closing its HTTP stream) looks blocked while it is
+    still finishing, so leftovers are then polled for up to ``settle`` seconds of real
+    time (a hang guard: a clean run passes at once, mock clock or not).
 
     Raises:
         RunLeftovers: Naming the tasks or subscribers still alive.
@@ -40,6 +45,11 @@ async def assert_run_cleaned_up(*, bus: EventBus | None = None) -> None:
         if not rillet_tasks():
             break
         await anyio.lowlevel.checkpoint()
+    deadline = time.monotonic() + settle
+    while rillet_tasks() and time.monotonic() < deadline:
+        # Real time, in a thread: a mock clock must not make this bound expire at once.
+        await anyio.to_thread.run_sync(time.sleep, 0.002)
+        await anyio.wait_all_tasks_blocked()
     left = rillet_tasks()
     if left:
         raise RunLeftovers(f"tasks still running after the run: {left}")
@@ -48,7 +58,7 @@ async def assert_run_cleaned_up(*, bus: EventBus | None = None) -> None:
 
 
 @asynccontextmanager
-async def cleanup_guard(*, bus: EventBus | None = None) -> AsyncIterator[None]:
+async def cleanup_guard(*, bus: EventBus | None = None, settle: float = 5.0) -> AsyncIterator[None]:
     """Run the block, then assert it left no task, subscriber or ``ResourceWarning``.
 
     Raises:
@@ -57,7 +67,7 @@ async def cleanup_guard(*, bus: EventBus | None = None) -> AsyncIterator[None]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         yield
-        await assert_run_cleaned_up(bus=bus)
+        await assert_run_cleaned_up(bus=bus, settle=settle)
         gc.collect()
         await anyio.lowlevel.checkpoint()
     leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
