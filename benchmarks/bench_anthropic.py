@@ -313,8 +313,8 @@ def run(budget: Budget) -> Section:
     except ImportError:
         section.skipped.append("anthropic: the anthropic SDK is not installed")
         return section
-    streams = budget.size(3, 2)
-    reps = budget.reps(7, 2)
+    streams = budget.size(3, 1)
+    reps = budget.reps(7, 1)
     section.notes.append(
         f"The loopback server (`tests/anthropic_server.py`, in a child process) streams "
         f"{TOKENS:,} text deltas with no delay. **A** iterates the SDK's own "
