@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ._actors import LeafNode, launch_fused
 from ._chunks import AddableDict
 from ._config import RunConfig
 from ._edge import Accumulation, ConstantInbox, Edge
@@ -19,12 +20,6 @@ from ._errors import CompositionError
 from ._launch import Inbox, KeyedOutbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
 from ._runnable import Runnable
 from ._step import Step
-
-
-def launch_fused(*args: Any) -> None:
-    from ._actors import launch_fused as _launch_fused
-
-    _launch_fused(*args)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -138,8 +133,6 @@ class RunnableSequence(Runnable[In, Out]):
 
 def _leaf(runnable: Runnable[Any, Any], site: Site) -> Any:
     """``(leaf, site)`` for a fusable leaf (looking through bindings), else ``None``."""
-    from ._actors import LeafNode
-
     while isinstance(runnable, RunnableBinding):
         config = runnable.config
         site = site.bind(run_name=config.run_name, tags=config.tags, metadata=config.metadata)

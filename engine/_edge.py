@@ -97,7 +97,6 @@ class Edge(Generic[T]):
     __slots__ = (
         "_buffer",
         "_capacity",
-        "_drain_waiters",
         "_open_senders",
         "_peak",
         "_receive_waiter",
@@ -122,7 +121,6 @@ class Edge(Generic[T]):
         self._buffer: deque[T] = deque()
         self._send_waiters: deque[_SendWaiter] = deque()
         self._receive_waiter: Signal | None = None
-        self._drain_waiters: list[Signal] = []
         self._open_senders = senders
         self._receiver_closed = False
         self._peak = 0
@@ -293,43 +291,12 @@ class Edge(Generic[T]):
             if self._receive_waiter is not None:
                 raise anyio.BusyResourceError("receiving from")
             self._recv_ops = 0
-            if self._drain_waiters:
-                self._wake_drain_waiters()
             event = self._receive_waiter = Signal()
             try:
                 await event.wait()
             finally:
                 if self._receive_waiter is event:
                     self._receive_waiter = None
-
-    def _wake_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            waiter.set()
-
-    @property
-    def drained(self) -> bool:
-        """Whether the consumer took everything and came back for more (or is gone)."""
-        return self._receiver_closed or (
-            not self._buffer and not self._send_waiters and self._receive_waiter is not None
-        )
-
-    async def wait_drained(self) -> None:
-        """Wait until the consumer has taken everything and is waiting for more.
-
-        An observed step calls this after each send, so that what the chunk causes
-        downstream (and the events it publishes) happens before the step's next chunk:
-        the event order a subscriber sees is then the pipeline order, as in a
-        sequential implementation.
-        """
-        while not self.drained:
-            event = Signal()
-            self._drain_waiters.append(event)
-            try:
-                await event.wait()
-            finally:
-                if event in self._drain_waiters:
-                    self._drain_waiters.remove(event)
 
     def receive_available(self, limit: int) -> list[T]:
         """Take up to ``limit`` items that are ready now, without waiting."""
@@ -342,7 +309,6 @@ class Edge(Generic[T]):
         """Close the consuming side; blocked and later senders get ``BrokenResourceError``."""
         self._receiver_closed = True
         self._buffer.clear()
-        self._wake_drain_waiters()
         while self._send_waiters:
             self._send_waiters.popleft().event.set()
 

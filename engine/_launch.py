@@ -32,7 +32,7 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
-__all__ = ("Inbox", "KeyedOutbox", "Launch", "Outbox", "RecordingInbox", "Site", "TapOutbox", "wait_drained")
+__all__ = ("Inbox", "KeyedOutbox", "Launch", "Outbox", "RecordingInbox", "Site", "TapOutbox")
 
 
 class Inbox(Protocol[T_co]):
@@ -107,10 +107,6 @@ class TapOutbox:
     def add_sender(self) -> None:
         self._outbox.add_sender()
 
-    async def wait_drained(self) -> None:
-        await wait_drained(self._outbox)
-
-
 class KeyedOutbox:
     """A parallel branch's outbox: wraps each chunk as ``{key: chunk}`` for the fan-in."""
 
@@ -130,17 +126,6 @@ class KeyedOutbox:
 
     def add_sender(self) -> None:
         self._outbox.add_sender()
-
-    async def wait_drained(self) -> None:
-        await wait_drained(self._outbox)
-
-
-async def wait_drained(outbox: Outbox[Any]) -> None:
-    """Wait until ``outbox``'s consumer took everything sent (see ``Edge.wait_drained``)."""
-    wait = getattr(outbox, "wait_drained", None)
-    if wait is not None:
-        await wait()
-
 
 @attrs.frozen
 class Site:

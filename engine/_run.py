@@ -73,11 +73,9 @@ class _Run(Generic[T]):
         self.done: anyio.Event | None = None
         self.error: BaseException | None = None
         self.error_delivered = False
-        self.started = False
         self.orphaned = False
 
     def prepare(self) -> None:
-        self.started = True
         self.done = anyio.Event()
 
     async def host(self) -> None:

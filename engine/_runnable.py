@@ -21,7 +21,7 @@ from ._edge import Accumulation, ConstantInbox, Edge
 from ._errors import collapse_errors
 from ._launch import Inbox, Launch, Outbox, Site
 from ._run import RunStream
-from ._step import RunScope, Step, current_step, new_run_id, set_current_step
+from ._step import RunScope, Step, current_step, new_run_id
 
 if TYPE_CHECKING:
     from ._bus import Event
@@ -462,8 +462,3 @@ def _per_input_configs(config: Config | Sequence[Config], count: int) -> list[Ru
         return [RunConfig.coerce(c, where=f"config[{i}]") for i, c in enumerate(config)]
     single = RunConfig.coerce(config)  # type: ignore[arg-type]
     return [single] * count
-
-
-def with_current_step(step: Step | None) -> None:
-    """Make ``step`` the parent of runs started from this task (used by the portal)."""
-    set_current_step(step)

@@ -113,11 +113,6 @@ class Step:
         """Whether the step and all its units finished."""
         return self._finished
 
-    @property
-    def emitting(self) -> bool:
-        """Whether any subscriber sees this step."""
-        return bool(self.subscribers)
-
     def __repr__(self) -> str:
         return f"<Step {self.kind}:{self.name} {self.run_id[:8]}>"
 
