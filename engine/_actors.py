@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from ._chunks import concat_chunks
-from ._edge import ConstantInbox
-from ._launch import Inbox, Launch, Outbox, RecordingInbox, Site
+from ._edge import CHECKPOINT_EVERY, ConstantInbox, Edge
+from ._launch import DiscardOutbox, Inbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
 from ._runnable import Runnable
 from ._step import _CURRENT_STEP, RunCancelled, Step
 
@@ -31,12 +32,15 @@ __all__ = ("AggregateNode", "LeafNode", "TransformNode", "launch_fused", "pump")
 
 
 async def pump(source: AsyncIterator[Any], outbox: Outbox[Any], step: Step) -> None:
-    """Send everything ``source`` yields to ``outbox``, publishing stream events first."""
+    """Send everything ``source`` yields to ``outbox``, publishing stream events first.
+
+    ``source`` is closed here (in this task) however the loop ends.
+    """
     try:
-        if step.subscribers:
-            async for chunk in source:
-                await step.emit_stream(chunk)
-                await outbox.send(chunk)
+        if step.subscribers or type(outbox) is TapOutbox:
+            await _pump_observed(source, outbox, step)
+        elif type(outbox) is Edge:
+            await outbox.send_from(source)
         else:
             send = outbox.send
             async for chunk in source:
@@ -47,6 +51,34 @@ async def pump(source: AsyncIterator[Any], outbox: Outbox[Any], step: Step) -> N
             await aclose()
 
 
+async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: Step) -> None:
+    # The composite steps whose output this is (taps around the outbox) publish each
+    # chunk right after this step, in the same loop; they share one output log.
+    publishers = [step] if step.subscribers else []
+    target: Any = outbox
+    while type(target) is TapOutbox:
+        publishers.append(target.step)
+        target = target.outbox
+    for publisher in publishers[1:]:
+        publisher.share_output_log(publishers[0])
+    discard = type(target) is DiscardOutbox
+    send = target.send
+    ops = 0
+    async for chunk in source:
+        for publisher in publishers:
+            pending = publisher.publish_stream(chunk)
+            if pending is not None:
+                await pending
+        if discard:
+            # Nobody reads the output: still let other tasks in now and then.
+            ops += 1
+            if ops >= CHECKPOINT_EVERY:
+                ops = 0
+                await anyio.lowlevel.checkpoint()
+        else:
+            await send(chunk)
+
+
 class LeafNode(Runnable[In, Out]):
     """A step that is one actor: it reads an inbox and writes chunks to an outbox."""
 
@@ -54,8 +86,8 @@ class LeafNode(Runnable[In, Out]):
         """Whether this leaf can share a task with its neighbours in an observed sequence."""
         return True
 
-    def _chunks(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
-        """The step's output chunks, reading ``inbox`` (an async generator)."""
+    async def _start_output(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
+        """Start the step: return the iterator of its output chunks, reading ``inbox``."""
         raise NotImplementedError
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
@@ -63,7 +95,7 @@ class LeafNode(Runnable[In, Out]):
 
         async def actor() -> None:
             try:
-                await pump(self._chunks(inbox, step), outbox, step)
+                await pump(await self._start_output(inbox, step), outbox, step)
             finally:
                 outbox.close()
 
@@ -77,9 +109,9 @@ class TransformNode(LeafNode[In, Out]):
         """Yield output chunks while consuming ``chunks`` (override in subclasses)."""
         raise NotImplementedError
 
-    def _chunks(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
+    async def _start_output(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
         source: Inbox[Any] = inbox
-        if step.subscribers and not step.input_known:
+        if step.subscribers and not step.input_known and not step.input_shared:
             source = RecordingInbox(inbox, step)
         return self._transform(source, step)
 
@@ -88,20 +120,14 @@ class AggregateNode(LeafNode[In, Out]):
     """A leaf that needs its whole input: it adds the chunks up, then computes."""
 
     def _compute(self, value: In, step: Step) -> AsyncIterator[Out]:
-        """Yield the output for the finalized input ``value`` (override in subclasses)."""
+        """The output for the finalized input ``value``: an async iterator (usually an
+        async generator), which the engine closes when the step ends."""
         raise NotImplementedError
 
-    async def _chunks(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
+    async def _start_output(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
         value = await aggregate(inbox)
         step.set_input(value)
-        results = self._compute(value, step)
-        try:
-            async for chunk in results:
-                yield chunk
-        finally:
-            aclose = getattr(results, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        return self._compute(value, step)
 
 
 async def aggregate(inbox: Inbox[Any]) -> Any:
@@ -115,10 +141,12 @@ async def aggregate(inbox: Inbox[Any]) -> Any:
 class _StageInbox:
     """A fused stage's output, read by the next stage as its inbox (same task)."""
 
-    __slots__ = ("_chunks", "_done", "_step", "accumulation")
+    __slots__ = ("_chunks", "_done", "_inbox", "_node", "_step", "accumulation")
 
-    def __init__(self, chunks: AsyncIterator[Any], step: Step) -> None:
-        self._chunks = chunks
+    def __init__(self, node: LeafNode[Any, Any], inbox: Inbox[Any], step: Step) -> None:
+        self._node = node
+        self._inbox = inbox
+        self._chunks: AsyncIterator[Any] | None = None
         self._step = step
         self._done = False
         self.accumulation = step.accumulation
@@ -131,7 +159,10 @@ class _StageInbox:
         # The stage's own code runs as its step, so runs it starts nest under it.
         token = _CURRENT_STEP.set(step)
         try:
-            chunk = await self._chunks.__anext__()
+            chunks = self._chunks
+            if chunks is None:
+                chunks = self._chunks = await self._node._start_output(self._inbox, step)
+            chunk = await chunks.__anext__()
         except StopAsyncIteration:
             self._finish(None)
             raise
@@ -140,8 +171,9 @@ class _StageInbox:
             raise
         finally:
             _CURRENT_STEP.reset(token)
-        if step.subscribers:
-            await step.emit_stream(chunk)
+        pending = step.publish_stream(chunk)
+        if pending is not None:
+            await pending
         return chunk
 
     async def receive(self) -> Any:
@@ -191,11 +223,16 @@ def launch_fused(
         current: Inbox[Any] = inbox
         stages: list[_StageInbox] = []
         try:
-            for node, step in prepared[:-1]:
-                stage = _StageInbox(node._chunks(current, step), step)
+            for index, (node, step) in enumerate(prepared[:-1]):
+                if index:
+                    # This stage reads exactly what the one before emits: one log for both.
+                    step.share_input_log(prepared[index - 1][1])
+                stage = _StageInbox(node, current, step)
                 stages.append(stage)
                 current = stage
-            await pump(last_node._chunks(current, last_step), outbox, last_step)
+            if len(prepared) > 1:
+                last_step.share_input_log(prepared[-2][1])
+            await pump(await last_node._start_output(current, last_step), outbox, last_step)
         finally:
             outbox.close()
             for stage in reversed(stages):

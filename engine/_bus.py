@@ -192,7 +192,10 @@ class Subscription:
             return
 
     def try_put(self, event: Event) -> bool:
-        """Deliver ``event`` if that needs no waiting and no bookkeeping (the hot path)."""
+        """Deliver ``event`` if that needs no waiting and no bookkeeping (the hot path).
+
+        The edge's append is written out here: this runs once per event per subscriber.
+        """
         edge = self._edge
         buffer = edge._buffer
         if (
@@ -202,7 +205,14 @@ class Subscription:
             or edge._send_waiters
         ):
             return False
-        edge._append(event)
+        buffer.append(event)
+        edge._sent += 1
+        if len(buffer) > edge._peak:
+            edge._peak = len(buffer)
+        waiter = edge._receive_waiter
+        if waiter is not None:
+            edge._receive_waiter = None
+            waiter.set()
         return True
 
     def count_dropped(self) -> None:

@@ -90,7 +90,7 @@ def concat_chunks(chunks: Sequence[T], accumulation: Accumulation = "add") -> T 
     return value  # type: ignore[no-any-return]
 
 
-_BLOCK = 256
+BLOCK = 256
 
 
 class ChunkLog:
@@ -98,47 +98,48 @@ class ChunkLog:
 
     An end event carries the sum of a step's chunks, so a step someone listens to must
     remember them; kept one object per chunk, a long stream of small tokens would cost
-    far more than its text. Every ``_BLOCK`` chunks are added into one block, and every
-    ``_BLOCK`` blocks into one larger block, so each chunk is copied once per level:
+    far more than its text. Every ``BLOCK`` chunks are added into one block, and every
+    ``BLOCK`` blocks into one larger block, so each chunk is copied once per level:
     ``O(n log n)`` work, and memory close to the size of the sum itself.
+
+    ``recent`` is the newest level; the event path appends to it directly (one list
+    append per chunk) and calls :meth:`carry` once it holds ``BLOCK`` chunks.
     """
 
-    __slots__ = ("_levels", "accumulation")
+    __slots__ = ("_upper", "accumulation", "recent")
 
     def __init__(self, accumulation: Accumulation = "add") -> None:
-        self._levels: list[list[Any]] = [[]]
+        self.recent: list[Any] = []
+        self._upper: list[list[Any]] = []
         self.accumulation: Accumulation = accumulation
 
     def append(self, chunk: Any) -> None:
         """Remember ``chunk``."""
-        levels = self._levels
-        recent = levels[0]
+        recent = self.recent
         recent.append(chunk)
-        if len(recent) >= _BLOCK:
-            self._carry()
+        if len(recent) >= BLOCK:
+            self.carry()
 
-    def _carry(self) -> None:
-        levels = self._levels
+    def carry(self) -> None:
+        """Fold full levels into the level above (called when ``recent`` is full)."""
         if self.accumulation == "last":
-            levels[0] = levels[0][-1:]
-        else:
-            level = 0
-            while len(levels[level]) >= _BLOCK:
-                if level + 1 == len(levels):
-                    levels.append([])
-                levels[level + 1].append(concat_chunks(levels[level]))
-                levels[level] = []
-                level += 1
-
-    def replace(self, value: Any) -> None:
-        """Forget the chunks: ``value`` is the whole sum."""
-        self._levels = [[value]]
-        self.accumulation = "last"
+            self.recent = self.recent[-1:]
+            return
+        block = concat_chunks(self.recent)
+        self.recent = []
+        for level in self._upper:
+            level.append(block)
+            if len(level) < BLOCK:
+                return
+            block = concat_chunks(level)
+            level.clear()
+        self._upper.append([block])
 
     def __bool__(self) -> bool:
-        return any(self._levels)
+        return bool(self.recent) or any(self._upper)
 
     def total(self) -> Any:
         """The sum of every chunk remembered (``None`` when there is none)."""
-        ordered = [chunk for level in reversed(self._levels) for chunk in level]
+        ordered = [chunk for level in reversed(self._upper) for chunk in level]
+        ordered.extend(self.recent)
         return concat_chunks(ordered, self.accumulation)

@@ -32,7 +32,7 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
-__all__ = ("Inbox", "KeyedOutbox", "Launch", "Outbox", "RecordingInbox", "Site", "TapOutbox")
+__all__ = ("DiscardOutbox", "Inbox", "KeyedOutbox", "Launch", "Outbox", "RecordingInbox", "Site", "TapOutbox")
 
 
 class Inbox(Protocol[T_co]):
@@ -88,24 +88,45 @@ class TapOutbox:
 
     Composite steps (a sequence, a parallel step) own no actor; their output chunks are
     the last child's, so the child's sends go through this tap when someone listens.
+    (A leaf's actor that finds taps around its outbox publishes for them itself, in the
+    same loop as its own events.)
     """
 
-    __slots__ = ("_outbox", "_step", "accumulation")
+    __slots__ = ("accumulation", "outbox", "step")
 
     def __init__(self, outbox: Outbox[Any], step: Step) -> None:
-        self._outbox = outbox
-        self._step = step
+        self.outbox = outbox
+        self.step = step
         self.accumulation = outbox.accumulation
 
     async def send(self, item: Any, /) -> None:
-        await self._step.emit_stream(item)
-        await self._outbox.send(item)
+        await self.step.emit_stream(item)
+        await self.outbox.send(item)
 
     def close(self) -> None:
-        self._outbox.close()
+        self.outbox.close()
 
     def add_sender(self) -> None:
-        self._outbox.add_sender()
+        self.outbox.add_sender()
+
+
+class DiscardOutbox:
+    """An outbox nobody reads: for ``astream_events``, whose end events carry the output."""
+
+    __slots__ = ("accumulation",)
+
+    def __init__(self, accumulation: Accumulation) -> None:
+        self.accumulation = accumulation
+
+    async def send(self, item: Any, /) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def add_sender(self) -> None:
+        pass
+
 
 class KeyedOutbox:
     """A parallel branch's outbox: wraps each chunk as ``{key: chunk}`` for the fan-in."""

@@ -32,7 +32,7 @@ import anyio
 import anyio.abc
 import sniffio
 
-from ._edge import Edge, EdgeStatistics
+from ._edge import NOTHING, Edge, EdgeStatistics, Nothing
 from ._errors import collapse_errors, is_cancellation
 
 T = TypeVar("T")
@@ -180,6 +180,8 @@ class RunStream(Generic[T]):
         self._edges = edges
         self._task_group: anyio.abc.TaskGroup | None = None
         self._mode: str | None = None
+        # The source's non-blocking take, once the run started (the per-item fast path).
+        self._poll: Callable[[], T | Nothing] | None = None
 
     # -- structured ---------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class RunStream(Generic[T]):
         self._mode = "structured"
         run = self._run
         run.prepare()
+        self._poll = getattr(run.source, "poll", None)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -226,6 +229,11 @@ class RunStream(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
+        poll = self._poll
+        if poll is not None:
+            item = poll()
+            if item is not NOTHING:
+                return item
         run = self._run
         if self._mode is None:
             self._start_detached()
@@ -257,6 +265,7 @@ class RunStream(Generic[T]):
         self._mode = "detached"
         run = self._run
         run.prepare()
+        self._poll = getattr(run.source, "poll", None)
         library = sniffio.current_async_library()
         context = contextvars.copy_context()
         if library == "trio":

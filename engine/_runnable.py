@@ -19,7 +19,7 @@ from ._chunks import concat_chunks
 from ._config import DEFAULT_CAPACITY, RunConfig
 from ._edge import Accumulation, ConstantInbox, Edge
 from ._errors import collapse_errors
-from ._launch import Inbox, Launch, Outbox, Site
+from ._launch import DiscardOutbox, Inbox, Launch, Outbox, Site
 from ._run import RunStream
 from ._step import RunScope, Step, current_step, new_run_id
 
@@ -435,24 +435,6 @@ class Runnable(Generic[In, Out]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-class DiscardOutbox:
-    """An outbox nobody reads: for ``astream_events``, whose end events carry the output."""
-
-    __slots__ = ("accumulation",)
-
-    def __init__(self, accumulation: Accumulation) -> None:
-        self.accumulation = accumulation
-
-    async def send(self, item: Any, /) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def add_sender(self) -> None:
-        pass
 
 
 def _per_input_configs(config: Config | Sequence[Config], count: int) -> list[RunConfig]:

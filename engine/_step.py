@@ -13,7 +13,7 @@ always ends before its parent, without any step waiting on another.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._chunks import ChunkLog
+from ._chunks import BLOCK, ChunkLog
 from ._edge import Accumulation
 
 if TYPE_CHECKING:
@@ -97,6 +97,8 @@ class Step:
     on_finish: Callable[[Step], None] | None = None
     _announced: tuple[Subscription, ...] = ()
     _stream_template: dict[str, Any] | None = None
+    _output_shared: bool = False
+    input_shared: bool = False
 
     @property
     def root_run_id(self) -> str:
@@ -194,12 +196,21 @@ class Step:
     def _announce(self, subscriber: Subscription) -> None:
         self._announced = (*self._announced, subscriber)
 
-    async def emit_stream(self, chunk: Any) -> None:
-        """Publish a stream event for ``chunk`` and remember it for the end event."""
-        outputs = self._outputs
-        if outputs is None:
-            return
-        outputs.append(chunk)
+    def publish_stream(self, chunk: Any) -> Awaitable[None] | None:
+        """Publish a stream event for ``chunk`` (and remember it for the end event).
+
+        This is the per-chunk path, so it never waits: it returns ``None`` once every
+        subscriber took the event, or else an awaitable that delivers it to the rest,
+        which the caller must await at once (a ``"block"`` subscriber is full).
+        """
+        log = self._outputs
+        if log is None:
+            return None
+        if not self._output_shared:
+            recent = log.recent
+            recent.append(chunk)
+            if len(recent) >= BLOCK:
+                log.carry()
         template = self._stream_template
         if template is None:
             template = self._stream_template = self._template("stream")
@@ -207,7 +218,46 @@ class Step:
         event["data"] = {"chunk": chunk}
         for subscriber in self.subscribers:
             if not subscriber.try_put(event):
-                await subscriber.put(event)
+                return self._deliver_from(subscriber, event)
+        return None
+
+    async def _deliver_from(self, first: Subscription, event: Event) -> None:
+        subscribers = self.subscribers
+        for subscriber in subscribers[subscribers.index(first) :]:
+            await subscriber.put(event)
+
+    async def emit_stream(self, chunk: Any) -> None:
+        """:meth:`publish_stream`, waiting for subscribers that are full."""
+        pending = self.publish_stream(chunk)
+        if pending is not None:
+            await pending
+
+    def share_output_log(self, owner: Step) -> None:
+        """Sum this step's output from ``owner``'s log: both steps emit the same chunks.
+
+        A composite step's output is its last child's, chunk for chunk, so the two need
+        only one log (the owner appends; this step publishes without recording).
+        """
+        log = owner._outputs
+        if (
+            log is not None
+            and self._outputs is not None
+            and not self._outputs
+            and self.accumulation == owner.accumulation
+        ):
+            self._outputs = log
+            self._output_shared = True
+
+    def share_input_log(self, upstream: Step) -> bool:
+        """Take this step's input log from ``upstream``'s output log, when this step reads
+        exactly what ``upstream`` emits (fused stages of one actor). Returns whether it
+        did; the step then needs no recording inbox."""
+        log = upstream._outputs
+        if log is None or self._inputs is None or self._inputs or self.input_known:
+            return False
+        self._inputs = log
+        self.input_shared = True
+        return True
 
     def _custom_event(self, name: str, data: Any) -> Event:
         event = self._event("stream", {})
@@ -243,12 +293,6 @@ class Step:
         self.input_known = True
         self.input_value = value
         self._inputs = None
-
-    def set_output(self, value: Any) -> None:
-        """Replace the accumulated output with one known value (for end events)."""
-        if self._outputs is not None:
-            self._outputs.replace(value)
-            self.accumulation = "last"
 
     def end_data(self) -> dict[str, Any]:
         """The ``data`` of the end event: the whole input and the summed output."""

@@ -35,15 +35,12 @@ import importlib
 import json
 import os
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.to_thread
 import attrs
-
-from engine import Step
 
 from ._chat_model import BaseChatModel
 from ._messages import (
@@ -565,16 +562,6 @@ class ChatAnthropic(BaseChatModel):
                 "variable or pass api_key=... to ChatAnthropic"
             )
         return api_key, self.base_url or os.environ.get(_BASE_URL_ENV) or None
-
-    async def _compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
-        # BaseChatModel._compute iterates _stream without closing it, so a run stopped
-        # while a chunk is downstream would leave the stream to the garbage collector:
-        # the HTTP response would be closed late and trio would warn.
-        messages = self._messages(value)
-        step.set_input({"messages": [messages]})
-        async with aclosing(self._stream(messages)) as chunks:
-            async for chunk in chunks:
-                yield chunk
 
     async def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         params = self.request_params(messages)

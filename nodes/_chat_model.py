@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import aclosing
 from typing import Any, ClassVar
 
 import anyio
@@ -43,14 +42,13 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
             # A bad input fails in the actor, where it becomes the step's error event.
             return value
 
-    async def _compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
+    def _compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
         messages = self._messages(value)
         step.set_input({"messages": [messages]})
-        # Closed here, in this task, when the run stops early: a model's HTTP stream must
-        # not wait for the garbage collector.
-        async with aclosing(self._stream(messages)) as chunks:
-            async for chunk in chunks:
-                yield chunk
+        # The stream itself is the step's output: the engine closes it in the actor's own
+        # task when the step ends, so a model's HTTP stream never waits for the garbage
+        # collector (and costs no wrapper generator per token).
+        return self._stream(messages)
 
     def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         """Yield the reply to ``messages`` chunk by chunk (override with an async generator)."""
