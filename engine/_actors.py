@@ -14,7 +14,7 @@ and only when the step has subscribers.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -81,6 +81,12 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
 
 class LeafNode(Runnable[In, Out]):
     """A step that is one actor: it reads an inbox and writes chunks to an outbox."""
+
+    #: Whether the node's code may need to know its own step while it runs (to nest
+    #: the runs it starts, or to dispatch custom events). Nodes whose code never calls
+    #: back into the engine say ``False``: a fused stage then skips switching the
+    #: current step around every chunk it makes.
+    _reads_current_step: ClassVar[bool] = True
 
     def _can_fuse(self) -> bool:
         """Whether this leaf can share a task with its neighbours in an observed sequence."""
@@ -157,7 +163,7 @@ class _StageInbox:
     async def __anext__(self) -> Any:
         step = self._step
         # The stage's own code runs as its step, so runs it starts nest under it.
-        token = _CURRENT_STEP.set(step)
+        token = _CURRENT_STEP.set(step) if self._node._reads_current_step else None
         try:
             chunks = self._chunks
             if chunks is None:
@@ -170,7 +176,8 @@ class _StageInbox:
             self._finish(exc)
             raise
         finally:
-            _CURRENT_STEP.reset(token)
+            if token is not None:
+                _CURRENT_STEP.reset(token)
         pending = step.publish_stream(chunk)
         if pending is not None:
             await pending

@@ -36,7 +36,7 @@ import json
 import os
 import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import anyio
 import anyio.to_thread
@@ -495,6 +495,8 @@ class ChatAnthropic(BaseChatModel):
       broken connection, a body that ends without ``message_stop``), never retried,
       once the chunks before it have been delivered.
     """
+
+    _reads_current_step: ClassVar[bool] = False
 
     model: str = attrs.field(validator=attrs.validators.min_len(1))
     max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(1))

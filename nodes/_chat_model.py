@@ -90,6 +90,8 @@ class ScriptedChatModel(BaseChatModel):
         ValueError: If ``replies`` is empty or ``delay`` is negative.
     """
 
+    _reads_current_step: ClassVar[bool] = False
+
     replies: Sequence[str | Sequence[str]]
     delay: float = 0.0
     name_: str = attrs.field(default="ScriptedChatModel", alias="name")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import reprlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
 
 import attrs
@@ -368,17 +368,18 @@ class AIMessageChunk(BaseMessage):
         Model nodes make one chunk per token, so this is on the per-chunk path; a test
         checks it equals the checked constructor field for field.
         """
-        if type(text) is not str:
+        if type(text) is not str or cls is not AIMessageChunk:
             return cls(content=text)
-        chunk = object.__new__(cls)
-        setter = object.__setattr__
-        setter(chunk, "content", text)
-        setter(chunk, "additional_kwargs", {})
-        setter(chunk, "response_metadata", {})
-        setter(chunk, "name", None)
-        setter(chunk, "id", None)
-        setter(chunk, "usage_metadata", None)
-        setter(chunk, "tool_call_chunks", [])
+        chunk = _new_object(cls)
+        # Each field's slot is filled through its descriptor: the frozen class's
+        # __setattr__ would refuse, and object.__setattr__ costs twice as much per field.
+        _SET_CONTENT(chunk, text)
+        _SET_ADDITIONAL_KWARGS(chunk, {})
+        _SET_RESPONSE_METADATA(chunk, {})
+        _SET_NAME(chunk, None)
+        _SET_ID(chunk, None)
+        _SET_USAGE_METADATA(chunk, None)
+        _SET_TOOL_CALL_CHUNKS(chunk, [])
         return chunk
 
     def __add__(self, other: object) -> AIMessageChunk:
@@ -449,6 +450,25 @@ class AIMessageChunk(BaseMessage):
 # Every merge below computes a function of the whole sequence of values (the first set,
 # the last of a kind, all strings joined...), which is what makes ``+`` associative and
 # lets the bulk path and the pairwise path share the code: ``a + b`` is ``_concat((a, b))``.
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
+    """The ``__set__`` of the slot that holds ``name`` on instances of ``cls``."""
+    for klass in cls.__mro__:
+        descriptor = klass.__dict__.get(name)
+        if descriptor is not None:
+            return descriptor.__set__  # type: ignore[no-any-return]
+    raise AttributeError(f"{cls.__name__} has no slot {name!r}")  # pragma: no cover
+
+
+_new_object = object.__new__
+_SET_CONTENT = _slot_setter(AIMessageChunk, "content")
+_SET_ADDITIONAL_KWARGS = _slot_setter(AIMessageChunk, "additional_kwargs")
+_SET_RESPONSE_METADATA = _slot_setter(AIMessageChunk, "response_metadata")
+_SET_NAME = _slot_setter(AIMessageChunk, "name")
+_SET_ID = _slot_setter(AIMessageChunk, "id")
+_SET_USAGE_METADATA = _slot_setter(AIMessageChunk, "usage_metadata")
+_SET_TOOL_CALL_CHUNKS = _slot_setter(AIMessageChunk, "tool_call_chunks")
 
 
 def _concat(chunks: Sequence[AIMessageChunk]) -> AIMessageChunk:

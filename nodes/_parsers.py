@@ -17,7 +17,7 @@ from engine import Step, TransformNode
 
 from ._json_stream import IncrementalJsonParser, IncrementalListSplitter
 from ._jsonpatch import json_patch_ops
-from ._messages import BaseMessage
+from ._messages import AIMessageChunk, BaseMessage
 from ._prompt_values import PromptValue
 
 __all__ = ("CommaSeparatedListOutputParser", "JsonOutputParser", "StrOutputParser", "chunk_text")
@@ -43,11 +43,16 @@ class StrOutputParser(TransformNode[Any, str]):
     """Each model chunk's text, passed on at once (no buffering)."""
 
     kind: ClassVar[str] = "parser"
+    _reads_current_step: ClassVar[bool] = False
 
     async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[str]:
         owner = self.get_name()
         async for chunk in chunks:
-            yield chunk_text(chunk, owner)
+            # A model's text chunk is by far the most common input: read it directly.
+            if type(chunk) is AIMessageChunk and type(chunk.content) is str:
+                yield chunk.content
+            else:
+                yield chunk_text(chunk, owner)
 
     def __repr__(self) -> str:
         return "StrOutputParser()"
@@ -72,6 +77,7 @@ class JsonOutputParser(TransformNode[Any, Any]):
     """
 
     kind: ClassVar[str] = "parser"
+    _reads_current_step: ClassVar[bool] = False
     diff: bool = False
 
     def _accumulation(self) -> Any:
@@ -107,6 +113,7 @@ class CommaSeparatedListOutputParser(TransformNode[Any, list[str]]):
     """Items of a comma-separated list, each emitted (as a one-item list) once complete."""
 
     kind: ClassVar[str] = "parser"
+    _reads_current_step: ClassVar[bool] = False
 
     async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[list[str]]:
         owner = self.get_name()

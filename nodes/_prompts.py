@@ -61,6 +61,7 @@ def _format(template: str, variables: tuple[str, ...], values: Mapping[str, Any]
 
 class _Template(AggregateNode[Any, PromptValue]):
     kind: ClassVar[str] = "prompt"
+    _reads_current_step: ClassVar[bool] = False
 
     @property
     def input_variables(self) -> tuple[str, ...]:

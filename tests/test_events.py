@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from _guide import COUNTRIES_PROMPT, COUNTRIES_TOKENS, HELLO_TOKENS
 
@@ -22,6 +23,8 @@ from engine import (
 from engine.testing import GatedSource, check_event_order
 from nodes import (
     AIMessageChunk,
+    BaseChatModel,
+    BaseMessage,
     ChatPromptTemplate,
     HumanMessage,
     InMemoryRetriever,
@@ -269,6 +272,58 @@ async def test_custom_events_from_inside_a_step() -> None:
     custom = [e for e in events if e["event"] == "on_custom_event"]
     assert custom == [{**custom[0], "name": "progress", "data": {"done": 50}}]
     assert custom[0]["run_id"] == events[0]["run_id"]
+
+
+@attrs.define(eq=False)
+class _ReportingModel(BaseChatModel):
+    """A user's own chat model: it reports progress from inside its stream."""
+
+    def get_name(self) -> str:
+        return "ReportingModel"
+
+    async def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+        for token in ["a", "b"]:
+            await adispatch_custom_event("token", token)
+            yield AIMessageChunk.from_text(token)
+
+
+async def test_custom_events_from_a_fused_stage_name_that_stage() -> None:
+    """A model fused with its parser into one actor still runs its own code as its step:
+    its custom events carry the model's run id, not the parser's."""
+
+    async def upper(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for chunk in chunks:
+            await adispatch_custom_event("seen", chunk)
+            yield chunk.upper()
+
+    events = await collect((_ReportingModel() | StrOutputParser() | upper).astream_events("go"))
+    run_ids = {e["name"]: e["run_id"] for e in events if e["event"].endswith("_start")}
+    custom = [(e["name"], e["data"], e["run_id"]) for e in events if e["event"] == "on_custom_event"]
+    assert custom == [
+        ("token", "a", run_ids["ReportingModel"]),
+        ("seen", "a", run_ids["upper"]),
+        ("token", "b", run_ids["ReportingModel"]),
+        ("seen", "b", run_ids["upper"]),
+    ]
+
+
+async def test_end_events_of_fused_stages_carry_whole_inputs_and_outputs() -> None:
+    """Fused stages share one log of the chunks between them; every end event still
+    carries its own step's whole input and output."""
+    model = ScriptedChatModel(replies=[[f"t{i} " for i in range(600)]])
+    text = "".join(f"t{i} " for i in range(600))
+    events = await collect((model | StrOutputParser() | RunnableGenerator(_shout)).astream_events("go"))
+    ends = {e["name"]: e["data"] for e in events if e["event"].endswith("_end")}
+    assert ends["ScriptedChatModel"]["output"].content == text
+    assert ends["StrOutputParser"]["input"].content == text
+    assert ends["StrOutputParser"]["output"] == text
+    assert ends["_shout"] == {"input": text, "output": text.upper()}
+    assert ends["RunnableSequence"] == {"input": "go", "output": text.upper()}
+
+
+async def _shout(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    async for chunk in chunks:
+        yield chunk.upper()
 
 
 async def test_several_subscribers_and_a_drop_subscriber_that_never_reads() -> None:
