@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar, TypeVar
 
 import anyio
-import anyio.lowlevel
 
 from ._chunks import concat_chunks
 from ._edge import CHECKPOINT_EVERY, ConstantInbox, Edge
 from ._launch import DiscardOutbox, Inbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
 from ._runnable import Runnable
+from ._signal import checkpoint
 from ._step import _CURRENT_STEP, RunCancelled, Step
 
 In = TypeVar("In")
@@ -74,7 +74,7 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
             ops += 1
             if ops >= CHECKPOINT_EVERY:
                 ops = 0
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
         else:
             await send(chunk)
 

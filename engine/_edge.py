@@ -20,10 +20,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Final, Generic, Literal, TypeVar
 
 import anyio
-import anyio.lowlevel
 import attrs
 
-from ._signal import Signal
+from ._signal import Signal, checkpoint
 
 T = TypeVar("T")
 
@@ -183,12 +182,12 @@ class Edge(Generic[T]):
                     # The stream's first item: let the consumer have it now rather than
                     # after this producer has filled the buffer (time to first chunk).
                     self._send_ops = 0
-                    await anyio.lowlevel.checkpoint()
+                    await checkpoint()
                     return
             self._send_ops += 1
             if self._send_ops >= CHECKPOINT_EVERY:
                 self._send_ops = 0
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
             return
         await self.send_waiting(item)
 
@@ -243,12 +242,12 @@ class Edge(Generic[T]):
                     if self._sent == 1:
                         # The first item goes to the consumer at once (time to first chunk).
                         ops = 0
-                        await anyio.lowlevel.checkpoint()
+                        await checkpoint()
                         continue
                 ops += 1
                 if ops >= CHECKPOINT_EVERY:
                     ops = 0
-                    await anyio.lowlevel.checkpoint()
+                    await checkpoint()
             else:
                 ops = 0
                 await self.send(item)
@@ -341,12 +340,12 @@ class Edge(Generic[T]):
                 self._recv_ops += 1
                 if self._recv_ops >= CHECKPOINT_EVERY:
                     self._recv_ops = 0
-                    await anyio.lowlevel.checkpoint()
+                    await checkpoint()
                 return item
             if self._receiver_closed:
                 raise anyio.ClosedResourceError(f"{self.name}: receive after close")
             if self._open_senders == 0:
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
                 raise anyio.EndOfStream
             if self._receive_waiter is not None:
                 raise anyio.BusyResourceError("receiving from")
@@ -406,7 +405,7 @@ class Edge(Generic[T]):
             self._recv_ops += 1
             if self._recv_ops >= CHECKPOINT_EVERY:
                 self._recv_ops = 0
-                await anyio.lowlevel.checkpoint()
+                await checkpoint()
             return item
         try:
             return await self.receive()
@@ -451,7 +450,7 @@ class ConstantInbox(Generic[T]):
         return ConstantInbox(self.value, name=self.name)
 
     async def receive(self) -> T:
-        await anyio.lowlevel.checkpoint()
+        await checkpoint()
         if self._done:
             raise anyio.EndOfStream
         self._done = True

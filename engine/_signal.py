@@ -1,19 +1,46 @@
-"""A one-shot wake-up for one waiting task: the cheapest blocking primitive per backend.
+"""The cheapest blocking primitives per backend: a one-shot wake-up, and a checkpoint.
 
 An edge blocks a task only when its buffer is empty (receiver) or full (sender), but in
-a busy pipeline that still happens thousands of times a second. ``anyio.Event`` costs a
-backend lookup and two objects per wait; this parks the task directly: a bare future on
-asyncio, ``wait_task_rescheduled`` on trio. Both honour cancellation like any checkpoint.
+a busy pipeline that still happens thousands of times a second, and a busy actor
+checkpoints every few dozen chunks. ``anyio.Event`` and ``anyio.lowlevel.checkpoint``
+look the backend up through sniffio on every call and build extra objects; these park
+the task directly (a bare future on asyncio, ``wait_task_rescheduled`` on trio) and
+tell the backends apart by the flag trio sets while it runs (sniffio's own first test).
+Both honour cancellation like any checkpoint. anyio runs only on asyncio and trio, so
+"not trio" means asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sniffio
+from sniffio import thread_local as _sniffio_thread
 
-__all__ = ("Signal",)
+if TYPE_CHECKING:
+    import trio
+
+__all__ = ("Signal", "checkpoint")
+
+_trio: Any = None
+
+
+def _trio_module() -> Any:
+    # Imported on first use: an asyncio-only program never loads trio.
+    global _trio
+    if _trio is None:
+        import trio
+
+        _trio = trio
+    return _trio
+
+
+async def checkpoint() -> None:
+    """Let other tasks run and deliver a pending cancellation (``anyio.lowlevel.checkpoint``)."""
+    if _sniffio_thread.name == "trio":
+        await (_trio or _trio_module()).lowlevel.checkpoint()
+    else:
+        await asyncio.sleep(0)
 
 
 class Signal:
@@ -42,18 +69,18 @@ class Signal:
             if not parked.done():
                 parked.set_result(None)
         else:
-            import trio
-
-            trio.lowlevel.reschedule(parked)
+            _trio.lowlevel.reschedule(parked)
 
     async def wait(self) -> None:
         """Block until ``set()`` (a checkpoint: it may raise the backend's cancellation)."""
-        if sniffio.current_async_library() == "trio":
-            await self._wait_trio()
-        else:
-            await self._wait_asyncio()
-
-    async def _wait_asyncio(self) -> None:
+        if _sniffio_thread.name == "trio":
+            trio_ = _trio or _trio_module()
+            if self._flag:
+                await trio_.lowlevel.checkpoint()
+                return
+            self._parked = trio_.lowlevel.current_task()
+            await trio_.lowlevel.wait_task_rescheduled(self._abort)
+            return
         if self._flag:
             await asyncio.sleep(0)
             return
@@ -64,16 +91,8 @@ class Signal:
             if self._parked is future:
                 self._parked = None
 
-    async def _wait_trio(self) -> None:
-        import trio
-
-        if self._flag:
-            await trio.lowlevel.checkpoint()
-            return
-        self._parked = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> Any:
-            self._parked = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        # Called by trio, synchronously, when the wait is cancelled: forget the task so
+        # that a later set() does not reschedule a task that is no longer parked.
+        self._parked = None
+        return _trio.lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
