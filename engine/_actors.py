@@ -63,7 +63,7 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
         publisher.share_output_log(publishers[0])
     discard = type(target) is DiscardOutbox
     send = target.send
-    ops = 0
+    pace = step.scope.pace
     async for chunk in source:
         for publisher in publishers:
             pending = publisher.publish_stream(chunk)
@@ -71,9 +71,9 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
                 await pending
         if discard:
             # Nobody reads the output: still let other tasks in now and then.
-            ops += 1
-            if ops >= CHECKPOINT_EVERY:
-                ops = 0
+            pace.ops += 1
+            if pace.ops >= CHECKPOINT_EVERY:
+                pace.ops = 0
                 await checkpoint()
         else:
             await send(chunk)

@@ -7,9 +7,10 @@ stream for three reasons, all measured or needed by tests: its fast paths never 
 backpressure tests assert on, and waiting senders are served strictly first in, first
 out, which the event bus relies on for causal order.
 
-Every ``send``/``receive`` that does not have to wait still checkpoints once every
-``CHECKPOINT_EVERY`` operations, so a busy pipeline stays fair and cancellable without
-paying a trip through the scheduler for every chunk.
+Every ``send``/``receive`` that does not have to wait still counts towards a checkpoint
+once every ``CHECKPOINT_EVERY`` operations (counted per run, see :class:`Pace`), so a
+busy pipeline stays fair and cancellable without paying a trip through the scheduler
+for every chunk.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ T = TypeVar("T")
 #: the whole value so far, so the last one stands.
 Accumulation = Literal["add", "last"]
 
-#: Operations a task may do on edges without waiting before it checkpoints anyway.
-CHECKPOINT_EVERY = 32
+#: Edge operations a task may do without waiting before it checkpoints anyway: 64
+#: chunks for a source or a consumer, 32 for an actor that receives and sends each one.
+CHECKPOINT_EVERY = 64
 
 
 class Nothing(enum.Enum):
@@ -47,10 +49,12 @@ NOTHING: Final = Nothing.NOTHING
 __all__ = (
     "CHECKPOINT_EVERY",
     "NOTHING",
-    "Accumulation", "ConstantInbox",
+    "Accumulation",
+    "ConstantInbox",
     "Edge",
     "EdgeStatistics",
     "Nothing",
+    "Pace",
     "validate_capacity",
 )
 
@@ -91,6 +95,22 @@ class EdgeStatistics:
     receiver_closed: bool
 
 
+class Pace:
+    """Counts the edge operations done since a task of one run last gave way.
+
+    Only one task of an event loop runs at a time, and a run lives on one loop, so one
+    counter shared by all the edges of a run (reset whenever one of its tasks waits or
+    checkpoints) counts what the running task did since it last let others in. A task
+    that receives and sends (a middle actor) then checkpoints once per
+    ``CHECKPOINT_EVERY`` operations in all, not once per edge.
+    """
+
+    __slots__ = ("ops",)
+
+    def __init__(self) -> None:
+        self.ops = 0
+
+
 class _SendWaiter:
     __slots__ = ("delivered", "event", "item")
 
@@ -117,11 +137,10 @@ class Edge(Generic[T]):
         "_buffer",
         "_capacity",
         "_open_senders",
+        "_pace",
         "_peak",
         "_receive_waiter",
         "_receiver_closed",
-        "_recv_ops",
-        "_send_ops",
         "_send_waiters",
         "_sent",
         "accumulation",
@@ -135,6 +154,7 @@ class Edge(Generic[T]):
         senders: int = 1,
         name: str = "edge",
         accumulation: Accumulation = "add",
+        pace: Pace | None = None,
     ) -> None:
         self._capacity = validate_capacity(capacity)
         self._buffer: deque[T] = deque()
@@ -144,8 +164,7 @@ class Edge(Generic[T]):
         self._receiver_closed = False
         self._peak = 0
         self._sent = 0
-        self._send_ops = 0
-        self._recv_ops = 0
+        self._pace = pace if pace is not None else Pace()
         self.name = name
         self.accumulation: Accumulation = accumulation
 
@@ -181,12 +200,13 @@ class Edge(Generic[T]):
                 if self._sent == 1:
                     # The stream's first item: let the consumer have it now rather than
                     # after this producer has filled the buffer (time to first chunk).
-                    self._send_ops = 0
+                    self._pace.ops = 0
                     await checkpoint()
                     return
-            self._send_ops += 1
-            if self._send_ops >= CHECKPOINT_EVERY:
-                self._send_ops = 0
+            pace = self._pace
+            pace.ops += 1
+            if pace.ops >= CHECKPOINT_EVERY:
+                pace.ops = 0
                 await checkpoint()
             return
         await self.send_waiting(item)
@@ -198,7 +218,7 @@ class Edge(Generic[T]):
         the same instant (on asyncio the wake-up and the cancellation can race): the
         caller then raises the cancellation yet still knows the item went through.
         """
-        self._send_ops = 0
+        self._pace.ops = 0
         waiter_entry = _SendWaiter(item)
         self._send_waiters.append(waiter_entry)
         receive_waiter = self._receive_waiter
@@ -228,7 +248,7 @@ class Edge(Generic[T]):
         buffer = self._buffer
         capacity = self._capacity
         waiters = self._send_waiters
-        ops = 0
+        pace = self._pace
         async for item in chunks:
             if len(buffer) < capacity and not waiters and not self._receiver_closed and self._open_senders:
                 buffer.append(item)
@@ -241,15 +261,14 @@ class Edge(Generic[T]):
                     waiter.set()
                     if self._sent == 1:
                         # The first item goes to the consumer at once (time to first chunk).
-                        ops = 0
+                        pace.ops = 0
                         await checkpoint()
                         continue
-                ops += 1
-                if ops >= CHECKPOINT_EVERY:
-                    ops = 0
+                pace.ops += 1
+                if pace.ops >= CHECKPOINT_EVERY:
+                    pace.ops = 0
                     await checkpoint()
             else:
-                ops = 0
                 await self.send(item)
 
     def put_nowait(self, item: T) -> bool:
@@ -337,9 +356,10 @@ class Edge(Generic[T]):
         while True:
             if self._buffer or self._send_waiters:
                 item = self._take()
-                self._recv_ops += 1
-                if self._recv_ops >= CHECKPOINT_EVERY:
-                    self._recv_ops = 0
+                pace = self._pace
+                pace.ops += 1
+                if pace.ops >= CHECKPOINT_EVERY:
+                    pace.ops = 0
                     await checkpoint()
                 return item
             if self._receiver_closed:
@@ -349,7 +369,7 @@ class Edge(Generic[T]):
                 raise anyio.EndOfStream
             if self._receive_waiter is not None:
                 raise anyio.BusyResourceError("receiving from")
-            self._recv_ops = 0
+            self._pace.ops = 0
             event = self._receive_waiter = Signal()
             try:
                 await event.wait()
@@ -365,8 +385,9 @@ class Edge(Generic[T]):
         checkpoint that is due).
         """
         buffer = self._buffer
-        if buffer and self._recv_ops < CHECKPOINT_EVERY - 1:
-            self._recv_ops += 1
+        pace = self._pace
+        if buffer and pace.ops < CHECKPOINT_EVERY - 1:
+            pace.ops += 1
             item = buffer.popleft()
             if self._send_waiters and len(buffer) <= self._capacity >> 1:
                 self._admit_waiters()
@@ -402,9 +423,10 @@ class Edge(Generic[T]):
             item = buffer.popleft()
             if self._send_waiters and len(buffer) <= self._capacity >> 1:
                 self._admit_waiters()
-            self._recv_ops += 1
-            if self._recv_ops >= CHECKPOINT_EVERY:
-                self._recv_ops = 0
+            pace = self._pace
+            pace.ops += 1
+            if pace.ops >= CHECKPOINT_EVERY:
+                pace.ops = 0
                 await checkpoint()
             return item
         try:

@@ -200,7 +200,7 @@ class Launch:
 
     def edge(self, capacity: int, name: str, accumulation: Accumulation = "add") -> Edge[Any]:
         """A new edge of this run (kept so tests and monitors can read its statistics)."""
-        edge: Edge[Any] = Edge(capacity, name=name, accumulation=accumulation)
+        edge: Edge[Any] = Edge(capacity, name=name, accumulation=accumulation, pace=self.scope.pace)
         self.edges.append(edge)
         return edge
 

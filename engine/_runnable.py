@@ -161,7 +161,9 @@ class Runnable(Generic[In, Out]):
         _, scope, site = self._scope_and_site(config, run_id)
         if scope_hook is not None:
             scope_hook(scope)
-        output: Edge[Out] = Edge(scope.capacity, name=f"{self.get_name()} output", accumulation=self._accumulation())
+        output: Edge[Out] = Edge(
+            scope.capacity, name=f"{self.get_name()} output", accumulation=self._accumulation(), pace=scope.pace
+        )
         edges: list[Edge[Any]] = [output]
         outbox: Outbox[Out] = DiscardOutbox(output.accumulation) if discard_output else output
 

@@ -22,7 +22,7 @@ import anyio
 import attrs
 
 from ._chunks import BLOCK, ChunkLog
-from ._edge import Accumulation
+from ._edge import Accumulation, Pace
 
 if TYPE_CHECKING:
     from ._bus import Event, EventBus, Subscription
@@ -50,6 +50,8 @@ class RunScope:
     bus: EventBus | None
     capacity: int
     version: str = "v2"
+    #: Shared by the run's edges: operations since one of its tasks last gave way.
+    pace: Pace = attrs.field(factory=Pace)
 
 
 def new_run_id() -> str:

@@ -51,6 +51,34 @@ async def test_stalled_consumer_bounds_how_far_the_source_runs_ahead() -> None:
         assert source.produced < 10_000
 
 
+async def test_a_busy_run_gives_way_to_other_tasks() -> None:
+    """With room everywhere (nothing ever has to wait), the run's tasks and its consumer
+    still let other tasks in at least every 64 edge operations (a few dozen chunks)."""
+    source = CountingSource(20_000)
+    chain = source | Probe("one") | Probe("two")
+    received = 0
+    gaps: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def ticker() -> None:
+            last = 0
+            while True:
+                await anyio.lowlevel.checkpoint()
+                gaps.append(received - last)
+                last = received
+
+        tg.start_soon(ticker)
+        async with chain.astream(None, {"capacity": 100_000}) as chunks:
+            async for _ in chunks:
+                received += 1
+        tg.cancel_scope.cancel()
+    assert received == 20_000
+    assert len(gaps) > 20_000 // 128
+    # Between two turns of the ticker the consumer ran at most twice (once before it in
+    # one round of the scheduler, once after it in the next), 64 chunks each time.
+    assert max(gaps) <= 128
+
+
 async def test_leaving_the_block_early_finishes_every_actor() -> None:
     """Leaving ``async with astream`` early returns only after every actor's cleanup ran."""
     source: GatedSource[int] = GatedSource(range(100))
