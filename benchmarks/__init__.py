@@ -6,6 +6,10 @@ pipelines, langchain-core) in the same process run, alternating, several repetit
 and reports medians, min/max and ratios; ``benchmarks/RESULTS.md`` is regenerated from
 the run. Nothing here is part of the test suite.
 
+``python -m benchmarks.instructions`` counts the CPU instructions one more chunk costs
+(valgrind's callgrind): figures the machine's load cannot move, for comparing changes
+to the per-chunk path.
+
 Layout: ``_harness`` (alternating runs, statistics, report tables), ``_chains`` (the
 chains under test, on both sides), ``_handwritten`` (reference pipelines on bare
 channels), ``_worker`` (the subprocess used for peak-RSS measurements), ``bench_*``

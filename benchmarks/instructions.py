@@ -1,0 +1,110 @@
+"""Instructions per chunk, counted by valgrind: figures that the machine's load cannot move.
+
+``python -m benchmarks.instructions`` runs each case twice under ``valgrind
+--tool=callgrind`` (with 0 items and with ``--items`` items, each in a fresh interpreter)
+and prints the difference divided by the number of items: the CPU instructions one more
+chunk (or token) costs, start-up excluded. Wall-clock figures on a shared machine move
+by tens of percent from one run to the next; these move by well under one percent, so
+they are what to compare when changing the per-chunk path. Needs ``valgrind`` on the
+PATH (not a Python dependency); about a minute per case.
+
+Cases (each on trio and on asyncio):
+
+* ``chain3``: ``source | increment | increment`` (scenario 1), per chunk;
+* ``prompt_model_parser``: ``astream`` of prompt | model | parser, per token;
+* ``with_unmatched_bus``: the same with a bus whose only subscriber matches nothing;
+* ``events``: ``astream_events`` of prompt | model | parser, per token (3 events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import anyio
+
+__all__ = ("main",)
+
+CASES = ("chain3", "prompt_model_parser", "with_unmatched_bus", "events")
+BACKENDS = ("trio", "asyncio")
+
+
+async def _run_case(case: str, items: int) -> int:
+    """Run one case with ``items`` chunks or tokens; return how many the consumer got."""
+    from ._chains import PROMPT_INPUT, rillet_chain, rillet_prompt_chain
+
+    count = 0
+    if case == "chain3":
+        async for _ in rillet_chain(3).astream(items):
+            count += 1
+    elif case == "prompt_model_parser":
+        async for _ in rillet_prompt_chain(items).astream(PROMPT_INPUT):
+            count += 1
+    elif case == "with_unmatched_bus":
+        from engine import EventBus
+
+        bus = EventBus()
+        async with bus.subscribe(include_names=["no-step-has-this-name"]):
+            async for _ in rillet_prompt_chain(items).astream(PROMPT_INPUT, {"bus": bus}):
+                count += 1
+    elif case == "events":
+        async for _ in rillet_prompt_chain(items).astream_events(PROMPT_INPUT, version="v2"):
+            count += 1
+    else:
+        raise ValueError(f"unknown case {case!r}; the cases are {', '.join(CASES)}")
+    return count
+
+
+def _collected(case: str, backend: str, items: int) -> int:
+    """Instructions valgrind counted for one fresh interpreter running the case."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        "--child",
+        case,
+        backend,
+        str(items),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or match is None:
+        raise RuntimeError(f"valgrind run of {case} [{backend}] failed:\n{result.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=10_000, help="chunks or tokens per measured run")
+    parser.add_argument("--only", choices=CASES, action="append", help="run only these cases")
+    parser.add_argument("--child", nargs=3, metavar=("CASE", "BACKEND", "ITEMS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        case, backend, items = args.child
+        got: Any = anyio.run(_run_case, case, int(items), backend=backend)
+        if int(items) and got < int(items):
+            print(f"{case}: expected at least {items} items, got {got}", file=sys.stderr)
+            return 1
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: nothing to count", file=sys.stderr)
+        return 2
+    print(f"| case | backend | instructions per item ({args.items:,} items) |")
+    print("|---|---|---:|")
+    for case in args.only or CASES:
+        for backend in BACKENDS:
+            base = _collected(case, backend, 0)
+            full = _collected(case, backend, args.items)
+            print(f"| {case} | {backend} | {(full - base) / args.items:,.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
