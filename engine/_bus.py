@@ -6,7 +6,10 @@ buffer and overflow policy: ``"block"`` is lossless and slows the publishing act
 the buffer is full; ``"drop"`` never makes a publisher wait, counts what it dropped and
 tells the subscriber in-band with an ``on_events_dropped`` event. Terminal events (end
 and error) never wait either: they may go past the buffer by one per step, so that a
-cancelled run can always say how it ended without blocking its cleanup.
+cancelled run can always say how it ended without blocking its cleanup. Under both
+policies a subscriber that got a step's start gets its end: a monitor that lagged still
+learns how every run it saw begin ended. (A ``"drop"`` subscriber that never reads
+stays bounded: it gets no new starts once full, so no more ends are owed to it.)
 """
 
 from __future__ import annotations
@@ -222,16 +225,11 @@ class Subscription:
             self._dropped_pending += 1
 
     def put_terminal(self, event: Event) -> None:
-        """Deliver an end or error event without ever waiting."""
+        """Deliver an end or error event without ever waiting (past the buffer if full)."""
         if self._closed:
             return
-        edge = self._edge
-        if self.overflow == "drop" and len(edge._buffer) >= edge._capacity:
-            self._dropped_total += 1
-            self._dropped_pending += 1
-            return
         self._flush_lag()
-        edge.force_put(event)
+        self._edge.force_put(event)
 
     def end(self) -> None:
         """Close the publishing side: the subscriber reads what is buffered, then stops."""
