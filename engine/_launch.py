@@ -23,6 +23,7 @@ import attrs
 
 from ._chunks import AddableDict
 from ._edge import Accumulation, ConstantInbox, Edge
+from ._signal import keyboard_interrupt_safe
 from ._step import RunScope, Step, make_step, set_current_step
 
 if TYPE_CHECKING:
@@ -284,6 +285,7 @@ async def _feed(edge: Edge[Any], inputs: AsyncIterable[Any]) -> None:
             await aclose()
 
 
+@keyboard_interrupt_safe
 async def _unit(step: Step, body: Callable[[], Awaitable[None]]) -> None:
     set_current_step(step)
     try:

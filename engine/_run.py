@@ -34,6 +34,7 @@ import sniffio
 
 from ._edge import NOTHING, Edge, EdgeStatistics, Nothing
 from ._errors import collapse_errors, is_cancellation
+from ._signal import guard_against_keyboard_interrupt, keyboard_interrupt_safe
 
 T = TypeVar("T")
 
@@ -78,6 +79,7 @@ class _Run(Generic[T]):
     def prepare(self) -> None:
         self.done = anyio.Event()
 
+    @keyboard_interrupt_safe
     async def host(self) -> None:
         """Run the task group; keep its failure for the consumer instead of raising it."""
         assert self.done is not None
@@ -189,6 +191,7 @@ class RunStream(Generic[T]):
         if self._mode is not None:
             raise RuntimeError("this stream was already started; call astream() again")
         self._mode = "structured"
+        guard_against_keyboard_interrupt()
         run = self._run
         run.prepare()
         self._poll = getattr(run.source, "poll", None)
@@ -198,6 +201,7 @@ class RunStream(Generic[T]):
         task_group.start_soon(run.host, name="rillet run host")
         return self
 
+    @keyboard_interrupt_safe
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
@@ -263,6 +267,7 @@ class RunStream(Generic[T]):
 
     def _start_detached(self) -> None:
         self._mode = "detached"
+        guard_against_keyboard_interrupt()
         run = self._run
         run.prepare()
         self._poll = getattr(run.source, "poll", None)

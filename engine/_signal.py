@@ -13,16 +13,18 @@ Both honour cancellation like any checkpoint. anyio runs only on asyncio and tri
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sniffio import thread_local as _sniffio_thread
 
 if TYPE_CHECKING:
     import trio
 
-__all__ = ("Signal", "checkpoint")
+__all__ = ("Signal", "checkpoint", "guard_against_keyboard_interrupt", "keyboard_interrupt_safe")
 
 _trio: Any = None
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _trio_module() -> Any:
@@ -33,6 +35,36 @@ def _trio_module() -> Any:
 
         _trio = trio
     return _trio
+
+
+_KI_SAFE: list[Callable[..., Any]] = []
+_ki_marked = False
+
+
+def keyboard_interrupt_safe(func: _F) -> _F:
+    """Register ``func`` to run with trio's KeyboardInterrupt protection (see below)."""
+    _KI_SAFE.append(func)
+    return func
+
+
+def guard_against_keyboard_interrupt() -> None:
+    """On trio, mark the registered functions' frames as KeyboardInterrupt-protected.
+
+    trio raises ``KeyboardInterrupt`` at whatever bytecode the main thread is running,
+    unless that code is protected; then it delivers it to the main task at a checkpoint.
+    Landing inside the engine's own bookkeeping (between publishing a step's start and
+    starting its actor, say) could leave a step that never ends. With the run's tasks
+    protected, Ctrl-C reaches the consumer's task instead, and the run is cancelled the
+    ordinary way (every started step ends with its error event). Called when a run
+    starts; marks once, and imports trio only when a run is on trio.
+    """
+    global _ki_marked
+    if _ki_marked or _sniffio_thread.name != "trio":
+        return
+    protect = (_trio or _trio_module()).lowlevel.enable_ki_protection
+    for func in _KI_SAFE:
+        protect(func)
+    _ki_marked = True
 
 
 async def checkpoint() -> None:

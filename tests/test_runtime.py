@@ -79,6 +79,31 @@ async def test_a_busy_run_gives_way_to_other_tasks() -> None:
     assert max(gaps) <= 128
 
 
+@pytest.mark.trio
+async def test_ctrl_c_reaches_the_consumer_not_the_runs_own_tasks() -> None:
+    """On trio the run's tasks are KeyboardInterrupt-protected (Ctrl-C is delivered to the
+    consumer's task, which then cancels the run the ordinary way); the consumer is not."""
+    import trio
+
+    seen: list[bool] = []
+
+    async def probe(value: int) -> int:
+        seen.append(trio.lowlevel.currently_ki_protected())
+        return value
+
+    async def gen_probe(chunks: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for chunk in chunks:
+            seen.append(trio.lowlevel.currently_ki_protected())
+            yield chunk
+
+    chain = RunnableLambda(probe) | gen_probe
+    async with chain.astream(1) as chunks:
+        assert [c async for c in chunks] == [1]
+    assert [c async for c in chain.astream(2)] == [2]
+    assert seen == [True, True, True, True]
+    assert not trio.lowlevel.currently_ki_protected()
+
+
 async def test_leaving_the_block_early_finishes_every_actor() -> None:
     """Leaving ``async with astream`` early returns only after every actor's cleanup ran."""
     source: GatedSource[int] = GatedSource(range(100))
