@@ -8,6 +8,10 @@ the task directly (a bare future on asyncio, ``wait_task_rescheduled`` on trio) 
 tell the backends apart by the flag trio sets while it runs (sniffio's own first test).
 Both honour cancellation like any checkpoint. anyio runs only on asyncio and trio, so
 "not trio" means asyncio.
+
+The one other backend-specific concern of the runtime lives here too: on trio, the run's
+own tasks are protected from ``KeyboardInterrupt`` (see
+:func:`guard_against_keyboard_interrupt`).
 """
 
 from __future__ import annotations
