@@ -70,31 +70,14 @@ def _rillet_with(samples: int) -> Callable[[], Awaitable[Sample]]:
     return measure
 
 
-def _rillet_aclose(samples: int) -> Callable[[], Awaitable[Sample]]:
-    chain = rillet_endless_chain(DEPTH)
+def _aclose_measure(
+    chain: Any, samples: int, *, before: Callable[[], None] | None = None
+) -> Callable[[], Awaitable[Sample]]:
+    """Break a bare ``async for`` after READ chunks, then time ``aclose()`` on the stream."""
 
     async def measure() -> Sample:
-        times: list[float] = []
-        for _ in range(samples):
-            stream = chain.astream(None)
-            received = 0
-            async for _chunk in stream:
-                received += 1
-                if received == READ:
-                    break
-            stopped = time.perf_counter()
-            await stream.aclose()
-            times.append(time.perf_counter() - stopped)
-        return _summary(times)
-
-    return measure
-
-
-def _langchain(samples: int) -> Callable[[], Awaitable[Sample]]:
-    chain: Any = langchain_endless_chain(DEPTH)
-
-    async def measure() -> Sample:
-        quiet_asyncgen_close_errors()
+        if before is not None:
+            before()
         times: list[float] = []
         for _ in range(samples):
             stream = chain.astream(None)
@@ -128,12 +111,17 @@ def run(budget: Budget) -> Section:
     for backend in budget.backends:
         contenders.append(Contender(f"rillet (async with) [{backend}]", backend, _rillet_with(samples)))
         contenders.append(
-            Contender(f"rillet (async for + aclose()) [{backend}]", backend, _rillet_aclose(samples))
+            Contender(
+                f"rillet (async for + aclose()) [{backend}]",
+                backend,
+                _aclose_measure(rillet_endless_chain(DEPTH), samples),
+            )
         )
     missing = langchain_missing()
     lc = "langchain-core (aclose()) [asyncio]"
     if missing is None:
-        contenders.append(Contender(lc, "asyncio", _langchain(samples)))
+        measure = _aclose_measure(langchain_endless_chain(DEPTH), samples, before=quiet_asyncgen_close_errors)
+        contenders.append(Contender(lc, "asyncio", measure))
     else:
         section.skipped.append(missing)
     reps = budget.reps(5, 2)

@@ -66,6 +66,15 @@ def _rates(samples: Samples) -> dict[str, Stat]:
     }
 
 
+def _rate_table(samples: Samples, rates: dict[str, Stat], caption: str) -> Table:
+    """One row per contender: chunks per run, median, min and max chunks/s."""
+    table = Table(["contender", "chunks", "median chunks/s", "min", "max"], caption=caption)
+    for label, figures in samples.items():
+        rate = rates[label]
+        table.add(label, fmt_count(figures["items"][0]), fmt_rate(rate.median), fmt_rate(rate.low), fmt_rate(rate.high))
+    return table
+
+
 def _engine_only(budget: Budget, section: Section) -> None:
     count = budget.size(10_000, 5_000)
     contenders: list[Contender] = []
@@ -110,20 +119,7 @@ def _engine_only(budget: Budget, section: Section) -> None:
     samples = run_alternating(contenders, reps, name="throughput engine-only")
     rates = _rates(samples)
 
-    table = Table(
-        ["contender", "chunks", "median chunks/s", "min", "max"],
-        caption=f"Engine only: 3-step chain, {count:,} chunks, {reps} reps",
-    )
-    for label, figures in samples.items():
-        rate = rates[label]
-        table.add(
-            label,
-            fmt_count(figures["items"][0]),
-            fmt_rate(rate.median),
-            fmt_rate(rate.low),
-            fmt_rate(rate.high),
-        )
-    section.tables.append(table)
+    section.tables.append(_rate_table(samples, rates, f"Engine only: 3-step chain, {count:,} chunks, {reps} reps"))
 
     lc_label = "langchain-core RunnableGenerator x3 [asyncio]"
     for backend in budget.backends:
@@ -191,20 +187,9 @@ def _with_nodes(budget: Budget, section: Section) -> None:
     reps = budget.reps(5, 2)
     samples = run_alternating(contenders, reps, name="throughput prompt|model|parser")
     rates = _rates(samples)
-    table = Table(
-        ["contender", "chunks", "median chunks/s", "min", "max"],
-        caption=f"prompt | model | StrOutputParser, about {tokens:,} tokens, {reps} reps",
+    section.tables.append(
+        _rate_table(samples, rates, f"prompt | model | StrOutputParser, about {tokens:,} tokens, {reps} reps")
     )
-    for label, figures in samples.items():
-        rate = rates[label]
-        table.add(
-            label,
-            fmt_count(figures["items"][0]),
-            fmt_rate(rate.median),
-            fmt_rate(rate.low),
-            fmt_rate(rate.high),
-        )
-    section.tables.append(table)
     for backend in budget.backends:
         label = f"rillet prompt|ScriptedChatModel|StrOutputParser [{backend}]"
         section.findings.append(

@@ -195,28 +195,8 @@ class Subscription:
             return
 
     def try_put(self, event: Event) -> bool:
-        """Deliver ``event`` if that needs no waiting and no bookkeeping (the hot path).
-
-        The edge's append is written out here: this runs once per event per subscriber.
-        """
-        edge = self._edge
-        buffer = edge._buffer
-        if (
-            self._closed
-            or self._dropped_pending
-            or len(buffer) >= edge._capacity
-            or edge._send_waiters
-        ):
-            return False
-        buffer.append(event)
-        edge._sent += 1
-        if len(buffer) > edge._peak:
-            edge._peak = len(buffer)
-        waiter = edge._receive_waiter
-        if waiter is not None:
-            edge._receive_waiter = None
-            waiter.set()
-        return True
+        """Deliver ``event`` if that needs no waiting and no bookkeeping (the hot path)."""
+        return not (self._closed or self._dropped_pending) and self._edge.put_nowait(event)
 
     def count_dropped(self) -> None:
         """Count one event this subscriber will not get (reported in-band like a drop)."""

@@ -271,27 +271,15 @@ class Edge(Generic[T]):
             else:
                 await self.send(item)
 
-    def put_nowait(self, item: T) -> bool:
-        """Put ``item`` if there is room and nobody is queued ahead; else return False."""
-        buffer = self._buffer
-        if len(buffer) < self._capacity and not self._send_waiters:
-            buffer.append(item)
-            self._sent += 1
-            if len(buffer) > self._peak:
-                self._peak = len(buffer)
-            waiter = self._receive_waiter
-            if waiter is not None:
-                self._receive_waiter = None
-                waiter.set()
-            return True
-        return False
+    def put_nowait(self, item: T, past_capacity: bool = False) -> bool:
+        """Put ``item`` if there is room and nobody is queued ahead; else return False.
 
-    def force_put(self, item: T) -> None:
-        """Put ``item`` even past capacity (for the few items that must never wait)."""
-        self._append(item)
-
-    def _append(self, item: T) -> None:
+        With ``past_capacity``, put it in any case (for the few items that must never
+        wait). This runs once per published event, so the append is written out here.
+        """
         buffer = self._buffer
+        if not past_capacity and (len(buffer) >= self._capacity or self._send_waiters):
+            return False
         buffer.append(item)
         self._sent += 1
         if len(buffer) > self._peak:
@@ -300,6 +288,11 @@ class Edge(Generic[T]):
         if waiter is not None:
             self._receive_waiter = None
             waiter.set()
+        return True
+
+    def force_put(self, item: T) -> None:
+        """Put ``item`` even past capacity (for the few items that must never wait)."""
+        self.put_nowait(item, past_capacity=True)
 
     def close(self) -> None:
         """Close one producer's end; the consumer sees the end once all have closed."""

@@ -250,16 +250,15 @@ class Step:
             self._outputs = log
             self._output_shared = True
 
-    def share_input_log(self, upstream: Step) -> bool:
+    def share_input_log(self, upstream: Step) -> None:
         """Take this step's input log from ``upstream``'s output log, when this step reads
-        exactly what ``upstream`` emits (fused stages of one actor). Returns whether it
-        did; the step then needs no recording inbox."""
+        exactly what ``upstream`` emits (fused stages of one actor); ``input_shared``
+        then tells the step it needs no recording inbox."""
         log = upstream._outputs
         if log is None or self._inputs is None or self._inputs or self.input_known:
-            return False
+            return
         self._inputs = log
         self.input_shared = True
-        return True
 
     def _custom_event(self, name: str, data: Any) -> Event:
         event = self._event("stream", {})
