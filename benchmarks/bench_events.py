@@ -110,7 +110,12 @@ def _variant(
         section.findings.append(line)
         if target_rate is not None and side != lc:
             section.findings.append(
-                target_at_least(f"{title} tokens/s at {sizes[-1]:,} on {side}", 1 / per_token[side, sizes[-1]], target_rate, fmt_rate)
+                target_at_least(
+                    f"{title} tokens/s at {sizes[-1]:,} on {side}",
+                    1 / per_token[side, sizes[-1]],
+                    target_rate,
+                    fmt_rate,
+                )
             )
             if langchain is not None:
                 section.findings.append(
@@ -165,7 +170,13 @@ def _bus_without_match(budget: Budget, section: Section) -> None:
     for contender in contenders:
         figures = samples[contender.label]
         rates = stat([tokens / s for s in figures["seconds"]])
-        table.add(contender.label, fmt_count(tokens), fmt_rate(rates.median), fmt_rate(rates.low), fmt_rate(rates.high))
+        table.add(
+            contender.label,
+            fmt_count(tokens),
+            fmt_rate(rates.median),
+            fmt_rate(rates.low),
+            fmt_rate(rates.high),
+        )
     section.tables.append(table)
     for b in budget.backends:
         # Both sides run once in every round of the rotation: the median of the rounds'

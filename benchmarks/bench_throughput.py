@@ -71,7 +71,13 @@ def _rate_table(samples: Samples, rates: dict[str, Stat], caption: str) -> Table
     table = Table(["contender", "chunks", "median chunks/s", "min", "max"], caption=caption)
     for label, figures in samples.items():
         rate = rates[label]
-        table.add(label, fmt_count(figures["items"][0]), fmt_rate(rate.median), fmt_rate(rate.low), fmt_rate(rate.high))
+        table.add(
+            label,
+            fmt_count(figures["items"][0]),
+            fmt_rate(rate.median),
+            fmt_rate(rate.low),
+            fmt_rate(rate.high),
+        )
     return table
 
 
@@ -119,7 +125,9 @@ def _engine_only(budget: Budget, section: Section) -> None:
     samples = run_alternating(contenders, reps, name="throughput engine-only")
     rates = _rates(samples)
 
-    section.tables.append(_rate_table(samples, rates, f"Engine only: 3-step chain, {count:,} chunks, {reps} reps"))
+    section.tables.append(
+        _rate_table(samples, rates, f"Engine only: 3-step chain, {count:,} chunks, {reps} reps")
+    )
 
     lc_label = "langchain-core RunnableGenerator x3 [asyncio]"
     for backend in budget.backends:

@@ -81,7 +81,9 @@ def _collected(case: str, backend: str, items: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.instructions", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--items", type=int, default=10_000, help="chunks or tokens per measured run")
     parser.add_argument("--only", choices=CASES, action="append", help="run only these cases")
     parser.add_argument("--child", nargs=3, metavar=("CASE", "BACKEND", "ITEMS"), help=argparse.SUPPRESS)

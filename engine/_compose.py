@@ -92,7 +92,9 @@ class RunnableSequence(Runnable[In, Out]):
             if index == len(groups) - 1:
                 out: Outbox[Any] = outbox
             else:
-                out = launch.edge(capacity, f"{step.name} step {last_step_index + 1}", output_mode(last_child))
+                out = launch.edge(
+                    capacity, f"{step.name} step {last_step_index + 1}", output_mode(last_child)
+                )
             if len(group) == 1:
                 position, child_site = group[0]
                 self.steps[position]._launch(launch, current, out, child_site)
@@ -232,7 +234,9 @@ class RunnableAssign(Runnable[dict[str, Any], dict[str, Any]]):
     def get_name(self) -> str:
         return f"RunnableAssign<{','.join(self.mapper.branches)}>"
 
-    def _launch(self, launch: Launch, inbox: Inbox[dict[str, Any]], outbox: Outbox[dict[str, Any]], site: Site) -> None:
+    def _launch(
+        self, launch: Launch, inbox: Inbox[dict[str, Any]], outbox: Outbox[dict[str, Any]], site: Site
+    ) -> None:
         step, inbox, outbox = _composite_ends(launch, self, site, inbox, outbox)
         step.accumulation = "add"
         capacity = site.capacity or launch.scope.capacity
@@ -293,4 +297,3 @@ class RunnableBinding(Runnable[In, Out]):
 
     def __repr__(self) -> str:
         return f"{self.bound!r}.with_config(...)"
-

@@ -108,7 +108,9 @@ class RunConfig:
             tags=self.tags + tuple(t for t in other.tags if t not in self.tags),
             metadata={**self.metadata, **other.metadata},
             run_name=other.run_name if other.run_name is not None else self.run_name,
-            max_concurrency=other.max_concurrency if other.max_concurrency is not None else self.max_concurrency,
+            max_concurrency=other.max_concurrency
+            if other.max_concurrency is not None
+            else self.max_concurrency,
             bus=other.bus if other.bus is not None else self.bus,
             capacity=other.capacity if other.capacity is not None else self.capacity,
         )

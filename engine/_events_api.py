@@ -72,4 +72,3 @@ def _end_with(root: Step, holder: dict[str, Any]) -> None:
         holder["subscription"].end()
 
     root.on_finish = finish
-

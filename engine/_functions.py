@@ -170,7 +170,9 @@ class RunnablePassthrough(TransformNode[In, In]):
             yield chunk
 
     @staticmethod
-    def assign(**mapping: Runnable[dict[str, Any], Any] | Callable[..., Any] | Mapping[str, Any]) -> RunnableAssign:
+    def assign(
+        **mapping: Runnable[dict[str, Any], Any] | Callable[..., Any] | Mapping[str, Any],
+    ) -> RunnableAssign:
         """Pass a dict input through and add ``key=runnable_or_function`` results to it."""
         if not mapping:
             raise CompositionError("RunnablePassthrough.assign() needs at least one key")

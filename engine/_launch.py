@@ -149,6 +149,7 @@ class KeyedOutbox:
     def add_sender(self) -> None:
         self._outbox.add_sender()
 
+
 @attrs.frozen
 class Site:
     """Where a runnable is placed: its parent step and what the placement adds to it."""
@@ -175,9 +176,7 @@ class Site:
             capacity=self.capacity,
         )
 
-    def bind(
-        self, *, run_name: str | None, tags: tuple[str, ...], metadata: Mapping[str, Any]
-    ) -> Site:
+    def bind(self, *, run_name: str | None, tags: tuple[str, ...], metadata: Mapping[str, Any]) -> Site:
         """This site with a binding's ``with_config`` applied to the step placed here."""
         return attrs.evolve(
             self,

@@ -154,9 +154,13 @@ class RunLogStream:
         data = event["data"]
         if self._root is None:
             self._root = event["run_id"]
-            return [{"op": "replace", "path": "", "value": {
-                "id": event["run_id"], "streamed_output": [], "final_output": None, "logs": {}
-            }}]
+            return [
+                {
+                    "op": "replace",
+                    "path": "",
+                    "value": {"id": event["run_id"], "streamed_output": [], "final_output": None, "logs": {}},
+                }
+            ]
         if event["run_id"] == self._root:
             if phase == "stream":
                 self._final = add_chunks(self._final, data["chunk"])
@@ -175,17 +179,23 @@ class RunLogStream:
             name = event["name"]
             count = self._counts[name] = self._counts.get(name, 0) + 1
             key = self._keys[run_id] = name if count == 1 else f"{name}:{count}"
-            return [{"op": "add", "path": f"/logs/{_escape(key)}", "value": {
-                "id": run_id,
-                "name": name,
-                "type": kind,
-                "tags": list(event["tags"]),
-                "metadata": dict(event["metadata"]),
-                "start_time": time.time(),
-                "streamed_output": [],
-                "final_output": None,
-                "end_time": None,
-            }}]
+            return [
+                {
+                    "op": "add",
+                    "path": f"/logs/{_escape(key)}",
+                    "value": {
+                        "id": run_id,
+                        "name": name,
+                        "type": kind,
+                        "tags": list(event["tags"]),
+                        "metadata": dict(event["metadata"]),
+                        "start_time": time.time(),
+                        "streamed_output": [],
+                        "final_output": None,
+                        "end_time": None,
+                    },
+                }
+            ]
         key = self._keys.get(run_id)
         if key is None:
             return []

@@ -324,4 +324,3 @@ class RunStream(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<RunStream {self._mode or 'not started'}>"
-

@@ -37,9 +37,7 @@ __all__ = ("Runnable",)
 Config = RunConfig | Mapping[str, Any] | None
 
 # The batch limiter of the run this task belongs to, and whether this task holds a slot.
-_LIMITER: ContextVar[tuple[anyio.CapacityLimiter, bool] | None] = ContextVar(
-    "rillet_limiter", default=None
-)
+_LIMITER: ContextVar[tuple[anyio.CapacityLimiter, bool] | None] = ContextVar("rillet_limiter", default=None)
 
 
 class Runnable(Generic[In, Out]):
@@ -82,7 +80,9 @@ class Runnable(Generic[In, Out]):
 
     # -- composition ------------------------------------------------------------------
 
-    def __or__(self, other: Runnable[Out, Other] | Callable[..., Any] | Mapping[str, Any]) -> RunnableSequence[In, Other]:
+    def __or__(
+        self, other: Runnable[Out, Other] | Callable[..., Any] | Mapping[str, Any]
+    ) -> RunnableSequence[In, Other]:
         from ._compose import RunnableSequence
         from ._functions import coerce_runnable
 
@@ -94,7 +94,9 @@ class Runnable(Generic[In, Out]):
 
         return RunnableSequence.of(coerce_runnable(other, where="left of |"), self)
 
-    def pipe(self, *others: Runnable[Any, Any] | Callable[..., Any] | Mapping[str, Any]) -> RunnableSequence[In, Any]:
+    def pipe(
+        self, *others: Runnable[Any, Any] | Callable[..., Any] | Mapping[str, Any]
+    ) -> RunnableSequence[In, Any]:
         """``self | others[0] | others[1] | ...``."""
         from ._compose import RunnableSequence
         from ._functions import coerce_runnable
@@ -145,7 +147,9 @@ class Runnable(Generic[In, Out]):
                 bus=cfg.bus,
                 capacity=cfg.capacity if cfg.capacity is not None else DEFAULT_CAPACITY,
             )
-            site = Site(scope=scope, own_tags=cfg.tags, metadata=cfg.metadata, run_name=cfg.run_name, run_id=run_id)
+            site = Site(
+                scope=scope, own_tags=cfg.tags, metadata=cfg.metadata, run_name=cfg.run_name, run_id=run_id
+            )
         return cfg, scope, site
 
     def _open(
@@ -162,7 +166,10 @@ class Runnable(Generic[In, Out]):
         if scope_hook is not None:
             scope_hook(scope)
         output: Edge[Out] = Edge(
-            scope.capacity, name=f"{self.get_name()} output", accumulation=self._accumulation(), pace=scope.pace
+            scope.capacity,
+            name=f"{self.get_name()} output",
+            accumulation=self._accumulation(),
+            pace=scope.pace,
         )
         edges: list[Edge[Any]] = [output]
         outbox: Outbox[Out] = DiscardOutbox(output.accumulation) if discard_output else output
@@ -194,6 +201,7 @@ class Runnable(Generic[In, Out]):
 
     def atransform(self, inputs: AsyncIterable[In], config: Config = None) -> RunStream[Out]:
         """Like :meth:`astream`, for an input that is itself a stream of chunks."""
+
         def make_inbox(run: Launch, parent: Step | None) -> Inbox[In]:
             edge: Edge[In] = run.edge(run.scope.capacity, f"{self.get_name()} input")
             run.add_feeder(edge, inputs)
@@ -413,7 +421,10 @@ class Runnable(Generic[In, Out]):
 
         async def run() -> list[Any]:
             results: list[Any] = await self.abatch(
-                inputs, config, return_exceptions=return_exceptions, max_concurrency=max_concurrency  # type: ignore[call-overload]
+                inputs,
+                config,
+                return_exceptions=return_exceptions,
+                max_concurrency=max_concurrency,  # type: ignore[call-overload]
             )
             return results
 

@@ -8,5 +8,7 @@ from typing import Any
 
 def show_events(events: Sequence[Mapping[str, Any]]) -> None:
     """Print a list of event dicts one key a line, long strings unbroken, as the guide shows them."""
-    blocks = ["{" + ",\n  ".join(f"{key!r}: {value!r}" for key, value in event.items()) + "}" for event in events]
+    blocks = [
+        "{" + ",\n  ".join(f"{key!r}: {value!r}" for key, value in event.items()) + "}" for event in events
+    ]
     print("[" + ",\n ".join(blocks) + "]")

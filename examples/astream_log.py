@@ -50,7 +50,9 @@ async def main() -> None:
     print()
 
     state: Any = None
-    async for log in retrieval_chain.astream_log("where did harrison work?", include_names=["Docs"], diff=False):
+    async for log in retrieval_chain.astream_log(
+        "where did harrison work?", include_names=["Docs"], diff=False
+    ):
         state = log.state
     pprint(state, sort_dicts=False)
 

@@ -29,7 +29,9 @@ async def main() -> None:
     model = pick_model([COUNTRIES_TOKENS], name=GUIDE_MODEL_NAME)
 
     # By name
-    chain = model.with_config({"run_name": "model"}) | JsonOutputParser().with_config({"run_name": "my_parser"})
+    chain = model.with_config({"run_name": "model"}) | JsonOutputParser().with_config(
+        {"run_name": "my_parser"}
+    )
 
     max_events = 0
     async for event in chain.astream_events(
@@ -46,7 +48,9 @@ async def main() -> None:
     print()
 
     # By type
-    chain = model.with_config({"run_name": "model"}) | JsonOutputParser().with_config({"run_name": "my_parser"})
+    chain = model.with_config({"run_name": "model"}) | JsonOutputParser().with_config(
+        {"run_name": "my_parser"}
+    )
 
     max_events = 0
     async for event in chain.astream_events(

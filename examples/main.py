@@ -17,9 +17,35 @@ from _models import pick_model
 from nodes import ChatPromptTemplate, StrOutputParser
 
 JOKE = [
-    " Here", "'s", " a", " silly", " joke", " about", " a", " par", "rot", ":", "\n\n",
-    "What", " kind", " of", " teacher", " gives", " good", " advice", "?", " An", " ap", "-",
-    "parent", " (", "app", "arent", ")", " one", "!",
+    " Here",
+    "'s",
+    " a",
+    " silly",
+    " joke",
+    " about",
+    " a",
+    " par",
+    "rot",
+    ":",
+    "\n\n",
+    "What",
+    " kind",
+    " of",
+    " teacher",
+    " gives",
+    " good",
+    " advice",
+    "?",
+    " An",
+    " ap",
+    "-",
+    "parent",
+    " (",
+    "app",
+    "arent",
+    ")",
+    " one",
+    "!",
 ]
 
 

@@ -46,7 +46,7 @@ def main() -> None:
     )
 
     for chunk in retrieval_chain.stream(
-        "Where did harrison work? " "Write 3 made up sentences about this place."
+        "Where did harrison work? Write 3 made up sentences about this place."
     ):
         print(chunk, end="|", flush=True)
     print()

@@ -36,7 +36,10 @@ from nodes import ChatPromptTemplate, StrOutputParser, split_tokens
 JOKES: dict[str, tuple[str, float]] = {
     "parrot": ("Why did the parrot wear a raincoat? Because it wanted to be a polly-unsaturated bird!", 0.03),
     "cat": ("Why was the cat sitting on the computer? To keep an eye on the mouse.", 0.05),
-    "robot": ("Why did the robot go on vacation? It needed to recharge its batteries after a byte-sized crisis.", 0.04),
+    "robot": (
+        "Why did the robot go on vacation? It needed to recharge its batteries after a byte-sized crisis.",
+        0.04,
+    ),
     "octopus": (
         "An octopus walks into a bar, and the bartender asks what it will have. The octopus, "
         "being a thoughtful creature with eight arms and three hearts, takes its time, reads "
@@ -127,7 +130,9 @@ async def tell_joke(topic: str, bus: EventBus, jokes: dict[str, str]) -> None:
 def summary(board: Board, jokes: dict[str, str], *, deadline_hit: bool, interrupted: bool) -> None:
     print()
     print("== summary ==")
-    why = "interrupted (Ctrl-C)" if interrupted else "deadline reached" if deadline_hit else "all runs finished"
+    why = (
+        "interrupted (Ctrl-C)" if interrupted else "deadline reached" if deadline_hit else "all runs finished"
+    )
     print(f"stopped: {why}")
     for run in board.runs.values():
         print(f"{run.topic:<8} {run.state:<10} {run.tokens:>3} tokens  root run {run.run_id}")
@@ -163,7 +168,9 @@ async def main(deadline: float) -> bool:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Several chains under one nursery, with a deadline.")
-    parser.add_argument("--deadline", type=float, default=2.0, help="seconds before the remaining runs are cancelled")
+    parser.add_argument(
+        "--deadline", type=float, default=2.0, help="seconds before the remaining runs are cancelled"
+    )
     args = parser.parse_args()
     if trio.run(main, args.deadline):
         sys.exit(130)  # the shell's code for "stopped by Ctrl-C"

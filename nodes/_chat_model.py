@@ -21,6 +21,7 @@ from ._messages import AIMessage, AIMessageChunk, BaseMessage, coerce_to_message
 
 __all__ = ("BaseChatModel", "ScriptedChatModel", "split_tokens")
 
+
 class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
     """The shared base of chat-model nodes.
 

@@ -93,14 +93,22 @@ class JsonOutputParser(TransformNode[Any, Any]):
             if parser.feed(chunk_text(chunk, owner)) and parser.has_value:
                 value = parser.value
                 if self.diff:
-                    yield json_patch_ops(previous, value) if emitted else [{"op": "replace", "path": "", "value": value}]
+                    yield (
+                        json_patch_ops(previous, value)
+                        if emitted
+                        else [{"op": "replace", "path": "", "value": value}]
+                    )
                 else:
                     yield value
                 previous, emitted = value, True
         final = parser.finish()
         if not emitted or final != previous:
             if self.diff:
-                yield json_patch_ops(previous, final) if emitted else [{"op": "replace", "path": "", "value": final}]
+                yield (
+                    json_patch_ops(previous, final)
+                    if emitted
+                    else [{"op": "replace", "path": "", "value": final}]
+                )
             else:
                 yield final
 
@@ -126,4 +134,3 @@ class CommaSeparatedListOutputParser(TransformNode[Any, list[str]]):
 
     def __repr__(self) -> str:
         return "CommaSeparatedListOutputParser()"
-

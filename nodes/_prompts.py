@@ -213,7 +213,9 @@ class ChatPromptTemplate(_Template):
                     raise PromptVariableError(
                         f"{owner} is missing the messages variable {part.variable_name!r}"
                     )
-                out.extend(coerce_to_messages(values[part.variable_name], where=f"variable {part.variable_name!r}"))
+                out.extend(
+                    coerce_to_messages(values[part.variable_name], where=f"variable {part.variable_name!r}")
+                )
             else:
                 text = _format(part.template, part.variables, values, owner)
                 out.append(message_from_role(part.role, text))

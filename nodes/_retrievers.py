@@ -142,4 +142,3 @@ class InMemoryRetriever(BaseRetriever):
 
     def __repr__(self) -> str:
         return f"InMemoryRetriever({len(self.documents)} documents, k={self.k})"
-

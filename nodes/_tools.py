@@ -96,14 +96,18 @@ class Tool(AggregateNode[Any, Any]):
     _hints: dict[str, Any]
 
     @classmethod
-    def from_function(cls, func: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
+    def from_function(
+        cls, func: Callable[..., Any], *, name: str | None = None, description: str | None = None
+    ) -> Tool:
         """A tool for ``func``, named after it and described by its docstring."""
         if not callable(func):
             raise TypeError(f"@tool needs a function, got {type(func).__name__}")
         signature = inspect.signature(func)
         for parameter in signature.parameters.values():
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
-                raise TypeError(f"tool {func.__name__!r}: parameter {parameter.name!r} must be a named argument")
+                raise TypeError(
+                    f"tool {func.__name__!r}: parameter {parameter.name!r} must be a named argument"
+                )
         try:
             hints = typing.get_type_hints(func)
         except Exception:  # an unresolvable annotation only costs the type check
@@ -158,7 +162,9 @@ class Tool(AggregateNode[Any, Any]):
         for name, parameter in parameters.items():
             if name not in arguments:
                 if parameter.default is inspect.Parameter.empty:
-                    raise ToolArgumentError(f"tool {self.tool_name!r} is missing the required argument {name!r}")
+                    raise ToolArgumentError(
+                        f"tool {self.tool_name!r} is missing the required argument {name!r}"
+                    )
                 continue
             annotation = self._hints.get(name, parameter.annotation)
             if not _check_type(arguments[name], annotation):
@@ -209,7 +215,9 @@ def tool(func: Callable[..., Any], /) -> Tool: ...
 
 
 @overload
-def tool(*, name: str | None = None, description: str | None = None) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
 def tool(

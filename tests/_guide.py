@@ -41,4 +41,3 @@ COUNTRIES_FINAL = {
         {"name": "Japan", "population": 126476461},
     ]
 }
-

@@ -125,7 +125,9 @@ class LifecycleModel(BaseChatModel):
     implements only ``_stream``: closing that stream is ``BaseChatModel``'s job.
     """
 
-    def __init__(self, tokens: Sequence[str], *, fail_at: int | None = None, name: str = "LifecycleModel") -> None:
+    def __init__(
+        self, tokens: Sequence[str], *, fail_at: int | None = None, name: str = "LifecycleModel"
+    ) -> None:
         self.tokens = list(tokens)
         self.fail_at = fail_at
         self._name = name
@@ -365,5 +367,3 @@ class Monitor:
 
     def ended_steps(self) -> set[str]:
         return {e["run_id"] for e in self.events if e["event"].endswith(("_end", "_error"))}
-
-

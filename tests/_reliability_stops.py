@@ -38,7 +38,9 @@ __all__ = ["COMBINATIONS", "STYLES", "WAYS", "Outcome", "Pipeline", "run_stopped
 
 STYLES = ("with", "bare", "events", "invoke")
 WAYS = ("break", "cancel", "timeout", "raise")
-COMBINATIONS = [(style, way) for style in STYLES for way in WAYS if not (style == "invoke" and way == "break")]
+COMBINATIONS = [
+    (style, way) for style in STYLES for way in WAYS if not (style == "invoke" and way == "break")
+]
 
 
 class Pipeline(Protocol):
@@ -239,7 +241,13 @@ async def run_stopped_at(
 
 
 def _check_outcome(
-    pipe: Pipeline, style: str, way: str, points: WaitPoints, outcome: Outcome, control: Control, monitor: Monitor
+    pipe: Pipeline,
+    style: str,
+    way: str,
+    points: WaitPoints,
+    outcome: Outcome,
+    control: Control,
+    monitor: Monitor,
 ) -> bool:
     """The caller saw what it caused, and a run that was not stopped produced everything.
 
@@ -253,8 +261,10 @@ def _check_outcome(
         assert isinstance(outcome.error, TimeoutError)
     else:
         assert outcome.error is None
-    stopped = outcome.error is not None or outcome.stopped or (
-        way == "cancel" and control.scope is not None and control.scope.cancelled_caught
+    stopped = (
+        outcome.error is not None
+        or outcome.stopped
+        or (way == "cancel" and control.scope is not None and control.scope.cancelled_caught)
     )
     if style in ("with", "bare"):
         assert outcome.items == expected[: len(outcome.items)], "chunks out of order or altered"

@@ -49,7 +49,10 @@ async def test_chat_model_events_like_the_guide() -> None:
     """A model alone: start with the input, one stream event per token, end with the sum."""
     model = ScriptedChatModel(replies=[HELLO_TOKENS], name="ChatAnthropic")
     events = await collect(model.astream_events("hello", version="v1"))
-    assert names(events[:2]) == [("on_chat_model_start", "ChatAnthropic"), ("on_chat_model_stream", "ChatAnthropic")]
+    assert names(events[:2]) == [
+        ("on_chat_model_start", "ChatAnthropic"),
+        ("on_chat_model_stream", "ChatAnthropic"),
+    ]
     assert events[0]["data"] == {"input": {"messages": [[HumanMessage(content="hello")]]}}
     assert events[0]["tags"] == [] and events[0]["metadata"] == {} and events[0]["parent_ids"] == []
     assert events[1]["data"] == {"chunk": AIMessageChunk(content=" Hello")}
@@ -96,11 +99,17 @@ async def test_model_and_json_parser_events_order() -> None:
 async def test_filters_by_name_type_and_tag() -> None:
     """include_names, include_types and include_tags keep only the matching steps."""
     model = ScriptedChatModel(replies=[COUNTRIES_TOKENS])
-    chain_ = model.with_config({"run_name": "model"}) | JsonOutputParser().with_config({"run_name": "my_parser"})
-    by_name = await collect(chain_.astream_events(COUNTRIES_PROMPT, version="v1", include_names=["my_parser"]))
+    chain_ = model.with_config({"run_name": "model"}) | JsonOutputParser().with_config(
+        {"run_name": "my_parser"}
+    )
+    by_name = await collect(
+        chain_.astream_events(COUNTRIES_PROMPT, version="v1", include_names=["my_parser"])
+    )
     assert {e["name"] for e in by_name} == {"my_parser"}
     assert by_name[0] == {**by_name[0], "event": "on_parser_start", "tags": ["seq:step:2"], "data": {}}
-    by_type = await collect(chain_.astream_events(COUNTRIES_PROMPT, version="v1", include_types=["chat_model"]))
+    by_type = await collect(
+        chain_.astream_events(COUNTRIES_PROMPT, version="v1", include_types=["chat_model"])
+    )
     assert {(e["name"], e["event"][:13]) for e in by_type} == {("model", "on_chat_model")}
     tagged = (model | JsonOutputParser()).with_config({"tags": ["my_chain"]})
     by_tag = await collect(tagged.astream_events(COUNTRIES_PROMPT, version="v1", include_tags=["my_chain"]))

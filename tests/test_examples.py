@@ -201,7 +201,9 @@ def test_events_filtering_by_name_type_and_tags(ran: dict[str, Ran]) -> None:
         assert len(section) == 12 and section[-1] == "..."
     assert all("'name': 'my_parser'" in line for line in by_name[:-1])
     assert by_name[0].startswith("{'event': 'on_parser_start', 'name': 'my_parser'")
-    assert "'data': {'chunk': {'countries': [{'name': 'France', 'population': 67391582}, {}]}}}" in by_name[-2]
+    assert (
+        "'data': {'chunk': {'countries': [{'name': 'France', 'population': 67391582}, {}]}}}" in by_name[-2]
+    )
     assert all("'event': 'on_chat_model_" in line and "'name': 'model'" in line for line in by_type[:-1])
     assert by_type[-2].endswith("'data': {'chunk': AIMessageChunk(content=' their')}}")
     assert by_tags[0].startswith("{'event': 'on_chain_start', 'name': 'RunnableSequence'")

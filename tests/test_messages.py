@@ -572,5 +572,11 @@ def test_from_text_equals_the_checked_constructor() -> None:
     assert fast == slow
     assert repr(fast) == repr(slow)
     assert [f.name for f in attrs.fields(AIMessageChunk)] == [
-        "content", "additional_kwargs", "response_metadata", "name", "id", "usage_metadata", "tool_call_chunks"
+        "content",
+        "additional_kwargs",
+        "response_metadata",
+        "name",
+        "id",
+        "usage_metadata",
+        "tool_call_chunks",
     ]

@@ -61,7 +61,9 @@ def test_from_messages_with_system_and_placeholder() -> None:
     prompt = ChatPromptTemplate.from_messages(
         [("system", "You are {persona}."), ("placeholder", "{history}"), ("human", "{question}")]
     )
-    messages = prompt.format_messages(persona="terse", question="why?", history=[("human", "hi"), ("ai", "hello")])
+    messages = prompt.format_messages(
+        persona="terse", question="why?", history=[("human", "hi"), ("ai", "hello")]
+    )
     assert [m.type for m in messages] == ["system", "human", "ai", "human"]
     assert messages[0] == SystemMessage(content="You are terse.")
     without_history = prompt.format_messages(persona="p", question="q")
@@ -127,7 +129,9 @@ async def test_scripted_model_rejects_bad_input_clearly() -> None:
 
 
 @pytest.mark.trio
-async def test_scripted_model_delay_is_instant_under_the_mock_clock(autojump_clock: trio.testing.MockClock) -> None:
+async def test_scripted_model_delay_is_instant_under_the_mock_clock(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A per-token delay advances virtual time only."""
     model = ScriptedChatModel(replies=[["a", "b", "c"]], delay=10.0)
     start = trio.current_time()
@@ -218,7 +222,12 @@ async def test_retrieval_chain_streams_after_the_retriever() -> None:
         "Answer the question based only on the following context:\n{context}\n\nQuestion: {question}\n"
     )
     model = ScriptedChatModel(replies=[[" Harrison", " worked", " at", " Ken", "sh", "o", "."]])
-    chain = {"context": retriever.with_config(run_name="Docs"), "question": RunnablePassthrough()} | prompt | model | StrOutputParser()
+    chain = (
+        {"context": retriever.with_config(run_name="Docs"), "question": RunnablePassthrough()}
+        | prompt
+        | model
+        | StrOutputParser()
+    )
     tokens = [c async for c in chain.astream("Where did harrison work?")]
     assert tokens == [" Harrison", " worked", " at", " Ken", "sh", "o", "."]
     sent = model.received[0][0].text
@@ -300,7 +309,12 @@ async def test_streaming_tool_emits_tool_stream_events() -> None:
 async def test_message_inputs_of_every_form() -> None:
     """A model accepts a string, messages, (role, text) pairs and a prompt value."""
     model = ScriptedChatModel(replies=["ok"])
-    for value in ("hi", [HumanMessage(content="hi")], [("human", "hi")], ChatPromptValue([HumanMessage(content="hi")])):
+    for value in (
+        "hi",
+        [HumanMessage(content="hi")],
+        [("human", "hi")],
+        ChatPromptValue([HumanMessage(content="hi")]),
+    ):
         await model.ainvoke(value)
     assert all(received == [HumanMessage(content="hi")] for received in model.received)
     assert json.dumps(await JsonOutputParser().ainvoke('{"a": 1}')) == '{"a": 1}'

@@ -33,6 +33,8 @@ def test_engine_does_not_import_nodes() -> None:
 
     root = pathlib.Path(__file__).resolve().parent.parent / "engine"
     offenders = [
-        str(path) for path in root.rglob("*.py") if "import nodes" in path.read_text() or "from nodes" in path.read_text()
+        str(path)
+        for path in root.rglob("*.py")
+        if "import nodes" in path.read_text() or "from nodes" in path.read_text()
     ]
     assert offenders == []

@@ -61,48 +61,225 @@ def _varargs(*values: int) -> int:
 # -- at construction -----------------------------------------------------------------------------
 
 CONSTRUCTION: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
-    ("pipe-non-runnable", lambda: RunnableLambda(_identity) | 42, CompositionError, "cannot compose int 42 (right of |)"),
-    ("pipe-left-non-runnable", lambda: 42 | RunnableLambda(_identity), CompositionError, "cannot compose int 42 (left of |)"),
-    ("pipe-method", lambda: RunnableLambda(_identity).pipe("text"), CompositionError, "cannot compose str 'text' (pipe())"),
-    ("sequence-of", lambda: RunnableSequence.of(RunnableLambda(_identity), 3.5), CompositionError, "a sequence step must be a Runnable, got float"),
+    (
+        "pipe-non-runnable",
+        lambda: RunnableLambda(_identity) | 42,
+        CompositionError,
+        "cannot compose int 42 (right of |)",
+    ),
+    (
+        "pipe-left-non-runnable",
+        lambda: 42 | RunnableLambda(_identity),
+        CompositionError,
+        "cannot compose int 42 (left of |)",
+    ),
+    (
+        "pipe-method",
+        lambda: RunnableLambda(_identity).pipe("text"),
+        CompositionError,
+        "cannot compose str 'text' (pipe())",
+    ),
+    (
+        "sequence-of",
+        lambda: RunnableSequence.of(RunnableLambda(_identity), 3.5),
+        CompositionError,
+        "a sequence step must be a Runnable, got float",
+    ),
     ("empty-sequence", lambda: RunnableSequence.of(), CompositionError, "a sequence needs at least one step"),
-    ("parallel-branch", lambda: RunnableParallel(a=42), CompositionError, "cannot compose int 42 (branch 'a' of a parallel step)"),
-    ("dict-branch-in-chain", lambda: RunnablePassthrough() | {"a": None}, CompositionError, "cannot compose NoneType None (branch 'a' of a parallel step)"),
-    ("parallel-key", lambda: RunnableParallel({1: _identity}), CompositionError, "RunnableParallel keys must be strings, got 1"),
-    ("empty-parallel", lambda: RunnableParallel(), CompositionError, "RunnableParallel needs at least one branch"),
-    ("empty-assign", lambda: RunnablePassthrough.assign(), CompositionError, "RunnablePassthrough.assign() needs at least one key"),
-    ("lambda-non-callable", lambda: RunnableLambda(42), CompositionError, "RunnableLambda needs a callable, got int"),  # type: ignore[arg-type]
-    ("generator-non-generator", lambda: RunnableGenerator(_not_a_generator), CompositionError, "RunnableGenerator needs a generator function, got _not_a_generator"),
-    ("with-config-unknown-key", lambda: RunnablePassthrough().with_config(capcity=3), ConfigError, "unknown key(s) 'capcity'; known keys are"),
-    ("with-config-negative-capacity", lambda: RunnablePassthrough().with_config(capacity=-2), ConfigError, "['capacity'] must be >= 0, got -2"),
-    ("with-config-bool-capacity", lambda: RunnablePassthrough().with_config(capacity=True), ConfigError, "['capacity'] must be an int, got bool True"),
-    ("with-config-max-concurrency-0", lambda: RunnablePassthrough().with_config(max_concurrency=0), ConfigError, "['max_concurrency'] must be an int >= 1, got 0"),
-    ("with-config-empty-run-name", lambda: RunnablePassthrough().with_config(run_name=""), ConfigError, "['run_name'] must be a non-empty string"),
-    ("with-config-tags-string", lambda: RunnablePassthrough().with_config(tags="abc"), ConfigError, "['tags'] must be a list of strings, got 'abc'"),
-    ("with-config-metadata", lambda: RunnablePassthrough().with_config(metadata=[1]), ConfigError, "['metadata'] must be a dict"),
-    ("with-config-bus", lambda: RunnablePassthrough().with_config(bus="bus"), ConfigError, "['bus'] must be an EventBus, got str"),
-    ("model-no-replies", lambda: ScriptedChatModel(replies=[]), ValueError, "ScriptedChatModel needs a non-empty list of replies"),
-    ("model-negative-delay", lambda: ScriptedChatModel(replies=["x"], delay=-1), ValueError, "delay must be >= 0, got -1"),
-    ("prompt-unbalanced", lambda: PromptTemplate.from_template("tell me about {topic"), ValueError, "invalid prompt template 'tell me about {topic'"),
-    ("prompt-attribute", lambda: PromptTemplate.from_template("{user.name}"), ValueError, "invalid placeholder {user.name}"),
-    ("prompt-not-string", lambda: PromptTemplate.from_template(42), TypeError, "a prompt template must be a string, got int"),  # type: ignore[arg-type]
-    ("chat-prompt-entry", lambda: ChatPromptTemplate.from_messages([42]), TypeError, "chat prompt entry 0 must be a (role, template) pair"),
-    ("chat-prompt-role", lambda: ChatPromptTemplate.from_messages([("robot", "x")]), ValueError, "unknown message role 'robot'; the roles are"),
-    ("chat-prompt-placeholder", lambda: ChatPromptTemplate.from_messages([("placeholder", "{a} {b}")]), ValueError, "a placeholder must be written '{name}', got '{a} {b}'"),
-    ("chat-prompt-empty", lambda: ChatPromptTemplate.from_messages([]), ValueError, "a chat prompt needs at least one message"),
+    (
+        "parallel-branch",
+        lambda: RunnableParallel(a=42),
+        CompositionError,
+        "cannot compose int 42 (branch 'a' of a parallel step)",
+    ),
+    (
+        "dict-branch-in-chain",
+        lambda: RunnablePassthrough() | {"a": None},
+        CompositionError,
+        "cannot compose NoneType None (branch 'a' of a parallel step)",
+    ),
+    (
+        "parallel-key",
+        lambda: RunnableParallel({1: _identity}),
+        CompositionError,
+        "RunnableParallel keys must be strings, got 1",
+    ),
+    (
+        "empty-parallel",
+        lambda: RunnableParallel(),
+        CompositionError,
+        "RunnableParallel needs at least one branch",
+    ),
+    (
+        "empty-assign",
+        lambda: RunnablePassthrough.assign(),
+        CompositionError,
+        "RunnablePassthrough.assign() needs at least one key",
+    ),
+    (
+        "lambda-non-callable",
+        lambda: RunnableLambda(42),
+        CompositionError,
+        "RunnableLambda needs a callable, got int",
+    ),  # type: ignore[arg-type]
+    (
+        "generator-non-generator",
+        lambda: RunnableGenerator(_not_a_generator),
+        CompositionError,
+        "RunnableGenerator needs a generator function, got _not_a_generator",
+    ),
+    (
+        "with-config-unknown-key",
+        lambda: RunnablePassthrough().with_config(capcity=3),
+        ConfigError,
+        "unknown key(s) 'capcity'; known keys are",
+    ),
+    (
+        "with-config-negative-capacity",
+        lambda: RunnablePassthrough().with_config(capacity=-2),
+        ConfigError,
+        "['capacity'] must be >= 0, got -2",
+    ),
+    (
+        "with-config-bool-capacity",
+        lambda: RunnablePassthrough().with_config(capacity=True),
+        ConfigError,
+        "['capacity'] must be an int, got bool True",
+    ),
+    (
+        "with-config-max-concurrency-0",
+        lambda: RunnablePassthrough().with_config(max_concurrency=0),
+        ConfigError,
+        "['max_concurrency'] must be an int >= 1, got 0",
+    ),
+    (
+        "with-config-empty-run-name",
+        lambda: RunnablePassthrough().with_config(run_name=""),
+        ConfigError,
+        "['run_name'] must be a non-empty string",
+    ),
+    (
+        "with-config-tags-string",
+        lambda: RunnablePassthrough().with_config(tags="abc"),
+        ConfigError,
+        "['tags'] must be a list of strings, got 'abc'",
+    ),
+    (
+        "with-config-metadata",
+        lambda: RunnablePassthrough().with_config(metadata=[1]),
+        ConfigError,
+        "['metadata'] must be a dict",
+    ),
+    (
+        "with-config-bus",
+        lambda: RunnablePassthrough().with_config(bus="bus"),
+        ConfigError,
+        "['bus'] must be an EventBus, got str",
+    ),
+    (
+        "model-no-replies",
+        lambda: ScriptedChatModel(replies=[]),
+        ValueError,
+        "ScriptedChatModel needs a non-empty list of replies",
+    ),
+    (
+        "model-negative-delay",
+        lambda: ScriptedChatModel(replies=["x"], delay=-1),
+        ValueError,
+        "delay must be >= 0, got -1",
+    ),
+    (
+        "prompt-unbalanced",
+        lambda: PromptTemplate.from_template("tell me about {topic"),
+        ValueError,
+        "invalid prompt template 'tell me about {topic'",
+    ),
+    (
+        "prompt-attribute",
+        lambda: PromptTemplate.from_template("{user.name}"),
+        ValueError,
+        "invalid placeholder {user.name}",
+    ),
+    (
+        "prompt-not-string",
+        lambda: PromptTemplate.from_template(42),
+        TypeError,
+        "a prompt template must be a string, got int",
+    ),  # type: ignore[arg-type]
+    (
+        "chat-prompt-entry",
+        lambda: ChatPromptTemplate.from_messages([42]),
+        TypeError,
+        "chat prompt entry 0 must be a (role, template) pair",
+    ),
+    (
+        "chat-prompt-role",
+        lambda: ChatPromptTemplate.from_messages([("robot", "x")]),
+        ValueError,
+        "unknown message role 'robot'; the roles are",
+    ),
+    (
+        "chat-prompt-placeholder",
+        lambda: ChatPromptTemplate.from_messages([("placeholder", "{a} {b}")]),
+        ValueError,
+        "a placeholder must be written '{name}', got '{a} {b}'",
+    ),
+    (
+        "chat-prompt-empty",
+        lambda: ChatPromptTemplate.from_messages([]),
+        ValueError,
+        "a chat prompt needs at least one message",
+    ),
     ("retriever-k", lambda: InMemoryRetriever.from_texts(["a"], k=0), ValueError, "k must be >= 1, got 0"),
-    ("retriever-texts-string", lambda: InMemoryRetriever.from_texts("abc"), TypeError, "from_texts needs a list of strings"),  # type: ignore[arg-type]
-    ("tool-varargs", lambda: tool(_varargs), TypeError, "tool '_varargs': parameter 'values' must be a named argument"),
+    (
+        "retriever-texts-string",
+        lambda: InMemoryRetriever.from_texts("abc"),
+        TypeError,
+        "from_texts needs a list of strings",
+    ),  # type: ignore[arg-type]
+    (
+        "tool-varargs",
+        lambda: tool(_varargs),
+        TypeError,
+        "tool '_varargs': parameter 'values' must be a named argument",
+    ),
     ("tool-not-callable", lambda: tool(42), TypeError, "@tool needs a function, got int"),  # type: ignore[call-overload]
-    ("subscribe-overflow", lambda: EventBus().subscribe(overflow="fifo"), ValueError, "unknown overflow policy 'fifo'; use 'block' or 'drop'"),  # type: ignore[arg-type]
-    ("subscribe-capacity-0", lambda: EventBus().subscribe(capacity=0), ValueError, "subscriber capacity must be >= 1, got 0"),
-    ("subscribe-capacity-type", lambda: EventBus().subscribe(capacity="8"), TypeError, "subscriber capacity must be an int, got str '8'"),  # type: ignore[arg-type]
-    ("subscribe-unknown-type", lambda: EventBus().subscribe(include_types=["model"]), ValueError, "unknown step type 'model'; the types are"),
-    ("subscribe-names-string", lambda: EventBus().subscribe(include_names="parser"), TypeError, "include_names must be a list of strings, not the string 'parser'"),
+    (
+        "subscribe-overflow",
+        lambda: EventBus().subscribe(overflow="fifo"),
+        ValueError,
+        "unknown overflow policy 'fifo'; use 'block' or 'drop'",
+    ),  # type: ignore[arg-type]
+    (
+        "subscribe-capacity-0",
+        lambda: EventBus().subscribe(capacity=0),
+        ValueError,
+        "subscriber capacity must be >= 1, got 0",
+    ),
+    (
+        "subscribe-capacity-type",
+        lambda: EventBus().subscribe(capacity="8"),
+        TypeError,
+        "subscriber capacity must be an int, got str '8'",
+    ),  # type: ignore[arg-type]
+    (
+        "subscribe-unknown-type",
+        lambda: EventBus().subscribe(include_types=["model"]),
+        ValueError,
+        "unknown step type 'model'; the types are",
+    ),
+    (
+        "subscribe-names-string",
+        lambda: EventBus().subscribe(include_names="parser"),
+        TypeError,
+        "include_names must be a list of strings, not the string 'parser'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("build", "error", "message"), [c[1:] for c in CONSTRUCTION], ids=[c[0] for c in CONSTRUCTION])
+@pytest.mark.parametrize(
+    ("build", "error", "message"), [c[1:] for c in CONSTRUCTION], ids=[c[0] for c in CONSTRUCTION]
+)
 def test_bad_construction_fails_at_once_naming_the_problem(
     build: Callable[[], Any], error: type[BaseException], message: str
 ) -> None:
@@ -146,16 +323,66 @@ def _probe_chain() -> tuple[Probe[Any], Any]:
 
 
 CALLS: list[tuple[str, Callable[[Any], Any], type[BaseException], str]] = [
-    ("astream-negative-capacity", lambda c: c.astream(1, {"capacity": -1}), ConfigError, "config['capacity'] must be >= 0, got -1"),
-    ("astream-max-concurrency-0", lambda c: c.astream(1, {"max_concurrency": 0}), ConfigError, "config['max_concurrency'] must be an int >= 1, got 0"),
-    ("astream-unknown-key", lambda c: c.astream(1, {"callbacks": []}), ConfigError, "config has unknown key(s) 'callbacks'; known keys are tags, metadata"),
-    ("astream-config-not-dict", lambda c: c.astream(1, ["tags"]), ConfigError, "config must be a dict, got list"),
-    ("atransform-negative-capacity", lambda c: c.atransform(_nothing(), {"capacity": -3}), ConfigError, "config['capacity'] must be >= 0, got -3"),
-    ("events-unknown-version", lambda c: c.astream_events(1, version="v3"), ValueError, "unknown astream_events version 'v3'; use 'v1' or 'v2'"),
-    ("events-unknown-type", lambda c: c.astream_events(1, include_types=["llmx"]), ValueError, "unknown step type 'llmx'"),
-    ("events-capacity-0", lambda c: c.astream_events(1, capacity=0), ValueError, "subscriber capacity must be >= 1, got 0"),
-    ("events-bad-config", lambda c: c.astream_events(1, {"capacity": "big"}), ConfigError, "config['capacity'] must be an int, got str 'big'"),
-    ("log-unknown-type", lambda c: c.astream_log(1, exclude_types=["nope"]), ValueError, "unknown step type 'nope'"),
+    (
+        "astream-negative-capacity",
+        lambda c: c.astream(1, {"capacity": -1}),
+        ConfigError,
+        "config['capacity'] must be >= 0, got -1",
+    ),
+    (
+        "astream-max-concurrency-0",
+        lambda c: c.astream(1, {"max_concurrency": 0}),
+        ConfigError,
+        "config['max_concurrency'] must be an int >= 1, got 0",
+    ),
+    (
+        "astream-unknown-key",
+        lambda c: c.astream(1, {"callbacks": []}),
+        ConfigError,
+        "config has unknown key(s) 'callbacks'; known keys are tags, metadata",
+    ),
+    (
+        "astream-config-not-dict",
+        lambda c: c.astream(1, ["tags"]),
+        ConfigError,
+        "config must be a dict, got list",
+    ),
+    (
+        "atransform-negative-capacity",
+        lambda c: c.atransform(_nothing(), {"capacity": -3}),
+        ConfigError,
+        "config['capacity'] must be >= 0, got -3",
+    ),
+    (
+        "events-unknown-version",
+        lambda c: c.astream_events(1, version="v3"),
+        ValueError,
+        "unknown astream_events version 'v3'; use 'v1' or 'v2'",
+    ),
+    (
+        "events-unknown-type",
+        lambda c: c.astream_events(1, include_types=["llmx"]),
+        ValueError,
+        "unknown step type 'llmx'",
+    ),
+    (
+        "events-capacity-0",
+        lambda c: c.astream_events(1, capacity=0),
+        ValueError,
+        "subscriber capacity must be >= 1, got 0",
+    ),
+    (
+        "events-bad-config",
+        lambda c: c.astream_events(1, {"capacity": "big"}),
+        ConfigError,
+        "config['capacity'] must be an int, got str 'big'",
+    ),
+    (
+        "log-unknown-type",
+        lambda c: c.astream_log(1, exclude_types=["nope"]),
+        ValueError,
+        "unknown step type 'nope'",
+    ),
 ]
 
 
@@ -208,7 +435,9 @@ def test_bad_sync_batch_arguments_fail_before_any_item_runs() -> None:
         ran.append(value)
         return value
 
-    with pytest.raises(ConfigError, match=re.escape("abatch()['max_concurrency'] must be an int >= 1, got 0")):
+    with pytest.raises(
+        ConfigError, match=re.escape("abatch()['max_concurrency'] must be an int >= 1, got 0")
+    ):
         RunnableLambda(record).batch([1, 2], max_concurrency=0)
     assert ran == []
 
@@ -229,28 +458,104 @@ def shout(text: str) -> str:
 
 
 BAD_VALUES: list[tuple[str, Callable[[], Any], Any, type[BaseException], str]] = [
-    ("model-given-int", lambda: ScriptedChatModel(replies=["hi"]), 12345, TypeError,
-     "the input of ScriptedChatModel: cannot make chat messages from a int 12345"),
-    ("model-given-dict", lambda: ScriptedChatModel(replies=["hi"]), {"question": "x"}, TypeError,
-     "the input of ScriptedChatModel: cannot make chat messages from a dict"),
-    ("prompt-given-string", lambda: ChatPromptTemplate.from_template("{context} {question}"), "x", TypeError,
-     "ChatPromptTemplate needs a dict with the variables ['context', 'question'], got str: 'x'"),
-    ("prompt-missing-variable", lambda: ChatPromptTemplate.from_template("{context} {question}"), {"context": "c"}, PromptVariableError,
-     "ChatPromptTemplate is missing variable(s) 'question' for template '{context} {question}'; it got ['context']"),
-    ("string-prompt-missing-variables", lambda: PromptTemplate.from_template("{a}{b}{c}"), {"b": 1}, PromptVariableError,
-     "PromptTemplate is missing variable(s) 'a', 'c' for template '{a}{b}{c}'; it got ['b']"),
-    ("parser-given-int", StrOutputParser, 5, TypeError, "StrOutputParser needs text or message chunks, got int: 5"),
-    ("json-parser-given-list", JsonOutputParser, [1, 2], TypeError, "JsonOutputParser needs text or message chunks, got list: [1, 2]"),
-    ("retriever-given-dict", lambda: InMemoryRetriever.from_texts(["a"]), {"query": "a"}, TypeError,
-     "InMemoryRetriever needs a query string, got dict: {'query': 'a'}"),
-    ("tool-wrong-type", lambda: add, {"a": "1", "b": 2}, ToolArgumentError, "tool 'add': argument 'a' must be int, got str: '1'"),
-    ("tool-unknown-argument", lambda: add, {"a": 1, "c": 2}, ToolArgumentError, "tool 'add' got unknown argument(s) 'c'; it takes ['a', 'b']"),
-    ("tool-missing-argument", lambda: add, {"a": 1}, ToolArgumentError, "tool 'add' is missing the required argument 'b'"),
-    ("tool-malformed-arguments", lambda: add, '{"a": 1, "b": ', ToolArgumentError,
-     "tool 'add' takes the arguments ['a', 'b']: call it with a dict, got str: '{\"a\": 1, \"b\": '"),
-    ("tool-one-argument-wrong-type", lambda: shout, 3, ToolArgumentError, "tool 'shout': argument 'text' must be str, got int: 3"),
-    ("assign-given-list", lambda: RunnablePassthrough.assign(n=lambda d: len(d)), [1], TypeError,
-     "needs a dict input, got list: [1]"),
+    (
+        "model-given-int",
+        lambda: ScriptedChatModel(replies=["hi"]),
+        12345,
+        TypeError,
+        "the input of ScriptedChatModel: cannot make chat messages from a int 12345",
+    ),
+    (
+        "model-given-dict",
+        lambda: ScriptedChatModel(replies=["hi"]),
+        {"question": "x"},
+        TypeError,
+        "the input of ScriptedChatModel: cannot make chat messages from a dict",
+    ),
+    (
+        "prompt-given-string",
+        lambda: ChatPromptTemplate.from_template("{context} {question}"),
+        "x",
+        TypeError,
+        "ChatPromptTemplate needs a dict with the variables ['context', 'question'], got str: 'x'",
+    ),
+    (
+        "prompt-missing-variable",
+        lambda: ChatPromptTemplate.from_template("{context} {question}"),
+        {"context": "c"},
+        PromptVariableError,
+        "ChatPromptTemplate is missing variable(s) 'question' for template '{context} {question}'; it got ['context']",
+    ),
+    (
+        "string-prompt-missing-variables",
+        lambda: PromptTemplate.from_template("{a}{b}{c}"),
+        {"b": 1},
+        PromptVariableError,
+        "PromptTemplate is missing variable(s) 'a', 'c' for template '{a}{b}{c}'; it got ['b']",
+    ),
+    (
+        "parser-given-int",
+        StrOutputParser,
+        5,
+        TypeError,
+        "StrOutputParser needs text or message chunks, got int: 5",
+    ),
+    (
+        "json-parser-given-list",
+        JsonOutputParser,
+        [1, 2],
+        TypeError,
+        "JsonOutputParser needs text or message chunks, got list: [1, 2]",
+    ),
+    (
+        "retriever-given-dict",
+        lambda: InMemoryRetriever.from_texts(["a"]),
+        {"query": "a"},
+        TypeError,
+        "InMemoryRetriever needs a query string, got dict: {'query': 'a'}",
+    ),
+    (
+        "tool-wrong-type",
+        lambda: add,
+        {"a": "1", "b": 2},
+        ToolArgumentError,
+        "tool 'add': argument 'a' must be int, got str: '1'",
+    ),
+    (
+        "tool-unknown-argument",
+        lambda: add,
+        {"a": 1, "c": 2},
+        ToolArgumentError,
+        "tool 'add' got unknown argument(s) 'c'; it takes ['a', 'b']",
+    ),
+    (
+        "tool-missing-argument",
+        lambda: add,
+        {"a": 1},
+        ToolArgumentError,
+        "tool 'add' is missing the required argument 'b'",
+    ),
+    (
+        "tool-malformed-arguments",
+        lambda: add,
+        '{"a": 1, "b": ',
+        ToolArgumentError,
+        "tool 'add' takes the arguments ['a', 'b']: call it with a dict, got str: '{\"a\": 1, \"b\": '",
+    ),
+    (
+        "tool-one-argument-wrong-type",
+        lambda: shout,
+        3,
+        ToolArgumentError,
+        "tool 'shout': argument 'text' must be str, got int: 3",
+    ),
+    (
+        "assign-given-list",
+        lambda: RunnablePassthrough.assign(n=lambda d: len(d)),
+        [1],
+        TypeError,
+        "needs a dict input, got list: [1]",
+    ),
 ]
 
 
@@ -279,7 +584,9 @@ async def test_non_json_model_output_gives_an_output_parser_error_carrying_the_t
     """JsonOutputParser on prose raises OutputParserException naming the problem, with the text attached."""
     reply = "I'm sorry, I cannot answer in JSON."
     chain = ScriptedChatModel(replies=[reply]) | JsonOutputParser()
-    with pytest.raises(OutputParserException, match=re.escape("No JSON value found in the model's output")) as info:
+    with pytest.raises(
+        OutputParserException, match=re.escape("No JSON value found in the model's output")
+    ) as info:
         await chain.ainvoke("give me JSON")
     assert info.value.text == reply
 

@@ -129,7 +129,9 @@ async def test_stopping_with_a_one_event_monitor_at_every_wait_point(
 # -- cleanup inside an already-cancelled scope (a web framework's client disconnect) ---------
 
 
-async def _run_in_cancelled_scope(pipe: Pipeline, style: str, bus: EventBus, *, cancel_first: bool) -> list[Any]:
+async def _run_in_cancelled_scope(
+    pipe: Pipeline, style: str, bus: EventBus, *, cancel_first: bool
+) -> list[Any]:
     """Consume in ``style`` inside a scope cancelled before the run (or after two chunks)."""
     got: list[Any] = []
     config = {"bus": bus, "capacity": 1}
@@ -229,7 +231,14 @@ async def test_timeout_under_a_mock_clock_stops_the_model_mid_stream(autojump_cl
     async def prompt(values: dict[str, str]) -> str:
         return f"{values['a']}/{values['b']}"
 
-    chain = {"a": source, "b": RunnablePassthrough()} | RunnableLambda(prompt) | model | StrOutputParser() | shout | probe
+    chain = (
+        {"a": source, "b": RunnablePassthrough()}
+        | RunnableLambda(prompt)
+        | model
+        | StrOutputParser()
+        | shout
+        | probe
+    )
     bus = EventBus()
     got: list[str] = []
     async with Monitor(bus, capacity=4) as monitor:

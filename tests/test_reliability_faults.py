@@ -148,7 +148,9 @@ async def test_a_step_failing_at_its_first_middle_or_last_chunk(
     if style == "events":
         check_event_order(got, complete=True)
         assert got[-1]["event"] == "on_chain_error" and got[-1]["data"]["error"] is error
-        root_chunks = [e["data"]["chunk"] for e in got if e["event"] == "on_chain_stream" and not e["parent_ids"]]
+        root_chunks = [
+            e["data"]["chunk"] for e in got if e["event"] == "on_chain_stream" and not e["parent_ids"]
+        ]
         assert root_chunks == [t.upper() for t in TOKENS[:made_before]]
     # The monitor saw the failing step end with the error itself, and its ancestors too.
     errors = {e["name"]: e["data"]["error"] for e in monitor.events if e["event"].endswith("_error")}
@@ -296,7 +298,9 @@ async def test_cleanup_error_after_leaving_a_block_early_is_raised_at_the_block_
 
 # Found by this suite: the detached host discarded such an error silently (fixed in
 # f2b0154: it is logged).
-async def test_cleanup_error_after_a_bare_loop_is_broken_off_is_not_dropped(caplog: pytest.LogCaptureFixture) -> None:
+async def test_cleanup_error_after_a_bare_loop_is_broken_off_is_not_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A cleanup error after a bare loop's break is at least logged (nothing is dropped silently)."""
     cleanup = CleanupError("cleanup failed after the break")
     shout, life = lifecycle_generator("shout", str.upper, cleanup_error=cleanup)
@@ -304,7 +308,11 @@ async def test_cleanup_error_after_a_bare_loop_is_broken_off_is_not_dropped(capl
         break
     await settle()
     assert life.open == 0
-    reported = [r for r in caplog.records if (r.exc_info and r.exc_info[1] is cleanup) or "cleanup failed" in r.getMessage()]
+    reported = [
+        r
+        for r in caplog.records
+        if (r.exc_info and r.exc_info[1] is cleanup) or "cleanup failed" in r.getMessage()
+    ]
     assert reported, "the cleanup error vanished"
     assert all(r.levelno >= logging.ERROR for r in reported)
 
@@ -333,7 +341,9 @@ async def test_two_branches_failing_at_once_give_one_group_with_both() -> None:
     bus = EventBus()
     async with Monitor(bus, capacity=64) as monitor:
         with pytest.raises(ExceptionGroup) as info:
-            async with (RunnablePassthrough() | {"a": branch(0), "b": branch(1)}).astream("q", {"bus": bus}) as chunks:
+            async with (RunnablePassthrough() | {"a": branch(0), "b": branch(1)}).astream(
+                "q", {"bus": bus}
+            ) as chunks:
                 async for _ in chunks:
                     pass
         await settle()

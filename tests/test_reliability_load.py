@@ -33,7 +33,16 @@ def run_load(backend: str, runs: int, rounds: int, *, trace: bool = False) -> di
     """Run the load script and return its report (failing with its stderr if it failed)."""
     env = {**os.environ, "PYTHONMALLOC": "malloc"}
     done = subprocess.run(
-        [sys.executable, "-W", "error", str(LOAD), backend, str(runs), str(rounds), *(["trace"] if trace else [])],
+        [
+            sys.executable,
+            "-W",
+            "error",
+            str(LOAD),
+            backend,
+            str(runs),
+            str(rounds),
+            *(["trace"] if trace else []),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -60,7 +69,10 @@ def check_report(report: dict[str, Any], runs: int, rounds: int) -> None:
         # Live Python memory after a round: the same, give or take a few small objects.
         assert last["traced_bytes"] - first["traced_bytes"] <= 16 * 1024 * rounds
     tally("runs", runs * (rounds + 1))
-    tally("events checked (order, completeness)", sum(r["events_checked"] for r in [report["warm_up"], *measured]))
+    tally(
+        "events checked (order, completeness)",
+        sum(r["events_checked"] for r in [report["warm_up"], *measured]),
+    )
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

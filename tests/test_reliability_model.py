@@ -99,22 +99,54 @@ async def assert_http_closed(server: AnthropicServer) -> None:
 
 FAILURES: dict[str, tuple[list[Reply], int, type[BaseException] | None, int, list[str]]] = {
     # name: (replies, max_retries, expected exception, chunks before it, request outcomes)
-    "429-no-retry": ([ErrorReply(429, "rate_limit_error", retry_after=0.001)], 0, anthropic.RateLimitError, 0, ["error_status"]),
-    "529-no-retry": ([ErrorReply(529, "overloaded_error", retry_after=0.001)], 0, anthropic.OverloadedError, 0, ["error_status"]),
-    "529-retries-run-out": ([ErrorReply(529, "overloaded_error", retry_after=0.001)] * 3, 2, anthropic.OverloadedError, 0, ["error_status"] * 3),
-    "429-then-streams": ([ErrorReply(429, "rate_limit_error", retry_after=0.001), TextStream(TOKENS)], 2, None, 6, ["error_status", "complete"]),
+    "429-no-retry": (
+        [ErrorReply(429, "rate_limit_error", retry_after=0.001)],
+        0,
+        anthropic.RateLimitError,
+        0,
+        ["error_status"],
+    ),
+    "529-no-retry": (
+        [ErrorReply(529, "overloaded_error", retry_after=0.001)],
+        0,
+        anthropic.OverloadedError,
+        0,
+        ["error_status"],
+    ),
+    "529-retries-run-out": (
+        [ErrorReply(529, "overloaded_error", retry_after=0.001)] * 3,
+        2,
+        anthropic.OverloadedError,
+        0,
+        ["error_status"] * 3,
+    ),
+    "429-then-streams": (
+        [ErrorReply(429, "rate_limit_error", retry_after=0.001), TextStream(TOKENS)],
+        2,
+        None,
+        6,
+        ["error_status", "complete"],
+    ),
     "hang-up": ([HangUp()], 0, anthropic.APIConnectionError, 0, ["dropped"]),
     "error-event-first": ([TextStream(TOKENS, error_after=0)], 2, ModelStreamError, 0, ["error_event"]),
     "error-event-middle": ([TextStream(TOKENS, error_after=2)], 2, ModelStreamError, 2, ["error_event"]),
     "error-event-last": ([TextStream(TOKENS, error_after=5)], 2, ModelStreamError, 5, ["error_event"]),
-    "dropped-fin": ([TextStream(TOKENS, drop_after=3, drop_mode="close")], 2, ModelStreamError, 3, ["dropped"]),
+    "dropped-fin": (
+        [TextStream(TOKENS, drop_after=3, drop_mode="close")],
+        2,
+        ModelStreamError,
+        3,
+        ["dropped"],
+    ),
     "dropped-rst": ([], 2, ModelStreamError, 3, ["dropped"]),  # scripted in the test: held until read
     "no-message-stop": ([TextStream(TOKENS, omit_message_stop=True)], 2, ModelStreamError, 5, ["complete"]),
 }
 
 
 @pytest.mark.parametrize("failure", list(FAILURES))
-async def test_the_model_server_failing_every_way_in_a_full_chain(server: AnthropicServer, failure: str) -> None:
+async def test_the_model_server_failing_every_way_in_a_full_chain(
+    server: AnthropicServer, failure: str
+) -> None:
     """Each server failure reaches the caller as the right error after the earlier chunks; all ends, all closes."""
     replies, max_retries, expected_error, chunks_before, outcomes = FAILURES[failure]
     cut = threading.Event()
@@ -212,7 +244,9 @@ async def test_a_stopped_stream_shows_up_as_client_gone_on_the_server(server: An
     await assert_http_closed(server)
 
 
-async def test_malformed_tool_arguments_from_the_model_are_an_invalid_tool_call(server: AnthropicServer) -> None:
+async def test_malformed_tool_arguments_from_the_model_are_an_invalid_tool_call(
+    server: AnthropicServer,
+) -> None:
     """Tool-call JSON cut short by the model becomes an invalid tool call naming the JSON error."""
     from anthropic_server import ToolUseStream
 

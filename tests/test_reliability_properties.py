@@ -91,7 +91,9 @@ def d_to_s(draw: st.DrawFn) -> Any:
 
 
 @st.composite
-def stage(draw: st.DrawFn, kind: str, keys: frozenset[str], fresh: list[int]) -> tuple[Any, str, frozenset[str]]:
+def stage(
+    draw: st.DrawFn, kind: str, keys: frozenset[str], fresh: list[int]
+) -> tuple[Any, str, frozenset[str]]:
     """One stage accepting ``kind`` (with these dict ``keys``): (tree, out kind, out keys)."""
     if kind == "S":
         if draw(st.booleans()):
@@ -249,7 +251,9 @@ async def check_pipeline(value: Any, tree: Any) -> None:
     root_end = events[-1]
     assert root_end["event"] == "on_chain_end" and not root_end["parent_ids"]
     assert root_end["data"]["output"] == expected
-    root_chunks = [e["data"]["chunk"] for e in events if e["event"] == "on_chain_stream" and not e["parent_ids"]]
+    root_chunks = [
+        e["data"]["chunk"] for e in events if e["event"] == "on_chain_stream" and not e["parent_ids"]
+    ]
     assert add_up(root_chunks) == expected
     tally("property examples (chain and input drawn)")
     tally("runs", 3)
