@@ -31,7 +31,15 @@ if TYPE_CHECKING:
 Overflow = Literal["block", "drop"]
 Event = dict[str, Any]
 
-__all__ = ("Event", "EventBus", "EventFilter", "Overflow", "Subscription", "SubscriptionStatistics")
+__all__ = (
+    "Event",
+    "EventBus",
+    "EventFilter",
+    "EventFilterArgs",
+    "Overflow",
+    "Subscription",
+    "SubscriptionStatistics",
+)
 
 _KINDS = ("chat_model", "llm", "chain", "tool", "retriever", "prompt", "parser")
 
@@ -46,6 +54,32 @@ def _names(value: Iterable[str] | None, what: str) -> frozenset[str] | None:
         if not isinstance(item, str):
             raise TypeError(f"{what} must hold strings, got {item!r}")
     return names
+
+
+def validate_subscriber_capacity(capacity: object) -> int:
+    """Return ``capacity`` if it is a usable subscriber buffer size (an int >= 1), else raise."""
+    if isinstance(capacity, bool) or not isinstance(capacity, int):
+        raise TypeError(f"subscriber capacity must be an int, got {type(capacity).__name__} {capacity!r}")
+    if capacity < 1:
+        raise ValueError(f"subscriber capacity must be >= 1, got {capacity}")
+    return capacity
+
+
+@attrs.frozen
+class EventFilterArgs:
+    """The six filter arguments of ``astream_events``, ``astream_log`` and ``subscribe``,
+    as the caller gave them (validated by :meth:`EventFilter.build`)."""
+
+    include_names: Iterable[str] | None = None
+    include_types: Iterable[str] | None = None
+    include_tags: Iterable[str] | None = None
+    exclude_names: Iterable[str] | None = None
+    exclude_types: Iterable[str] | None = None
+    exclude_tags: Iterable[str] | None = None
+
+    def as_kwargs(self) -> dict[str, Iterable[str] | None]:
+        """The arguments as keywords."""
+        return attrs.asdict(self, recurse=False)
 
 
 @attrs.frozen
@@ -91,6 +125,19 @@ class EventFilter:
                 if kind not in _KINDS:
                     raise ValueError(f"unknown step type {kind!r}; the types are {', '.join(_KINDS)}")
         return built
+
+    @classmethod
+    def of(cls, args: EventFilterArgs, *, within_run_id: str | None = None) -> EventFilter:
+        """Validate and build a filter from an :class:`EventFilterArgs`."""
+        return cls.build(
+            include_names=args.include_names,
+            include_types=args.include_types,
+            include_tags=args.include_tags,
+            exclude_names=args.exclude_names,
+            exclude_types=args.exclude_types,
+            exclude_tags=args.exclude_tags,
+            within_run_id=within_run_id,
+        )
 
     def matches(
         self, name: str, kind: str, tags: tuple[str, ...], run_id: str = "", parent_ids: tuple[str, ...] = ()
@@ -220,6 +267,12 @@ class Subscription:
             self._edge.close()
 
     # -- subscriber side -------------------------------------------------------------
+
+    @property
+    def buffer(self) -> Edge[Event]:
+        """The subscription's buffer, for a lossless (``"block"``) subscriber that reads
+        it directly (it never holds a lag marker)."""
+        return self._edge
 
     def _lag_marker(self) -> Event | None:
         # Once the events before a gap are read, the gap itself is reported.
@@ -354,10 +407,7 @@ class EventBus:
         """
         if overflow not in ("block", "drop"):
             raise ValueError(f"unknown overflow policy {overflow!r}; use 'block' or 'drop'")
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
-            raise TypeError(f"subscriber capacity must be an int, got {type(capacity).__name__} {capacity!r}")
-        if capacity < 1:
-            raise ValueError(f"subscriber capacity must be >= 1, got {capacity}")
+        validate_subscriber_capacity(capacity)
         if self._closed:
             raise anyio.ClosedResourceError("subscribe on a closed EventBus")
         event_filter = EventFilter.build(

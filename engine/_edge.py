@@ -136,6 +136,7 @@ class Edge(Generic[T]):
     __slots__ = (
         "_buffer",
         "_capacity",
+        "_on_receiver_closed",
         "_open_senders",
         "_pace",
         "_peak",
@@ -165,6 +166,7 @@ class Edge(Generic[T]):
         self._peak = 0
         self._sent = 0
         self._pace = pace if pace is not None else Pace()
+        self._on_receiver_closed: list[Callable[[], None]] = []
         self.name = name
         self.accumulation: Accumulation = accumulation
 
@@ -395,11 +397,36 @@ class Edge(Generic[T]):
         return out
 
     def close_receiver(self) -> None:
-        """Close the consuming side; blocked and later senders get ``BrokenResourceError``."""
+        """Close the consuming side; blocked and later senders get ``BrokenResourceError``,
+        a blocked receiver gets ``anyio.ClosedResourceError``, and the callbacks given to
+        :meth:`on_receiver_closed` run (once)."""
+        if self._receiver_closed:
+            return
         self._receiver_closed = True
         self._buffer.clear()
         while self._send_waiters:
             self._send_waiters.popleft().event.set()
+        waiter = self._receive_waiter
+        if waiter is not None:
+            self._receive_waiter = None
+            waiter.set()
+        hooks, self._on_receiver_closed = self._on_receiver_closed, []
+        for hook in hooks:
+            hook()
+
+    def on_receiver_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the consuming side is closed (how a producer learns that
+        nobody will read what it makes: a step that stopped reading its input stops its
+        upstream this way). Called at once if it is closed already."""
+        if self._receiver_closed:
+            callback()
+        else:
+            self._on_receiver_closed.append(callback)
+
+    @property
+    def receiver_closed(self) -> bool:
+        """Whether the consuming side was closed."""
+        return self._receiver_closed
 
     @property
     def exhausted(self) -> bool:

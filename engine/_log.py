@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._bus import Event, EventFilter
+from ._bus import Event, EventFilter, EventFilterArgs
 from ._chunks import add_chunks
 from ._run import RunStream
 
@@ -217,9 +217,9 @@ def stream_log(
     config: Config,
     *,
     diff: bool,
-    filters: dict[str, Iterable[str] | None],
+    filters: EventFilterArgs,
 ) -> RunLogStream:
     """The run's state as patches; see :class:`RunLogStream`."""
-    log_filter = EventFilter.build(**filters)  # type: ignore[arg-type]
+    log_filter = EventFilter.of(filters)
     events = runnable.astream_events(input, config)
     return RunLogStream(events, diff, log_filter)

@@ -14,8 +14,11 @@ Two owners for the host, one host:
   consumer's stack (a trio system task, or a task on the asyncio loop), so no cancel
   scope is ever entered in one task and left in another (PEP 789). The consumer's
   iterator only receives. Closing it, or losing the last reference to it (which in
-  CPython happens at the ``break``), cancels the host, whose task group then unwinds in
-  its own task.
+  CPython happens when nothing refers to the iterator any more), cancels the host, whose
+  task group then unwinds in its own task.
+
+A cancel may come from any thread (the cyclic garbage collector runs ``__del__`` in
+whichever thread it happens to run in): it is handed to the run's own loop.
 """
 
 from __future__ import annotations
@@ -23,22 +26,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import enum
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
 import anyio
 import anyio.abc
 import sniffio
 
-from ._edge import NOTHING, Edge, EdgeStatistics, Nothing
+from ._edge import NOTHING, EdgeStatistics, Nothing
 from ._errors import collapse_errors, is_cancellation
 from ._signal import guard_against_keyboard_interrupt, keyboard_interrupt_safe
 
+if TYPE_CHECKING:
+    from ._plan import RunPlan
+
 T = TypeVar("T")
 
-__all__ = ("RunSource", "RunStream")
+__all__ = ("RunSource", "RunStream", "StreamState")
 
 _LOG = logging.getLogger("rillet")
 
@@ -56,41 +64,73 @@ class RunSource(Protocol[T]):
 
     def receive_available(self, limit: int) -> list[T]: ...
 
+    def close_receiver(self) -> None: ...
+
+
+class StreamState(enum.Enum):
+    """Where a :class:`RunStream` is in its life."""
+
+    #: Made, not started: nothing runs and nothing is held yet.
+    NEW = "not started"
+    #: Started by ``async with``: the block owns the run.
+    STRUCTURED = "running in its async with block"
+    #: Started by iterating it bare: the run is hosted outside the consumer's stack.
+    DETACHED = "running (bare iteration)"
+    #: Closed by ``aclose()``: iterating it raises ``anyio.ClosedResourceError``.
+    CLOSED = "closed"
+
 
 class _Run(Generic[T]):
     """The state of one hosted run, shared by its host and its consumer's iterator."""
 
-    def __init__(
-        self,
-        launch: Callable[[anyio.abc.TaskGroup], Awaitable[None]],
-        source: RunSource[T],
-        finish_source: Callable[[], None],
-    ) -> None:
-        self.launch = launch
-        self.source = source
-        self.finish_source = finish_source
+    def __init__(self, plan: RunPlan[T]) -> None:
+        self.plan = plan
+        self.source: RunSource[T] | None = None
         self.cancel_scope: anyio.CancelScope | None = None
         self.cancel_requested = False
         self.done: anyio.Event | None = None
         self.error: BaseException | None = None
         self.error_delivered = False
         self.orphaned = False
+        # The run's loop: a cancel from another thread is handed to it.
+        self.loop_thread: int | None = None
+        self.call_soon_threadsafe: Callable[[Callable[[], None]], object] | None = None
 
-    def prepare(self) -> None:
+    def start(self, *, shielded: bool) -> RunSource[T]:
+        """Make what the run needs on its loop (called once, in the consumer's task).
+
+        ``shielded``: a structured run's host scope is cancelled by the stream only
+        (never by the consumer's own scopes reaching in). On asyncio, a child task's
+        cancel scope that was cancelled by another task and exits while its parent scope
+        is cancelled passes its pending un-cancellations up to the parent's task: the
+        consumer's task would be un-cancelled once too often and swallow a
+        ``task.cancel()``. A shielded scope keeps them in the host's task. The consumer's
+        cancellation still reaches the run: every way out of the consumer's code
+        (leaving the block, a receive that raised) cancels the host first.
+        """
         self.done = anyio.Event()
+        self.cancel_scope = anyio.CancelScope(shield=shielded)
+        if self.cancel_requested:
+            self.cancel_scope.cancel()
+        self.loop_thread = threading.get_ident()
+        if sniffio.current_async_library() == "trio":
+            import trio
+
+            self.call_soon_threadsafe = trio.lowlevel.current_trio_token().run_sync_soon
+        else:
+            self.call_soon_threadsafe = asyncio.get_running_loop().call_soon_threadsafe
+        source = self.source = self.plan.open_source()
+        return source
 
     @keyboard_interrupt_safe
     async def host(self) -> None:
         """Run the task group; keep its failure for the consumer instead of raising it."""
-        assert self.done is not None
+        assert self.done is not None and self.cancel_scope is not None
         try:
-            with anyio.CancelScope() as scope:
-                self.cancel_scope = scope
-                if self.cancel_requested:
-                    scope.cancel()
+            with self.cancel_scope:
                 try:
                     async with anyio.create_task_group() as task_group:
-                        await self.launch(task_group)
+                        await self.plan.launch(task_group)
                 except BaseException as exc:  # handed to the consumer below
                     collapsed = collapse_errors(exc)
                     if is_cancellation(collapsed) or (
@@ -100,7 +140,7 @@ class _Run(Generic[T]):
                         raise
                     self.error = collapsed
         finally:
-            self.finish_source()
+            self.plan.finish()
             self.done.set()
 
     async def host_detached(self) -> None:
@@ -114,40 +154,59 @@ class _Run(Generic[T]):
             self.report_orphaned_error()
 
     def report_orphaned_error(self) -> None:
-        """Log an error nobody is left to receive (its consumer broke off and went away)."""
+        """Log an error nobody is left to receive (its consumer went away without it)."""
         error = self.error
         if error is not None and not self.error_delivered:
             self.error_delivered = True
             _LOG.error(
-                "a rillet run failed after its consumer had stopped reading: %r",
+                "a rillet run failed and its stream was dropped before the error was read: %r",
                 error,
                 exc_info=(type(error), error, error.__traceback__),
             )
 
+    @property
+    def finished(self) -> bool:
+        return self.done is not None and self.done.is_set()
+
     def cancel(self) -> None:
-        """Ask the host to stop (safe from ``__del__`` and from any task of the loop)."""
+        """Ask the host to stop: safe from ``__del__``, from any task and from any thread."""
         self.cancel_requested = True
+        schedule = self.call_soon_threadsafe
+        if schedule is not None and threading.get_ident() != self.loop_thread:
+            # A cancel scope may only be touched on its own loop's thread; a closed loop
+            # means the run ended with it.
+            with contextlib.suppress(RuntimeError):
+                schedule(self._cancel_here)
+            return
+        self._cancel_here()
+
+    def _cancel_here(self) -> None:
         scope = self.cancel_scope
-        if scope is not None and not (self.done is not None and self.done.is_set()):
+        if scope is not None and not self.finished:
             scope.cancel()
 
     async def next_batch(self, limit: int) -> list[T]:
         """At least one item (or ``[]`` at the end), plus whatever else is ready."""
-        items = self.source.receive_available(limit)
+        source = self.source
+        assert source is not None
+        items = source.receive_available(limit)
         if items:
             return items
         try:
-            first = await self.source.receive()
+            first = await source.receive()
         except anyio.EndOfStream:
             pass
         else:
-            return [first, *self.source.receive_available(limit - 1)]
-        # At the end: the run's error, if any, raised outside the except block so that
-        # it keeps its own __context__.
+            return [first, *source.receive_available(limit - 1)]
+        await self.wait_done()
+        return []
+
+    async def wait_done(self) -> None:
+        """Wait for the host to finish, then raise the run's error (outside any except
+        block, so that it keeps its own ``__context__``)."""
         assert self.done is not None
         await self.done.wait()
         self.raise_error()
-        return []
 
     def raise_error(self) -> None:
         error = self.error
@@ -163,38 +222,59 @@ class RunStream(Generic[T]):
 
     * ``async with chain.astream(x) as chunks: async for c in chunks: ...`` — the block
       owns every task of the run; leaving it early cancels them and returns once all
-      have finished.
-    * ``async for c in chain.astream(x): ...`` — as in the guide. Breaking off the loop
-      cancels the run at once.
+      have finished. This is the form to use inside a generator or wherever the stream
+      may be left early.
+    * ``async for c in chain.astream(x): ...`` — as in the guide. The run is cancelled
+      when the stream is closed (``aclose()``, ``contextlib.aclosing``), when the
+      consumer is cancelled while it waits for a chunk, or when the last reference to
+      the stream goes (in CPython, right after the loop is left if nothing else refers
+      to it; later under another interpreter or while a reference is kept).
 
     An exception raised by any step reaches the consumer after the chunks produced before
     it, as itself (or as an ``ExceptionGroup`` when several steps failed at once).
+
+    A stream is bound to its run and its event loop: it cannot be pickled or copied.
     """
 
-    def __init__(
-        self,
-        launch: Callable[[anyio.abc.TaskGroup], Awaitable[None]],
-        source: RunSource[T],
-        finish_source: Callable[[], None],
-        edges: Sequence[Edge[Any]] = (),
-    ) -> None:
-        self._run: _Run[T] = _Run(launch, source, finish_source)
-        self._edges = edges
+    def __init__(self, plan: RunPlan[T]) -> None:
+        self._run: _Run[T] = _Run(plan)
+        self._plan = plan
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._mode: str | None = None
+        self._state = StreamState.NEW
         # The source's non-blocking take, once the run started (the per-item fast path).
         self._poll: Callable[[], T | Nothing] | None = None
+
+    @property
+    def state(self) -> StreamState:
+        """Where the stream is in its life."""
+        return self._state
+
+    def _ensure_started(self, state: StreamState) -> _Run[T]:
+        """Start the run in ``state`` (structured or detached), once.
+
+        Raises:
+            anyio.ClosedResourceError: The stream was closed.
+            RuntimeError: ``async with`` on a stream that already started.
+        """
+        run = self._run
+        if self._state is StreamState.NEW:
+            self._state = state
+            guard_against_keyboard_interrupt()
+            source = run.start(shielded=state is StreamState.STRUCTURED)
+            self._poll = getattr(source, "poll", None)
+            if state is StreamState.DETACHED:
+                _host_detached(run)
+            return run
+        if self._state is StreamState.CLOSED:
+            _raise_closed()
+        if state is StreamState.STRUCTURED:
+            raise RuntimeError("this stream was already started; call astream() again")
+        return run
 
     # -- structured ---------------------------------------------------------------------
 
     async def __aenter__(self) -> RunStream[T]:
-        if self._mode is not None:
-            raise RuntimeError("this stream was already started; call astream() again")
-        self._mode = "structured"
-        guard_against_keyboard_interrupt()
-        run = self._run
-        run.prepare()
-        self._poll = getattr(run.source, "poll", None)
+        run = self._ensure_started(StreamState.STRUCTURED)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
@@ -208,8 +288,7 @@ class RunStream(Generic[T]):
         task_group = self._task_group
         assert task_group is not None
         run = self._run
-        if run.done is not None and not run.done.is_set():
-            run.cancel()
+        run.cancel()
         error: BaseException | None = None
         try:
             suppress = await task_group.__aexit__(exc_type, exc, tb)
@@ -225,6 +304,9 @@ class RunStream(Generic[T]):
         if exc is None:
             # The body finished without raising: a failure it did not read is still owed.
             run.raise_error()
+            # Leaving the block is a cancel point, as any async operation is (the host's
+            # scope is shielded, so the task group's exit may not have been one).
+            await anyio.lowlevel.checkpoint_if_cancelled()
         return suppress
 
     # -- iteration ----------------------------------------------------------------------
@@ -238,89 +320,123 @@ class RunStream(Generic[T]):
             item = poll()
             if item is not NOTHING:
                 return item
-        run = self._run
-        if self._mode is None:
-            self._start_detached()
+        run = self._ensure_started(StreamState.DETACHED)
+        source = run.source
+        assert source is not None
         try:
-            return await run.source.__anext__()
+            return await source.__anext__()
         except StopAsyncIteration:
             pass
         except BaseException:
             # The consumer was cancelled or the run failed: either way the run stops now.
             run.cancel()
             raise
-        assert run.done is not None
-        await run.done.wait()
-        run.raise_error()
+        if self._state is StreamState.CLOSED:
+            _raise_closed()
+        await run.wait_done()
         raise StopAsyncIteration
 
     async def next_batch(self, limit: int = 256) -> list[T]:
         """The next chunks that are ready (at least one; ``[]`` at the end)."""
-        run = self._run
-        if self._mode is None:
-            self._start_detached()
+        run = self._ensure_started(StreamState.DETACHED)
         try:
             return await run.next_batch(limit)
         except BaseException:
             run.cancel()
             raise
 
-    def _start_detached(self) -> None:
-        self._mode = "detached"
-        guard_against_keyboard_interrupt()
-        run = self._run
-        run.prepare()
-        self._poll = getattr(run.source, "poll", None)
-        library = sniffio.current_async_library()
-        context = contextvars.copy_context()
-        if library == "trio":
-            import trio
+    # -- stopping -----------------------------------------------------------------------
 
-            trio.lowlevel.spawn_system_task(run.host_detached, name="rillet run host", context=context)
-        elif library == "asyncio":
-            task = asyncio.get_running_loop().create_task(
-                run.host_detached(), name="rillet run host", context=context
-            )
-            _ASYNCIO_HOSTS.add(task)
-            task.add_done_callback(_ASYNCIO_HOSTS.discard)
-        else:  # pragma: no cover - anyio knows only these two
-            raise RuntimeError(f"rillet cannot host a run on {library!r}")
+    def cancel(self) -> None:
+        """Ask the run to stop, without waiting (safe from any task or thread).
+
+        The consumer then reads what was already delivered and the end of the stream;
+        use :meth:`aclose` to stop and wait.
+        """
+        self._run.cancel()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run's tasks have all finished."""
+        return self._run.finished
+
+    async def wait_finished(self) -> None:
+        """Wait until the run's tasks have all finished (without cancelling it)."""
+        done = self._run.done
+        if done is not None:
+            await done.wait()
+        else:
+            await anyio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
         """Stop the run (if it is still going) and wait until its tasks have finished.
 
+        A consumer still iterating the stream (in another task, or later) gets
+        ``anyio.ClosedResourceError``.
+
         Raises:
             Exception: What a step raised (say, in its cleanup) that was not yet delivered.
         """
+        state = self._state
+        self._state = StreamState.CLOSED
         run = self._run
-        if self._mode in ("detached", "structured"):
-            run.cancel()
-            assert run.done is not None
-            with anyio.CancelScope(shield=True):
-                await run.done.wait()
-            if self._mode == "detached":
-                run.raise_error()
-        elif self._mode is None:
-            self._mode = "closed"
+        if state is StreamState.NEW or run.source is None:
             await anyio.lowlevel.checkpoint()
+            return
+        run.source.close_receiver()
+        run.cancel()
+        assert run.done is not None
+        with anyio.CancelScope(shield=True):
+            await run.done.wait()
+        if state is StreamState.DETACHED:
+            run.raise_error()
 
     def __del__(self) -> None:
-        if self._mode == "detached":
+        if self._state in (StreamState.DETACHED, StreamState.CLOSED):
             run = self._run
             run.orphaned = True
-            # Collected after its event loop closed: the run ended with the loop.
-            with contextlib.suppress(RuntimeError):
-                run.cancel()
-            if run.done is not None and run.done.is_set():
+            run.cancel()
+            if run.finished:
                 run.report_orphaned_error()
 
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            "a RunStream cannot be pickled or copied: it is bound to its running tasks and "
+            "event loop; pickle the runnable and its input instead"
+        )
+
     def statistics(self) -> list[EdgeStatistics]:
-        """A snapshot of every edge of the run (its output edge first)."""
-        return [edge.statistics() for edge in self._edges]
+        """A snapshot of every edge of the run (its output edge first, unless the stream
+        reads events: an event stream's output goes nowhere)."""
+        plan = self._plan
+        edges = plan.edges if plan.events is None else plan.edges[1:]
+        return [edge.statistics() for edge in edges]
 
     async def collect(self) -> list[T]:
         """Every remaining item, as a list."""
         return [item async for item in self]
 
     def __repr__(self) -> str:
-        return f"<RunStream {self._mode or 'not started'}>"
+        return f"<RunStream {self._state.value}>"
+
+
+def _raise_closed() -> NoReturn:
+    raise anyio.ClosedResourceError("this stream was closed (aclose()); start a new run with astream()")
+
+
+def _host_detached(run: _Run[Any]) -> None:
+    """Start ``run``'s host outside the consumer's stack."""
+    context = contextvars.copy_context()
+    library = sniffio.current_async_library()
+    if library == "trio":
+        import trio
+
+        trio.lowlevel.spawn_system_task(run.host_detached, name="rillet run host", context=context)
+    elif library == "asyncio":
+        task = asyncio.get_running_loop().create_task(
+            run.host_detached(), name="rillet run host", context=context
+        )
+        _ASYNCIO_HOSTS.add(task)
+        task.add_done_callback(_ASYNCIO_HOSTS.discard)
+    else:  # pragma: no cover - anyio knows only these two
+        raise RuntimeError(f"rillet cannot host a run on {library!r}")

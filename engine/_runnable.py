@@ -9,19 +9,16 @@ the same API: ``invoke``/``ainvoke``, ``batch``/``abatch``, ``stream``/``astream
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
 
-import anyio
-import anyio.abc
-
+from ._batch import run_batch
+from ._bus import EventFilterArgs
 from ._chunks import concat_chunks
-from ._config import DEFAULT_CAPACITY, RunConfig
-from ._edge import Accumulation, ConstantInbox, Edge
-from ._errors import collapse_errors
-from ._launch import DiscardOutbox, Inbox, Launch, Outbox, Site
+from ._config import RunConfig
+from ._edge import Accumulation
+from ._launch import Inbox, Launch, Outbox, Site
+from ._plan import EventsRequest, plan_run
 from ._run import RunStream
-from ._step import RunScope, Step, current_step, new_run_id
 
 if TYPE_CHECKING:
     from ._bus import Event
@@ -35,9 +32,6 @@ Other = TypeVar("Other")
 __all__ = ("Runnable",)
 
 Config = RunConfig | Mapping[str, Any] | None
-
-# The batch limiter of the run this task belongs to, and whether this task holds a slot.
-_LIMITER: ContextVar[tuple[anyio.CapacityLimiter, bool] | None] = ContextVar("rillet_limiter", default=None)
 
 
 class Runnable(Generic[In, Out]):
@@ -120,73 +114,6 @@ class Runnable(Generic[In, Out]):
 
     # -- running ----------------------------------------------------------------------
 
-    def _scope_and_site(self, config: Config, run_id: str | None = None) -> tuple[RunConfig, RunScope, Site]:
-        cfg = RunConfig.coerce(config)
-        parent = current_step()
-        if parent is not None:
-            outer = parent.scope
-            scope = RunScope(
-                root_run_id=outer.root_run_id,
-                bus=cfg.bus if cfg.bus is not None else outer.bus,
-                capacity=cfg.capacity if cfg.capacity is not None else outer.capacity,
-                version=outer.version,
-            )
-            site = Site(
-                scope=scope,
-                parent=parent,
-                own_tags=cfg.tags,
-                inherited_tags=parent.inheritable_tags,
-                metadata={**parent.metadata, **cfg.metadata},
-                run_name=cfg.run_name,
-                linked=False,
-                run_id=run_id,
-            )
-        else:
-            scope = RunScope(
-                root_run_id=new_run_id(),
-                bus=cfg.bus,
-                capacity=cfg.capacity if cfg.capacity is not None else DEFAULT_CAPACITY,
-            )
-            site = Site(
-                scope=scope, own_tags=cfg.tags, metadata=cfg.metadata, run_name=cfg.run_name, run_id=run_id
-            )
-        return cfg, scope, site
-
-    def _open(
-        self,
-        make_inbox: Callable[[Launch, Step | None], Inbox[In]],
-        config: Config,
-        *,
-        on_root: Callable[[Step], None] | None = None,
-        scope_hook: Callable[[RunScope], None] | None = None,
-        run_id: str | None = None,
-        discard_output: bool = False,
-    ) -> tuple[RunScope, Edge[Out], Callable[[anyio.abc.TaskGroup], Any], list[Edge[Any]]]:
-        _, scope, site = self._scope_and_site(config, run_id)
-        if scope_hook is not None:
-            scope_hook(scope)
-        output: Edge[Out] = Edge(
-            scope.capacity,
-            name=f"{self.get_name()} output",
-            accumulation=self._accumulation(),
-            pace=scope.pace,
-        )
-        edges: list[Edge[Any]] = [output]
-        outbox: Outbox[Out] = DiscardOutbox(output.accumulation) if discard_output else output
-
-        async def launch(task_group: anyio.abc.TaskGroup) -> None:
-            run = Launch(scope)
-            run.edges = edges
-            inbox = make_inbox(run, site.parent)
-            self._launch(run, inbox, outbox, site)
-            if on_root is not None:
-                root = run.root_step
-                if root is not None:
-                    on_root(root)
-            await run.start(task_group)
-
-        return scope, output, launch, edges
-
     def astream(self, input: In, config: Config = None) -> RunStream[Out]:
         """Stream the output chunks as they are produced.
 
@@ -196,19 +123,11 @@ class Runnable(Generic[In, Out]):
         Raises:
             ConfigError: For a bad ``config`` (at once, before anything runs).
         """
-        _, output, launch, edges = self._open(lambda _run, _parent: ConstantInbox(input), config)
-        return RunStream(launch, output, output.close_all, edges)
+        return RunStream(plan_run(self, config, input=input))
 
     def atransform(self, inputs: AsyncIterable[In], config: Config = None) -> RunStream[Out]:
         """Like :meth:`astream`, for an input that is itself a stream of chunks."""
-
-        def make_inbox(run: Launch, parent: Step | None) -> Inbox[In]:
-            edge: Edge[In] = run.edge(run.scope.capacity, f"{self.get_name()} input")
-            run.add_feeder(edge, inputs)
-            return edge
-
-        _, output, launch, edges = self._open(make_inbox, config)
-        return RunStream(launch, output, output.close_all, edges)
+        return RunStream(plan_run(self, config, input_stream=inputs))
 
     async def ainvoke(self, input: In, config: Config = None) -> Out:
         """Run to completion and return the whole output (its chunks added up)."""
@@ -262,15 +181,7 @@ class Runnable(Generic[In, Out]):
             limit = (configs[0].max_concurrency if configs else None) or self._max_concurrency()
         if limit is not None:
             RunConfig.build(max_concurrency=limit, where="abatch()")
-        inherited = _LIMITER.get()
-        limiter: anyio.CapacityLimiter | None
-        holds_slot = False
-        if inherited is not None:
-            limiter, holds_slot = inherited
-        else:
-            limiter = anyio.CapacityLimiter(limit) if limit is not None else None
         results: list[Any] = [None] * len(inputs)
-        pending = iter(range(len(inputs)))
 
         async def run_one(index: int) -> None:
             try:
@@ -280,51 +191,7 @@ class Runnable(Generic[In, Out]):
                     raise
                 results[index] = exc
 
-        waiting: set[anyio.CancelScope] = set()
-
-        async def worker(lent_slot: bool) -> None:
-            if limiter is not None:
-                _LIMITER.set((limiter, True))
-            while True:
-                if limiter is None or lent_slot:
-                    index = next(pending, None)
-                    if index is None:
-                        # Nothing left: workers still queued for a slot have nothing to do.
-                        for scope in waiting:
-                            scope.cancel()
-                        return
-                    await run_one(index)
-                    continue
-                with anyio.CancelScope() as scope:
-                    waiting.add(scope)
-                    try:
-                        await limiter.acquire()
-                    finally:
-                        waiting.discard(scope)
-                if scope.cancelled_caught:
-                    return
-                try:
-                    index = next(pending, None)
-                    if index is None:
-                        return
-                    await run_one(index)
-                finally:
-                    limiter.release()
-
-        workers = len(inputs)
-        if limiter is not None:
-            workers = min(workers, int(limiter.total_tokens))
-        failure: BaseException | None = None
-        try:
-            async with anyio.create_task_group() as task_group:
-                for number in range(workers):
-                    task_group.start_soon(worker, holds_slot and number == 0)
-        except BaseExceptionGroup as group:
-            failure = collapse_errors(group)
-            if failure is group:
-                raise
-        if failure is not None:
-            raise failure  # outside the except block: the error keeps its own chain
+        await run_batch(len(inputs), run_one, limit)
         return results
 
     def astream_events(
@@ -343,26 +210,18 @@ class Runnable(Generic[In, Out]):
     ) -> RunStream[Event]:
         """Stream the run's lifecycle events (and its output, in the end events).
 
+        The run publishes to the bus given in its config (so a service-wide monitor sees
+        it too) or to a private bus; the stream sees this run only and ends with its
+        root's end event (after a step's error events, it raises that error).
+
         Raises:
             ValueError: For an unknown ``version`` or filter type (at once).
         """
-        from ._events_api import open_event_stream
-
-        return open_event_stream(
-            self,
-            input,
-            config,
-            version=version,
-            filters={
-                "include_names": include_names,
-                "include_types": include_types,
-                "include_tags": include_tags,
-                "exclude_names": exclude_names,
-                "exclude_types": exclude_types,
-                "exclude_tags": exclude_tags,
-            },
-            capacity=capacity,
+        filters = EventFilterArgs(
+            include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
         )
+        events = EventsRequest(filters=filters, version=version, capacity=capacity)
+        return RunStream(plan_run(self, config, input=input, events=events))
 
     def astream_log(
         self,
@@ -380,20 +239,10 @@ class Runnable(Generic[In, Out]):
         """Stream the run's state as JSON-patch operations (``diff=False``: whole states)."""
         from ._log import stream_log
 
-        return stream_log(
-            self,
-            input,
-            config,
-            diff=diff,
-            filters={
-                "include_names": include_names,
-                "include_types": include_types,
-                "include_tags": include_tags,
-                "exclude_names": exclude_names,
-                "exclude_types": exclude_types,
-                "exclude_tags": exclude_tags,
-            },
+        filters = EventFilterArgs(
+            include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
         )
+        return stream_log(self, input, config, diff=diff, filters=filters)
 
     # -- synchronous API --------------------------------------------------------------
 
