@@ -131,19 +131,21 @@ class TransformNode(LeafNode[In, Out]):
         Implement it as an async generator (``async def`` with ``yield``). The engine
         calls it once per run of the step, when the step's actor starts, and sends each
         chunk it yields downstream (after the step's stream event) before asking for
-        the next, so a slow consumer slows it down at its ``yield``.
+        the next, so a slow consumer holds it at its ``yield`` once the bounded edge
+        downstream is full.
 
         It may read ``chunks`` with ``async for`` (each item is one input chunk, in
-        order; the loop ends when upstream is done), await anything, keep state across
-        chunks and call ``step.set_input``. It must read ``chunks`` only in its own
+        order; the loop ends when upstream is done), await anything and keep state
+        across chunks; ``step`` is this run's step (its name, run id, tags). It must read ``chunks`` only in its own
         task (not hand it to another task), and must not hold a cancel scope or task
         group open across a ``yield``: the engine resumes the generator once per chunk
         from its own loop, and a scope left open there would catch cancellations that
         are not its own (PEP 789). Blocking calls go to a worker thread
         (``anyio.to_thread.run_sync``).
 
-        The engine closes the returned iterator (``aclose()``) in the step's own task
-        when the step ends: after its last chunk, on an error, or when the run is
+        The engine closes the returned iterator (``aclose()``) in the task that iterated
+        it (the step's actor, shared with its neighbours when an observed run fuses
+        them) when the step ends: after its last chunk, on an error, or when the run is
         cancelled or stopped from downstream. Its ``finally`` blocks run then, inside
         the run's cancel scope, so a cleanup that must await when the run was cancelled
         shields itself (``anyio.CancelScope(shield=True)``) and bounds its wait.
@@ -183,8 +185,9 @@ class AggregateNode(LeafNode[In, Out]):
         and must not block the event loop (use ``anyio.to_thread.run_sync``).
 
         The engine closes the returned iterator (``aclose()``, if it has one) in the
-        step's own task when the step ends: after its last chunk, on an error, or when
-        the run is cancelled or stopped from downstream. Its ``finally`` blocks run
+        task that iterated it (the step's actor, shared with its neighbours when an
+        observed run fuses them) when the step ends: after its last chunk, on an error,
+        or when the run is cancelled or stopped from downstream. Its ``finally`` blocks run
         then, inside the run's cancel scope, so a cleanup that must await when the run
         was cancelled shields itself (``anyio.CancelScope(shield=True)``) and bounds its
         wait.

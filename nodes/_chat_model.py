@@ -61,15 +61,16 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
         step, with the whole input converted to messages, and the generator it returns
         is the step's output itself: each chunk is sent downstream (after its
         ``on_chat_model_stream`` event) before the next is asked for, so a slow
-        consumer holds the model at its ``yield``. Chunks add up with ``+`` into the
+        consumer holds the model at its ``yield`` once the bounded edge between them is
+        full. Chunks add up with ``+`` into the
         reply.
 
         It may await anything (an HTTP stream, a sleep). It must not hold a cancel
         scope or task group open across a ``yield`` (the engine resumes it once per
         chunk from its own loop; PEP 789) and must not block the event loop.
 
-        The engine closes the generator (``aclose()``) in the step's own task when the
-        step ends: after its last chunk, on an error, or when the run is cancelled or
+        The engine closes the generator (``aclose()``) in the task that iterated it when
+        the step ends: after its last chunk, on an error, or when the run is cancelled or
         stopped from downstream, so a ``finally`` or ``async with`` around the model's
         stream releases it there and then (never in the garbage collector). Those
         cleanups run inside the run's cancel scope: one that must await when the run
