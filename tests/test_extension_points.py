@@ -20,6 +20,7 @@ from engine import (
     Accumulation,
     AggregateNode,
     EventBus,
+    Runnable,
     RunnableGenerator,
     RunnableLambda,
     RunnablePassthrough,
@@ -96,7 +97,7 @@ async def _words(texts: AsyncIterator[str]) -> AsyncIterator[str]:
 
 async def test_a_transform_node_streams_each_chunk_as_it_arrives() -> None:
     """A TransformNode's ``transform_stream`` sees the input chunks and its output streams."""
-    chain = RunnableLambda(lambda x: x) | _words | Shout()
+    chain = RunnableGenerator[str, str](_words) | Shout()
     assert await collect(chain.astream("a b c")) == ["A ", "B ", "C "]
     assert await chain.ainvoke("a b c") == "A B C "
 
@@ -118,7 +119,8 @@ async def test_output_accumulation_as_a_class_attribute_is_honoured() -> None:
     assert await collect((_words | node).astream("a b c")) == ["a ", "a b ", "a b c "]
     assert await (_words | node).ainvoke("a b c") == "a b c "
     assert await (_words | node | RunnableLambda(len)).ainvoke("a b c") == len("a b c ")
-    for chain in (_words | node, RunnableGenerator(_words) | {"text": node}):
+    chains: list[Runnable[str, Any]] = [_words | node, RunnableGenerator[str, str](_words) | {"text": node}]
+    for chain in chains:
         events = await collect(chain.astream_events("a b", version="v2"))
         end = next(e for e in events if e["event"] == "on_chain_end" and e["name"] == "RunningText")
         assert end["data"]["output"] == "a b "
@@ -240,8 +242,10 @@ class KeywordRetriever(BaseRetriever):
 
 
 @attrs.frozen(eq=False)
-class AsyncKeywordRetriever(KeywordRetriever):
+class AsyncKeywordRetriever(BaseRetriever):
     """The same, as an ``async def`` (runs in the step's own task)."""
+
+    texts: tuple[str, ...]
 
     async def get_relevant_documents(self, query: str) -> list[Document]:
         await anyio.lowlevel.checkpoint()
