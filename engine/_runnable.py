@@ -77,7 +77,8 @@ class Runnable(Generic[In, Out]):
 
         Override it with a class attribute when it is constant
         (``output_accumulation: ClassVar[Accumulation] = "last"``) or with a property
-        when it depends on the instance. Composites answer for their last step.
+        when it depends on the instance. A sequence answers for its last step and a
+        binding for the runnable it binds; parallel steps add up (``"add"``).
         """
         return "add"
 
