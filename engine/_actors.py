@@ -1,10 +1,13 @@
 """The two leaf node kinds of the design card, and the actor loop each one runs.
 
 * A :class:`TransformNode` consumes its inbox and emits chunks as it goes
-  (``_transform`` is an async generator over the input chunks).
+  (:meth:`TransformNode.transform_stream` is an async generator over the input chunks).
 * An :class:`AggregateNode` adds its input chunks together until upstream closes, then
-  computes on the finalized value (``_compute`` is an async generator too, so an
-  aggregate may stream its result, as a chat model does).
+  computes on the finalized value (:meth:`AggregateNode.compute` is an async generator
+  too, so an aggregate may stream its result, as a chat model does).
+
+Those two methods, with :attr:`LeafNode.reads_current_step`, are the hooks a user's
+node overrides; ``_start_output``, ``_can_fuse`` and ``_launch`` are the engine's own.
 
 These loops are the only places a leaf publishes its stream events: once per chunk,
 before the chunk is sent downstream (so anything the chunk causes is published later),
@@ -82,18 +85,24 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
 class LeafNode(Runnable[In, Out]):
     """A step that is one actor: it reads an inbox and writes chunks to an outbox."""
 
-    #: Whether the node's code may need to know its own step while it runs (to nest
-    #: the runs it starts, or to dispatch custom events). Nodes whose code never calls
-    #: back into the engine say ``False``: a fused stage then skips switching the
-    #: current step around every chunk it makes.
-    _reads_current_step: ClassVar[bool] = True
+    #: Whether the node's code may need to know its own step while it runs: to nest
+    #: the runs it starts (``invoke``/``ainvoke`` of another runnable), to dispatch
+    #: custom events, or to call ``current_step()``. A node whose code never calls back
+    #: into the engine sets it to ``False`` as a class attribute: when its run is
+    #: observed and it shares a task with its neighbours, the engine then skips
+    #: switching the current step around every chunk it makes. Leaving it ``True`` is
+    #: always correct; ``False`` on a node that does call back nests those calls under
+    #: a neighbouring step instead of its own.
+    reads_current_step: ClassVar[bool] = True
 
     def _can_fuse(self) -> bool:
-        """Whether this leaf can share a task with its neighbours in an observed sequence."""
+        """Whether this leaf can share a task with its neighbours in an observed sequence
+        (engine-internal: ``False`` for leaves with their own ``_launch``)."""
         return True
 
     async def _start_output(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
-        """Start the step: return the iterator of its output chunks, reading ``inbox``."""
+        """Start the step: return the iterator of its output chunks, reading ``inbox``
+        (engine-internal: the node kinds implement it with their public hook)."""
         raise NotImplementedError
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
@@ -109,31 +118,86 @@ class LeafNode(Runnable[In, Out]):
 
 
 class TransformNode(LeafNode[In, Out]):
-    """A leaf that works on the input stream: each input chunk may yield output at once."""
+    """A leaf that works on the input stream: each input chunk may yield output at once.
 
-    def _transform(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[Out]:
-        """Yield output chunks while consuming ``chunks`` (override in subclasses)."""
+    Subclass it (as a frozen attrs class) and implement :meth:`transform_stream`; set
+    ``kind``, :attr:`~engine.Runnable.output_accumulation` and
+    :attr:`~LeafNode.reads_current_step` where the defaults do not fit.
+    """
+
+    def transform_stream(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[Out]:
+        """Yield this step's output chunks while reading its input ``chunks``.
+
+        Implement it as an async generator (``async def`` with ``yield``). The engine
+        calls it once per run of the step, when the step's actor starts, and sends each
+        chunk it yields downstream (after the step's stream event) before asking for
+        the next, so a slow consumer holds it at its ``yield`` once the bounded edge
+        downstream is full.
+
+        It may read ``chunks`` with ``async for`` (each item is one input chunk, in
+        order; the loop ends when upstream is done), await anything and keep state
+        across chunks; ``step`` is this run's step (its name, run id, tags). It must read ``chunks`` only in its own
+        task (not hand it to another task), and must not hold a cancel scope or task
+        group open across a ``yield``: the engine resumes the generator once per chunk
+        from its own loop, and a scope left open there would catch cancellations that
+        are not its own (PEP 789). Blocking calls go to a worker thread
+        (``anyio.to_thread.run_sync``).
+
+        The engine closes the returned iterator (``aclose()``) in the task that iterated
+        it (the step's actor, shared with its neighbours when an observed run fuses
+        them) when the step ends: after its last chunk, on an error, or when the run is
+        cancelled or stopped from downstream. Its ``finally`` blocks run then, inside
+        the run's cancel scope, so a cleanup that must await when the run was cancelled
+        shields itself (``anyio.CancelScope(shield=True)``) and bounds its wait.
+        """
         raise NotImplementedError
 
     async def _start_output(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
         source: Inbox[Any] = inbox
         if step.subscribers and not step.input_known and not step.input_shared:
             source = RecordingInbox(inbox, step)
-        return self._transform(source, step)
+        return self.transform_stream(source, step)
 
 
 class AggregateNode(LeafNode[In, Out]):
-    """A leaf that needs its whole input: it adds the chunks up, then computes."""
+    """A leaf that needs its whole input: it adds the chunks up, then computes.
 
-    def _compute(self, value: In, step: Step) -> AsyncIterator[Out]:
-        """The output for the finalized input ``value``: an async iterator (usually an
-        async generator), which the engine closes when the step ends."""
+    Subclass it (as a frozen attrs class) and implement :meth:`compute`; set ``kind``,
+    :attr:`~engine.Runnable.output_accumulation`, :attr:`~LeafNode.reads_current_step`
+    and :meth:`~engine.Runnable.start_event_input` where the defaults do not fit.
+    """
+
+    def compute(self, value: In, step: Step) -> AsyncIterator[Out]:
+        """Return the output chunks for the finalized input ``value``.
+
+        The engine calls it once per run of the step, after upstream has finished and
+        its chunks were added up into ``value`` (by the upstream step's
+        ``output_accumulation``), and after ``step.set_input(value)``. Implement it as
+        an async generator that yields one chunk (a plain result) or several (a result
+        that streams, as a chat model's reply); it may also return another async
+        iterator it made, which then is the step's output as it is (no wrapper
+        generator). Each chunk is sent downstream (after the step's stream event)
+        before the next is asked for.
+
+        It may await anything and call ``step.set_input`` to change what the end event
+        shows as the input. It must not hold a cancel scope or task group open across
+        a ``yield`` (the engine resumes it once per chunk from its own loop; PEP 789),
+        and must not block the event loop (use ``anyio.to_thread.run_sync``).
+
+        The engine closes the returned iterator (``aclose()``, if it has one) in the
+        task that iterated it (the step's actor, shared with its neighbours when an
+        observed run fuses them) when the step ends: after its last chunk, on an error,
+        or when the run is cancelled or stopped from downstream. Its ``finally`` blocks run
+        then, inside the run's cancel scope, so a cleanup that must await when the run
+        was cancelled shields itself (``anyio.CancelScope(shield=True)``) and bounds its
+        wait.
+        """
         raise NotImplementedError
 
     async def _start_output(self, inbox: Inbox[In], step: Step) -> AsyncIterator[Out]:
         value = await aggregate(inbox)
         step.set_input(value)
-        return self._compute(value, step)
+        return self.compute(value, step)
 
 
 async def aggregate(inbox: Inbox[Any]) -> Any:
@@ -163,7 +227,7 @@ class _StageInbox:
     async def __anext__(self) -> Any:
         step = self._step
         # The stage's own code runs as its step, so runs it starts nest under it.
-        token = _CURRENT_STEP.set(step) if self._node._reads_current_step else None
+        token = _CURRENT_STEP.set(step) if self._node.reads_current_step else None
         try:
             chunks = self._chunks
             if chunks is None:
@@ -218,7 +282,7 @@ def launch_fused(
     source: Inbox[Any] = inbox
     for node, site in stages:
         step = launch.new_step(node, site, source)
-        step.accumulation = node._accumulation()
+        step.accumulation = node.output_accumulation
         prepared.append((node, step))
         # Only the first stage's input is a real inbox; later ones are set when running.
         source = _PENDING_INBOX

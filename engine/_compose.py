@@ -3,6 +3,10 @@
 A composite owns no actor of its own. Launching it creates its step, wires its
 children's inboxes and outboxes, and (only when someone listens to it) taps its input
 and output so that its own events can be published from the children's sends.
+
+Composites are the engine's own: users compose with ``|``, dicts and
+``RunnablePassthrough.assign`` rather than subclass them, so the hook they implement
+(``_launch``, with ``_max_concurrency`` for bindings) stays private.
 """
 
 from __future__ import annotations
@@ -24,19 +28,14 @@ from ._step import Step
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-__all__ = ("RunnableAssign", "RunnableBinding", "RunnableParallel", "RunnableSequence", "output_mode")
-
-
-def output_mode(runnable: Runnable[Any, Any]) -> Accumulation:
-    """How ``runnable``'s output chunks add up, looking through bindings and sequences."""
-    return runnable._accumulation()
+__all__ = ("RunnableAssign", "RunnableBinding", "RunnableParallel", "RunnableSequence")
 
 
 def _composite_ends(
     launch: Launch, runnable: Runnable[Any, Any], site: Site, inbox: Inbox[Any], outbox: Outbox[Any]
 ) -> tuple[Step, Inbox[Any], Outbox[Any]]:
     step = launch.new_step(runnable, site, inbox)
-    step.accumulation = output_mode(runnable)
+    step.accumulation = runnable.output_accumulation
     if step.subscribers:
         if not step.input_known:
             inbox = RecordingInbox(inbox, step)
@@ -69,8 +68,9 @@ class RunnableSequence(Runnable[In, Out]):
             raise CompositionError("a sequence needs at least one step")
         return cls(tuple(flat))
 
-    def _accumulation(self) -> Accumulation:
-        return self.steps[-1]._accumulation()
+    @property
+    def output_accumulation(self) -> Accumulation:
+        return self.steps[-1].output_accumulation
 
     @property
     def first(self) -> Runnable[In, Any]:
@@ -93,7 +93,7 @@ class RunnableSequence(Runnable[In, Out]):
                 out: Outbox[Any] = outbox
             else:
                 out = launch.edge(
-                    capacity, f"{step.name} step {last_step_index + 1}", output_mode(last_child)
+                    capacity, f"{step.name} step {last_step_index + 1}", last_child.output_accumulation
                 )
             if len(group) == 1:
                 position, child_site = group[0]
@@ -202,7 +202,8 @@ class RunnableParallel(Runnable[In, dict[str, Any]]):
     def get_name(self) -> str:
         return f"RunnableParallel<{','.join(self.branches)}>"
 
-    def _accumulation(self) -> Accumulation:
+    @property
+    def output_accumulation(self) -> Accumulation:
         return "add"
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[dict[str, Any]], site: Site) -> None:
@@ -213,7 +214,7 @@ class RunnableParallel(Runnable[In, dict[str, Any]]):
         for _ in range(len(self.branches) - 1):
             outbox.add_sender()
         for (key, branch), branch_inbox in zip(self.branches.items(), inboxes, strict=True):
-            keyed = KeyedOutbox(key, outbox, output_mode(branch))
+            keyed = KeyedOutbox(key, outbox, branch.output_accumulation)
             branch._launch(launch, branch_inbox, keyed, site.child(step, f"map:key:{key}"))
 
     def __repr__(self) -> str:
@@ -282,8 +283,9 @@ class RunnableBinding(Runnable[In, Out]):
     def get_name(self) -> str:
         return self.config.run_name or self.bound.get_name()
 
-    def _accumulation(self) -> Accumulation:
-        return self.bound._accumulation()
+    @property
+    def output_accumulation(self) -> Accumulation:
+        return self.bound.output_accumulation
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
         config = self.config

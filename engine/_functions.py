@@ -78,7 +78,7 @@ class RunnableLambda(AggregateNode[In, Out]):
     def get_name(self) -> str:
         return self.func_name or _function_name(self.func, "RunnableLambda")
 
-    async def _compute(self, value: In, step: Step) -> AsyncIterator[Out]:
+    async def compute(self, value: In, step: Step) -> AsyncIterator[Out]:
         func = self.func
         result: Any
         if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
@@ -113,7 +113,7 @@ class RunnableGenerator(TransformNode[In, Out]):
     def get_name(self) -> str:
         return self.func_name or _function_name(self.func, "RunnableGenerator")
 
-    def _transform(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[Out]:
+    def transform_stream(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[Out]:
         return cast("AsyncIterator[Out]", self.func(chunks))
 
     def _can_fuse(self) -> bool:
@@ -165,7 +165,7 @@ class RunnableGenerator(TransformNode[In, Out]):
 class RunnablePassthrough(TransformNode[In, In]):
     """Passes its input through unchanged, chunk by chunk."""
 
-    async def _transform(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[In]:
+    async def transform_stream(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[In]:
         async for chunk in chunks:
             yield chunk
 

@@ -216,7 +216,7 @@ class Launch:
             own_tags=site.own_tags,
             inherited_tags=site.inherited_tags,
             metadata=site.metadata,
-            accumulation=runnable._accumulation(),
+            accumulation=runnable.output_accumulation,
             linked=site.linked,
             run_id=site.run_id,
         )
@@ -259,7 +259,7 @@ class Launch:
             for step, runnable in self._starts:
                 if step.subscribers:
                     if step.input_known:
-                        await step.emit_start(runnable._start_input(step.input_value), has_input=True)
+                        await step.emit_start(runnable.start_event_input(step.input_value), has_input=True)
                     else:
                         await step.emit_start()
         except BaseException as exc:

@@ -137,7 +137,7 @@ def plan_run(
     output: Edge[Any] = Edge(
         scope.capacity,
         name=f"{runnable.get_name()} output",
-        accumulation=runnable._accumulation(),
+        accumulation=runnable.output_accumulation,
         pace=scope.pace,
     )
     return RunPlan(

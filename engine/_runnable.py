@@ -37,14 +37,16 @@ Config = RunConfig | Mapping[str, Any] | None
 class Runnable(Generic[In, Out]):
     """A step, or a graph of steps, that turns input of type ``In`` into ``Out``.
 
-    Subclasses are frozen attrs classes; they implement ``_launch`` (composites) or one
-    of the node kinds in ``engine._actors``.
+    Subclasses are frozen attrs classes. Users write nodes by subclassing
+    :class:`~engine.TransformNode` or :class:`~engine.AggregateNode` (their hooks are
+    listed in ARCHITECTURE.md, "Extension points"); the hooks every runnable has are
+    ``kind``, :meth:`get_name`, :attr:`output_accumulation` and
+    :meth:`start_event_input`. ``_launch`` and ``_max_concurrency`` are the engine's own,
+    overridden only by its composites and node kinds.
     """
 
     #: The event kind: events are named ``on_<kind>_<start|stream|end|error>``.
     kind: ClassVar[str] = "chain"
-    #: How this step's output chunks add up (``"last"``: each chunk is a snapshot).
-    output_accumulation: ClassVar[Accumulation] = "add"
 
     # -- description ------------------------------------------------------------------
 
@@ -57,19 +59,43 @@ class Runnable(Generic[In, Out]):
         """Same as :meth:`get_name`."""
         return self.get_name()
 
-    def _accumulation(self) -> Accumulation:
-        """How this runnable's output chunks add up (composites ask their last step)."""
-        return self.output_accumulation
+    @property
+    def output_accumulation(self) -> Accumulation:
+        """How this step's output chunks add up into its whole output.
+
+        ``"add"`` (the default): with ``+`` (strings joined, a type's ``concat_chunks``
+        if it has one). ``"last"``: each chunk is a snapshot of the whole output so far,
+        so the output is the last chunk (a JSON parser's values, a retriever's list).
+        The engine reads it when it launches the step, for the step's end event, for
+        ``ainvoke`` and for the step that aggregates this one's output.
+
+        Override it with a class attribute when it is constant
+        (``output_accumulation: ClassVar[Accumulation] = "last"``) or with a property
+        when it depends on the instance. A sequence answers for its last step and a
+        binding for the runnable it binds; parallel steps add up (``"add"``).
+        """
+        return "add"
 
     def _max_concurrency(self) -> int | None:
         """The batch limit bound with ``with_config(max_concurrency=...)``, if any."""
         return None
 
-    def _start_input(self, value: Any) -> Any:
-        """What the start event shows as the input, when the input is known at start."""
+    def start_event_input(self, value: Any) -> Any:
+        """What this step's start event shows as its input, given the input ``value``.
+
+        Called at launch, before any actor runs, only when someone listens to the step
+        and its input is known at start (see ARCHITECTURE.md, "Events"); the default
+        shows ``value`` itself. An error here fails the run before any step runs, so for
+        an input it cannot convert it returns ``value`` and lets the step's own code
+        reject it (as the step's error event). The end event shows what
+        the step last gave ``Step.set_input`` (an aggregate's finalized input by
+        default), so a node that converts its input here converts it there too.
+        """
         return value
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
+        # Engine-internal: wires this runnable's actors between ``inbox`` and
+        # ``outbox``. Overridden by the node kinds and composites only.
         raise NotImplementedError
 
     # -- composition ------------------------------------------------------------------
@@ -135,7 +161,7 @@ class Runnable(Generic[In, Out]):
         async with self.astream(input, config) as stream:
             while batch := await stream.next_batch(1024):
                 chunks.extend(batch)
-        return concat_chunks(chunks, self._accumulation())  # type: ignore[return-value]
+        return concat_chunks(chunks, self.output_accumulation)  # type: ignore[return-value]
 
     @overload
     async def abatch(

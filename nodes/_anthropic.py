@@ -496,7 +496,7 @@ class ChatAnthropic(BaseChatModel):
       once the chunks before it have been delivered.
     """
 
-    _reads_current_step: ClassVar[bool] = False
+    reads_current_step: ClassVar[bool] = False
 
     model: str = attrs.field(validator=attrs.validators.min_len(1))
     max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
@@ -565,7 +565,7 @@ class ChatAnthropic(BaseChatModel):
             )
         return api_key, self.base_url or os.environ.get(_BASE_URL_ENV) or None
 
-    async def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+    async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         params = self.request_params(messages)
         api_key, base_url = self._credentials()
         ssl_context = await _prepare_sdk()

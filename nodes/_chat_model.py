@@ -3,7 +3,7 @@
 A chat model is an aggregate step that streams: it waits for its whole input (a string,
 messages or a prompt value), then streams its reply one ``AIMessageChunk`` at a time.
 The base class does the input conversion and the ``on_chat_model_*`` events; a model
-node implements only ``_stream``.
+node implements only :meth:`BaseChatModel.stream_chunks`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ __all__ = ("BaseChatModel", "ScriptedChatModel", "split_tokens")
 class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
     """The shared base of chat-model nodes.
 
-    Subclasses implement :meth:`_stream`, yielding ``AIMessageChunk``s as the model
-    produces them. The base converts the input (``str``, a list of messages or
-    ``(role, text)`` pairs, or a prompt value) to messages, names the events
-    ``on_chat_model_*`` and puts ``{"messages": [[...]]}`` in their input.
+    Subclasses implement :meth:`stream_chunks`, yielding ``AIMessageChunk``s as the
+    model produces them (langchain-core's ``_astream``). The base converts the input
+    (``str``, a list of messages or ``(role, text)`` pairs, or a prompt value) to
+    messages, names the events ``on_chat_model_*`` and puts ``{"messages": [[...]]}``
+    in their input. ``compute`` is the base's own: a model overrides
+    :meth:`stream_chunks` only (and ``reads_current_step = False`` when its code never
+    calls back into the engine).
     """
 
     kind: ClassVar[str] = "chat_model"
@@ -36,23 +39,43 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
     def _messages(self, value: Any) -> list[BaseMessage]:
         return coerce_to_messages(value, where=f"the input of {self.get_name()}")
 
-    def _start_input(self, value: Any) -> Any:
+    def start_event_input(self, value: Any) -> Any:
         try:
             return {"messages": [self._messages(value)]}
         except (TypeError, ValueError):
             # A bad input fails in the actor, where it becomes the step's error event.
             return value
 
-    def _compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
+    def compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
         messages = self._messages(value)
         step.set_input({"messages": [messages]})
         # The stream itself is the step's output: the engine closes it in the actor's own
         # task when the step ends, so a model's HTTP stream never waits for the garbage
         # collector (and costs no wrapper generator per token).
-        return self._stream(messages)
+        return self.stream_chunks(messages)
 
-    def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
-        """Yield the reply to ``messages`` chunk by chunk (override with an async generator)."""
+    def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+        """Yield the reply to ``messages`` chunk by chunk, as the model produces it.
+
+        Implement it as an async generator. The engine calls it once per run of the
+        step, with the whole input converted to messages, and the generator it returns
+        is the step's output itself: each chunk is sent downstream (after its
+        ``on_chat_model_stream`` event) before the next is asked for, so a slow
+        consumer holds the model at its ``yield`` once the bounded edge between them is
+        full. Chunks add up with ``+`` into the
+        reply.
+
+        It may await anything (an HTTP stream, a sleep). It must not hold a cancel
+        scope or task group open across a ``yield`` (the engine resumes it once per
+        chunk from its own loop; PEP 789) and must not block the event loop.
+
+        The engine closes the generator (``aclose()``) in the task that iterated it when
+        the step ends: after its last chunk, on an error, or when the run is cancelled or
+        stopped from downstream, so a ``finally`` or ``async with`` around the model's
+        stream releases it there and then (never in the garbage collector). Those
+        cleanups run inside the run's cancel scope: one that must await when the run
+        was cancelled shields itself and bounds its wait, as ``ChatAnthropic`` does.
+        """
         raise NotImplementedError
 
     async def ainvoke(self, input: Any, config: Any = None) -> AIMessage:  # type: ignore[override]
@@ -91,7 +114,7 @@ class ScriptedChatModel(BaseChatModel):
         ValueError: If ``replies`` is empty or ``delay`` is negative.
     """
 
-    _reads_current_step: ClassVar[bool] = False
+    reads_current_step: ClassVar[bool] = False
 
     replies: Sequence[str | Sequence[str]]
     delay: float = 0.0
@@ -121,7 +144,7 @@ class ScriptedChatModel(BaseChatModel):
         self._calls += 1
         return split_tokens(reply) if isinstance(reply, str) else list(reply)
 
-    async def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+    async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         self.received.append(messages)
         for token in self._next_tokens():
             if self.delay:

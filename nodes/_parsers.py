@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from engine import Step, TransformNode
+from engine import Accumulation, Step, TransformNode
 
 from ._json_stream import IncrementalJsonParser, IncrementalListSplitter
 from ._jsonpatch import json_patch_ops
@@ -43,9 +43,9 @@ class StrOutputParser(TransformNode[Any, str]):
     """Each model chunk's text, passed on at once (no buffering)."""
 
     kind: ClassVar[str] = "parser"
-    _reads_current_step: ClassVar[bool] = False
+    reads_current_step: ClassVar[bool] = False
 
-    async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[str]:
+    async def transform_stream(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[str]:
         owner = self.get_name()
         async for chunk in chunks:
             # A model's text chunk is by far the most common input: read it directly.
@@ -77,14 +77,15 @@ class JsonOutputParser(TransformNode[Any, Any]):
     """
 
     kind: ClassVar[str] = "parser"
-    _reads_current_step: ClassVar[bool] = False
+    reads_current_step: ClassVar[bool] = False
     diff: bool = False
 
-    def _accumulation(self) -> Any:
+    @property
+    def output_accumulation(self) -> Accumulation:
         # Snapshots: the last one is the value. Patches: they add up (lists concatenate).
         return "add" if self.diff else "last"
 
-    async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[Any]:
+    async def transform_stream(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[Any]:
         owner = self.get_name()
         parser = IncrementalJsonParser()
         previous: Any = None
@@ -121,9 +122,9 @@ class CommaSeparatedListOutputParser(TransformNode[Any, list[str]]):
     """Items of a comma-separated list, each emitted (as a one-item list) once complete."""
 
     kind: ClassVar[str] = "parser"
-    _reads_current_step: ClassVar[bool] = False
+    reads_current_step: ClassVar[bool] = False
 
-    async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[list[str]]:
+    async def transform_stream(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[list[str]]:
         owner = self.get_name()
         splitter = IncrementalListSplitter()
         async for chunk in chunks:

@@ -61,7 +61,7 @@ def _format(template: str, variables: tuple[str, ...], values: Mapping[str, Any]
 
 class _Template(AggregateNode[Any, PromptValue]):
     kind: ClassVar[str] = "prompt"
-    _reads_current_step: ClassVar[bool] = False
+    reads_current_step: ClassVar[bool] = False
 
     @property
     def input_variables(self) -> tuple[str, ...]:
@@ -88,7 +88,7 @@ class _Template(AggregateNode[Any, PromptValue]):
         """
         raise NotImplementedError
 
-    async def _compute(self, value: Any, step: Step) -> AsyncIterator[PromptValue]:
+    async def compute(self, value: Any, step: Step) -> AsyncIterator[PromptValue]:
         yield self.format_prompt(**self._values(value))
 
 

@@ -38,23 +38,32 @@ class Document:
 class BaseRetriever(AggregateNode[str, list[Document]]):
     """The base of retrievers: the whole query in, one list of documents out.
 
-    Subclasses implement ``_retrieve(query)`` (sync, run in a worker thread, or async).
+    Subclasses implement :meth:`get_relevant_documents` (langchain-core's
+    ``_get_relevant_documents``). Its output is one chunk, the whole list
+    (``output_accumulation`` is ``"last"``).
     """
 
     kind: ClassVar[str] = "retriever"
     output_accumulation: ClassVar[Accumulation] = "last"
 
-    def _retrieve(self, query: str) -> Any:
+    def get_relevant_documents(self, query: str) -> Any:
+        """The documents for ``query``, best first: a sequence of :class:`Document`.
+
+        Define it as a plain method (the engine runs it in a worker thread, so it may
+        block) or as an ``async def`` (run in the step's own task; it must not block).
+        The engine calls it once per run of the step, with the whole query string
+        (another input fails the step with ``TypeError`` before it is called).
+        """
         raise NotImplementedError
 
-    def _start_input(self, value: Any) -> Any:
+    def start_event_input(self, value: Any) -> Any:
         return {"query": value}
 
-    async def _compute(self, value: str, step: Step) -> AsyncIterator[list[Document]]:
+    async def compute(self, value: str, step: Step) -> AsyncIterator[list[Document]]:
         if not isinstance(value, str):
             raise TypeError(f"{self.get_name()} needs a query string, got {type(value).__name__}: {value!r}")
         step.set_input({"query": value})
-        retrieve = self._retrieve
+        retrieve = self.get_relevant_documents
         if inspect.iscoroutinefunction(retrieve):
             documents = await retrieve(value)
         else:
@@ -135,7 +144,7 @@ class InMemoryRetriever(BaseRetriever):
         """This retriever (``k=`` changes how many documents it returns)."""
         return attrs.evolve(self, **kwargs) if kwargs else self
 
-    def _retrieve(self, query: str) -> list[Document]:
+    def get_relevant_documents(self, query: str) -> list[Document]:
         scores = bm25_scores(tokenize(query), self._tokens)
         order = sorted(range(len(self.documents)), key=lambda i: (-scores[i], i))
         return [self.documents[i] for i in order[: self.k]]

@@ -174,7 +174,7 @@ class Tool(AggregateNode[Any, Any]):
                 )
         return arguments
 
-    async def _compute(self, value: Any, step: Step) -> AsyncIterator[Any]:
+    async def compute(self, value: Any, step: Step) -> AsyncIterator[Any]:
         arguments = self._arguments(value)
         func = self.func
         if inspect.isasyncgenfunction(func):

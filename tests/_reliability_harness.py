@@ -122,7 +122,7 @@ class LifecycleModel(BaseChatModel):
 
     ``fail_at`` is the index of the token at which it raises ``StepFault`` instead of
     yielding (``len(tokens)`` fails after the last token). Like ``ScriptedChatModel``, it
-    implements only ``_stream``: closing that stream is ``BaseChatModel``'s job.
+    implements only ``stream_chunks``: closing that stream is ``BaseChatModel``'s job.
     """
 
     def __init__(
@@ -137,7 +137,7 @@ class LifecycleModel(BaseChatModel):
     def get_name(self) -> str:
         return self._name
 
-    async def _stream(self, messages: list[BaseMessage]) -> AsyncIterator[AIMessageChunk]:
+    async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncIterator[AIMessageChunk]:
         with self.life.running():
             self.received.append(messages)
             for index, token in enumerate(self.tokens):

@@ -290,7 +290,7 @@ class _ReportingModel(BaseChatModel):
     def get_name(self) -> str:
         return "ReportingModel"
 
-    async def _stream(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+    async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         for token in ["a", "b"]:
             await adispatch_custom_event("token", token)
             yield AIMessageChunk.from_text(token)

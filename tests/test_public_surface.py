@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import types
 
 import pytest
@@ -38,3 +39,61 @@ def test_engine_does_not_import_nodes() -> None:
         if "import nodes" in path.read_text() or "from nodes" in path.read_text()
     ]
     assert offenders == []
+
+
+# The hooks a user's subclass overrides (ARCHITECTURE.md, "Extension points"): each public,
+# documented where it is defined, and reachable from a class the package exports.
+HOOKS = [
+    ("engine", "Runnable", "output_accumulation"),
+    ("engine", "Runnable", "start_event_input"),
+    ("engine", "TransformNode", "transform_stream"),
+    ("engine", "TransformNode", "reads_current_step"),
+    ("engine", "AggregateNode", "compute"),
+    ("engine", "AggregateNode", "reads_current_step"),
+    ("nodes", "BaseChatModel", "stream_chunks"),
+    ("nodes", "BaseRetriever", "get_relevant_documents"),
+]
+
+# What the hooks were called before they were public: nothing answers to them now, so no hook
+# is spelled two ways (a subclass overriding an old name overrides nothing the engine calls).
+RETIRED = [
+    "_accumulation",
+    "_compute",
+    "_transform",
+    "_stream",
+    "_reads_current_step",
+    "_start_input",
+    "_retrieve",
+]
+
+
+@pytest.mark.parametrize(("module_name", "class_name", "hook"), HOOKS)
+def test_each_hook_is_public_and_documented_on_an_exported_class(
+    module_name: str, class_name: str, hook: str
+) -> None:
+    """Each extension point is an attribute of an exported class, with a docstring or a ``#:`` doc."""
+    module = importlib.import_module(module_name)
+    assert class_name in module.__all__
+    cls = getattr(module, class_name)
+    assert hasattr(cls, hook)
+    owner = next(klass for klass in cls.__mro__ if hook in vars(klass))
+    value = vars(owner)[hook]
+    if callable(value) or isinstance(value, property):
+        assert inspect.getdoc(value), f"{owner.__name__}.{hook} has no docstring"
+    else:
+        # A class attribute is documented by the ``#:`` comment lines right above it.
+        lines = inspect.getsource(owner).splitlines()
+        at = next(n for n, line in enumerate(lines) if line.strip().startswith(f"{hook}:"))
+        assert lines[at - 1].strip().startswith("#:"), f"{owner.__name__}.{hook} is undocumented"
+
+
+@pytest.mark.parametrize(
+    "class_name", ["Runnable", "TransformNode", "AggregateNode", "BaseChatModel", "BaseRetriever"]
+)
+def test_no_hook_answers_to_its_old_private_name(class_name: str) -> None:
+    """The private names the hooks had before are gone from every hook class."""
+    import engine
+    import nodes
+
+    cls = getattr(engine, class_name, None) or getattr(nodes, class_name)
+    assert [name for name in RETIRED if hasattr(cls, name)] == []

@@ -284,7 +284,7 @@ async def test_tiny_timeout_on_a_stuck_run_raises_timeout_error_after_cleanup(st
 
 
 # -- a model node stopped in the middle of its token stream -------------------------------------
-# Found by the sweep: BaseChatModel._compute left the model's _stream generator to the garbage
+# Found by the sweep: BaseChatModel.compute left the model's stream_chunks generator to the garbage
 # collector when the step was stopped (trio warned; the cleanup ran outside the run). Fixed in
 # nodes/_chat_model.py while this suite was written; these keep it fixed.
 

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from engine import EventBus, RunnableLambda, RunnableParallel, RunStream
+from engine import EventBus, RunnableLambda, RunnableParallel
 from engine.testing import CountingSource, assert_run_cleaned_up, check_event_order
 
 # -- defect 1: a step that stops reading its input -----------------------------------
@@ -122,7 +123,7 @@ async def test_aclose_from_another_task_raises_closed_resource_error_in_the_cons
     async with anyio.create_task_group() as tg:
         tg.start_soon(consume)
         while received < 5:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         await stream.aclose()
     assert received == 5
 
@@ -244,5 +245,7 @@ async def test_a_run_stream_refuses_to_pickle() -> None:
 
 def test_threads_are_not_left_behind() -> None:
     """(Guard) no rillet thread other than the sync loop is left running by these tests."""
-    names = [t.name for t in threading.enumerate() if t.name.startswith("rillet") and t.name != "rillet-sync-loop"]
+    names = [
+        t.name for t in threading.enumerate() if t.name.startswith("rillet") and t.name != "rillet-sync-loop"
+    ]
     assert names == []

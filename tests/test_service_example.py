@@ -61,7 +61,7 @@ class GatedChatModel(BaseChatModel):
         if self._wakeup is not None:
             self._wakeup.set()
 
-    async def _stream(self, messages: list[BaseMessage]) -> AsyncIterator[AIMessageChunk]:
+    async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncIterator[AIMessageChunk]:
         self.calls += 1
         try:
             while True:

@@ -67,7 +67,7 @@ class GatedSource(TransformNode[Any, T], _Lifecycle, Generic[T]):
         """Let every remaining item out."""
         self.release(len(self.items))
 
-    async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[T]:
+    async def transform_stream(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[T]:
         self._enter()
         error: BaseException | None = None
         try:
@@ -97,7 +97,7 @@ class CountingSource(TransformNode[Any, int], _Lifecycle):
     def get_name(self) -> str:
         return "CountingSource"
 
-    async def _transform(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[int]:
+    async def transform_stream(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[int]:
         self._enter()
         error: BaseException | None = None
         try:
@@ -149,7 +149,7 @@ class Probe(TransformNode[T, T], _Lifecycle, Generic[T]):
         """The furthest upstream ever ran ahead of this probe."""
         return max((r.ahead or 0 for r in self.records), default=0)
 
-    async def _transform(self, chunks: AsyncIterator[T], step: Step) -> AsyncIterator[T]:
+    async def transform_stream(self, chunks: AsyncIterator[T], step: Step) -> AsyncIterator[T]:
         self._enter()
         error: BaseException | None = None
         statistics = getattr(chunks, "statistics", None)
