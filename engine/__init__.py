@@ -33,6 +33,7 @@ from ._functions import RunnableLambda as RunnableLambda
 from ._functions import RunnablePassthrough as RunnablePassthrough
 from ._functions import chain as chain
 from ._functions import coerce_runnable as coerce_runnable
+from ._functions import run_in_worker_thread as run_in_worker_thread
 from ._run import RunStream as RunStream
 from ._runnable import Runnable as Runnable
 from ._step import RunCancelled as RunCancelled
@@ -72,4 +73,5 @@ __all__ = (
     "concat_chunks",
     "current_step",
     "dispatch_custom_event",
+    "run_in_worker_thread",
 )

@@ -9,7 +9,8 @@ The streaming rule, in one place:
 
 Synchronous functions run in a worker thread (they may block, and may call other
 runnables synchronously: such a nested call runs back on the run's own event loop and
-is nested under the calling step). Async functions run in the step's actor task.
+is nested under the calling step), through :func:`run_in_worker_thread`, which nodes
+use too. Async functions run in the step's actor task.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from ._step import Step
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-__all__ = ("RunnableGenerator", "RunnableLambda", "RunnablePassthrough", "chain", "coerce_runnable")
+__all__ = (
+    "RunnableGenerator",
+    "RunnableLambda",
+    "RunnablePassthrough",
+    "chain",
+    "coerce_runnable",
+    "run_in_worker_thread",
+)
 
 
 def _function_name(func: Callable[..., Any], default: str) -> str:
@@ -51,9 +59,33 @@ def _next_or_done(iterator: Iterator[Any]) -> tuple[bool, Any]:
         return True, None
 
 
-async def _in_thread(func: Callable[..., Out], *args: Any) -> Out:
+async def run_in_worker_thread(step: Step, func: Callable[..., Out], *args: Any) -> Out:
+    """Run a step's synchronous code in a worker thread, as rillet's own steps do.
+
+    The code sees the calling task's context, so runnables it calls synchronously
+    (``invoke``, ``stream``...) run back on the run's loop, nested under ``step``.
+
+    Raises:
+        RuntimeError: If the code raised ``GeneratorExit``, naming ``step`` (the
+            ``GeneratorExit`` is its ``__cause__``). ``GeneratorExit`` is how Python
+            closes a generator or coroutine: raised on through the run's coroutines it
+            would read as "close this one" (asyncio breaks the task; an async generator
+            on the way may swallow it), and as a ``BaseException`` it would slip past
+            ``except Exception`` and ``return_exceptions``. Python turns a generator's
+            stray ``StopIteration`` into a ``RuntimeError`` for the same reason.
+    """
     context = copy_context()
-    return await anyio.to_thread.run_sync(context.run, func, *args)
+    return await anyio.to_thread.run_sync(context.run, _step_code, step.name, func, *args)
+
+
+def _step_code(name: str, func: Callable[..., Out], *args: Any) -> Out:
+    try:
+        return func(*args)
+    except GeneratorExit as exc:
+        raise RuntimeError(
+            f"step {name!r} raised GeneratorExit; a step must not raise it (it is how Python "
+            "closes a generator): raise another exception, or return to end a generator"
+        ) from exc
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -84,7 +116,7 @@ class RunnableLambda(AggregateNode[In, Out]):
         if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
             result = await func(value)  # type: ignore[misc]
         else:
-            result = await _in_thread(func, value)
+            result = await run_in_worker_thread(step, func, value)
         if isinstance(result, Runnable):
             result = await result.ainvoke(value)
         yield result
@@ -142,10 +174,10 @@ class RunnableGenerator(TransformNode[In, Out]):
             # The generator advances in a worker thread one chunk at a time; the chunk is
             # sent from this task, so a stopped run never leaves a thread blocked on a
             # send nobody will take.
-            generator = await _in_thread(func, inputs())
+            generator = await run_in_worker_thread(step, func, inputs())
             try:
                 while True:
-                    done, chunk = await _in_thread(_next_or_done, generator)
+                    done, chunk = await run_in_worker_thread(step, _next_or_done, generator)
                     if done:
                         break
                     await step.emit_stream(chunk)
@@ -153,7 +185,7 @@ class RunnableGenerator(TransformNode[In, Out]):
             finally:
                 outbox.close()
                 with anyio.CancelScope(shield=True):
-                    await _in_thread(generator.close)
+                    await run_in_worker_thread(step, generator.close)
 
         launch.spawn(step, actor)
 

@@ -278,6 +278,8 @@ class Runnable(Generic[In, Out]):
         Works from plain code, from a worker thread, from a step's synchronous function
         (the nested run joins the caller's run), and from an event loop's own thread
         (the call blocks that loop until done). It never starts an event loop per call.
+        An interrupted call (Ctrl-C) cancels its run and waits for it to end, for at most
+        5 seconds, before the ``KeyboardInterrupt`` goes on; so do ``batch`` and ``stream``.
         """
         from ._portal import call_blocking
 

@@ -14,10 +14,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-import anyio.to_thread
 import attrs
 
-from engine import Accumulation, AggregateNode, Step
+from engine import Accumulation, AggregateNode, Step, run_in_worker_thread
 
 __all__ = ("BaseRetriever", "Document", "InMemoryRetriever", "bm25_scores", "tokenize")
 
@@ -67,7 +66,7 @@ class BaseRetriever(AggregateNode[str, list[Document]]):
         if inspect.iscoroutinefunction(retrieve):
             documents = await retrieve(value)
         else:
-            documents = await anyio.to_thread.run_sync(retrieve, value)
+            documents = await run_in_worker_thread(step, retrieve, value)
         yield list(documents)
 
 

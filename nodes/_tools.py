@@ -14,14 +14,12 @@ import types
 import typing
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from contextvars import copy_context
 from typing import Any, ClassVar, overload
 
-import anyio.from_thread
-import anyio.to_thread
+import anyio
 import attrs
 
-from engine import AggregateNode, Step
+from engine import AggregateNode, Step, run_in_worker_thread
 
 __all__ = ("Tool", "ToolArgumentError", "tool")
 
@@ -185,22 +183,23 @@ class Tool(AggregateNode[Any, Any]):
             yield await func(**arguments)
         elif inspect.isgeneratorfunction(func):
             # Each chunk comes back from the worker thread as soon as it is produced.
-            iterator = await _in_thread(lambda: func(**arguments))
-            while True:
-                done, item = await _in_thread(_next_or_done, iterator)
-                if done:
-                    break
-                yield item
+            iterator = await run_in_worker_thread(step, lambda: func(**arguments))
+            try:
+                while True:
+                    done, item = await run_in_worker_thread(step, _next_or_done, iterator)
+                    if done:
+                        break
+                    yield item
+            finally:
+                # Stopped early: close it here, in a worker thread (its cleanup may
+                # block), before the run ends, not whenever it is collected.
+                with anyio.CancelScope(shield=True):
+                    await run_in_worker_thread(step, iterator.close)
         else:
-            yield await _in_thread(lambda: func(**arguments))
+            yield await run_in_worker_thread(step, lambda: func(**arguments))
 
     def __repr__(self) -> str:
         return f"Tool({self.tool_name!r})"
-
-
-async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
-    context = copy_context()
-    return await anyio.to_thread.run_sync(context.run, func, *args)
 
 
 def _next_or_done(iterator: Any) -> tuple[bool, Any]:
