@@ -28,6 +28,7 @@ from ._edge import Edge as Edge
 from ._edge import EdgeStatistics as EdgeStatistics
 from ._errors import CompositionError as CompositionError
 from ._errors import ConfigError as ConfigError
+from ._errors import UnexpectedCancellation as UnexpectedCancellation
 from ._functions import RunnableGenerator as RunnableGenerator
 from ._functions import RunnableLambda as RunnableLambda
 from ._functions import RunnablePassthrough as RunnablePassthrough
@@ -35,6 +36,7 @@ from ._functions import chain as chain
 from ._functions import coerce_runnable as coerce_runnable
 from ._functions import run_in_worker_thread as run_in_worker_thread
 from ._run import RunStream as RunStream
+from ._run import StreamState as StreamState
 from ._runnable import Runnable as Runnable
 from ._step import RunCancelled as RunCancelled
 from ._step import Step as Step
@@ -64,9 +66,11 @@ __all__ = (
     "RunnablePassthrough",
     "RunnableSequence",
     "Step",
+    "StreamState",
     "Subscription",
     "SubscriptionStatistics",
     "TransformNode",
+    "UnexpectedCancellation",
     "adispatch_custom_event",
     "chain",
     "coerce_runnable",

@@ -23,6 +23,7 @@ import anyio
 
 from ._chunks import concat_chunks
 from ._edge import CHECKPOINT_EVERY, ConstantInbox, Edge
+from ._errors import is_cancellation
 from ._launch import DiscardOutbox, Inbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
 from ._runnable import Runnable
 from ._signal import checkpoint
@@ -114,7 +115,7 @@ class LeafNode(Runnable[In, Out]):
             finally:
                 outbox.close()
 
-        launch.spawn(step, actor)
+        launch.spawn(step, actor, inbox=inbox, outboxes=(outbox,))
 
 
 class TransformNode(LeafNode[In, Out]):
@@ -237,7 +238,10 @@ class _StageInbox:
             self._finish(None)
             raise
         except BaseException as exc:
-            self._finish(exc)
+            # A cancellation may be the quiet stop of the whole actor (nobody reads its
+            # output): the actor decides how the stage ends (see launch_fused).
+            if not is_cancellation(exc):
+                self._finish(exc)
             raise
         finally:
             if token is not None:
@@ -258,14 +262,18 @@ class _StageInbox:
             self._done = True
             self._step.unit_done(error)
 
-    async def aclose(self) -> None:
+    def close_receiver(self) -> None:
+        pass  # the stage is closed by its actor (``aclose``), in the same task
+
+    async def aclose(self, *, quiet: bool) -> None:
+        """Close the stage's iterator; a stage that had not ended ends as a success when
+        ``quiet`` (a later stage stopped reading it), else as cancelled."""
         aclose = getattr(self._chunks, "aclose", None)
         try:
             if aclose is not None:
                 await aclose()
         finally:
-            # Closed before its end: the stage was stopped from downstream.
-            self._finish(RunCancelled(self._step.name))
+            self._finish(None if quiet else RunCancelled(self._step.name))
 
 
 def launch_fused(
@@ -293,6 +301,7 @@ def launch_fused(
     async def actor() -> None:
         current: Inbox[Any] = inbox
         stages: list[_StageInbox] = []
+        completed = False
         try:
             for index, (node, step) in enumerate(prepared[:-1]):
                 if index:
@@ -304,15 +313,22 @@ def launch_fused(
             if len(prepared) > 1:
                 last_step.share_input_log(prepared[-2][1])
             await pump(await last_node._start_output(current, last_step), outbox, last_step)
+            completed = True
         finally:
-            outbox.close()
-            for stage in reversed(stages):
-                await stage.aclose()
-            for _, step in prepared[:-1]:
-                if not step.finished:
-                    step.unit_done(RunCancelled(step.name))
+            # Stages left unfinished because a later stage stopped reading (or nobody
+            # reads the actor's output) end as successes, with the output they made.
+            # The output closes after them, so no reader's end interrupts their cleanup.
+            quiet = completed or outbox.receiver_closed
+            try:
+                for stage in reversed(stages):
+                    await stage.aclose(quiet=quiet)
+            finally:
+                outbox.close()
+                for _, step in prepared[:-1]:
+                    if not step.finished:
+                        step.unit_done(None if quiet else RunCancelled(step.name))
 
-    launch.spawn(last_step, actor)
+    launch.spawn(last_step, actor, inbox=inbox, outboxes=(outbox,))
 
 
 class _PendingInbox:

@@ -125,15 +125,24 @@ class ChunkLog:
         if self.accumulation == "last":
             self.recent = self.recent[-1:]
             return
-        block = concat_chunks(self.recent)
-        self.recent = []
-        for level in self._upper:
-            level.append(block)
-            if len(level) < BLOCK:
-                return
-            block = concat_chunks(level)
-            level.clear()
-        self._upper.append([block])
+        last = self.recent[-1]
+        try:
+            block = concat_chunks(self.recent)
+            self.recent = []
+            for level in self._upper:
+                level.append(block)
+                if len(level) < BLOCK:
+                    return
+                block = concat_chunks(level)
+                level.clear()
+            self._upper.append([block])
+        except Exception:
+            # The chunks' ``+`` raised: remembering them must never change the run's
+            # outcome (an unobserved stream never adds them up), so the log keeps the
+            # last chunk only, as for chunks that cannot be added at all.
+            self.accumulation = "last"
+            self._upper = []
+            self.recent = [last]
 
     def __bool__(self) -> bool:
         return bool(self.recent) or any(self._upper)
@@ -142,4 +151,7 @@ class ChunkLog:
         """The sum of every chunk remembered (``None`` when there is none)."""
         ordered = [chunk for level in reversed(self._upper) for chunk in level]
         ordered.extend(self.recent)
-        return concat_chunks(ordered, self.accumulation)
+        try:
+            return concat_chunks(ordered, self.accumulation)
+        except Exception:
+            return ordered[-1]

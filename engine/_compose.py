@@ -165,12 +165,15 @@ def _fan_out(
                 if check is not None:
                     check(chunk)
                 for edge in edges:
-                    await edge.send(chunk)
+                    # A branch that stopped reading is left out; the fan-out itself is
+                    # stopped once every branch has (see Launch.spawn).
+                    if not edge.receiver_closed:
+                        await edge.send(chunk)
         finally:
             for edge in edges:
                 edge.close()
 
-    launch.spawn(step, fan_out)
+    launch.spawn(step, fan_out, inbox=inbox, outboxes=edges)
     return list(edges)
 
 
@@ -262,7 +265,7 @@ class RunnableAssign(Runnable[dict[str, Any], dict[str, Any]]):
             finally:
                 outbox.close()
 
-        launch.spawn(step, forward)
+        launch.spawn(step, forward, inbox=passthrough, outboxes=(outbox,))
         self.mapper._launch(launch, mapped, outbox, site.child(step))
 
 

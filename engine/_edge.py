@@ -231,7 +231,8 @@ class Edge(Generic[T]):
         try:
             await waiter_entry.event.wait()
         except BaseException:
-            if not waiter_entry.delivered:
+            if not waiter_entry.delivered and not self._receiver_closed:
+                # (close_receiver already took every waiter out of the queue)
                 self._send_waiters.remove(waiter_entry)
             elif on_delivered is not None:
                 on_delivered()

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+
 import anyio
 
-__all__ = ("ConfigError", "CompositionError", "collapse_errors", "is_cancellation")
+from ._signal import running_trio
+
+__all__ = (
+    "CompositionError",
+    "ConfigError",
+    "UnexpectedCancellation",
+    "collapse_errors",
+    "is_cancellation",
+    "stray_cancellation",
+)
 
 
 class ConfigError(ValueError):
@@ -13,6 +25,32 @@ class ConfigError(ValueError):
 
 class CompositionError(TypeError):
     """Something that is not a runnable was composed into a chain."""
+
+
+class UnexpectedCancellation(RuntimeError):
+    """A step raised a cancellation that nothing asked for.
+
+    On asyncio, a step that awaits a future or task that someone else cancelled gets a
+    ``CancelledError`` although neither its run nor its caller was cancelled. Taken as a
+    cancellation, it would end the run early and silently (no output, or truncated
+    output, and no error); it is an error of that step instead, with the
+    ``CancelledError`` as its ``__cause__``.
+    """
+
+
+def stray_cancellation(step_name: str, exc: BaseException) -> UnexpectedCancellation | None:
+    """The error to raise instead of ``exc`` if it is a cancellation nobody asked for."""
+    if not isinstance(exc, asyncio.CancelledError) or running_trio():
+        return None
+    task = asyncio.current_task()
+    if task is None or task.cancelling():
+        return None  # the task was cancelled (by a cancel scope or by task.cancel())
+    if anyio.current_effective_deadline() == -math.inf:
+        return None  # a scope around the step is cancelled
+    return UnexpectedCancellation(
+        f"step {step_name!r} raised CancelledError, but neither its run nor its caller was "
+        "cancelled (did it await a future or task that something else cancelled?)"
+    )
 
 
 def is_cancellation(exc: BaseException) -> bool:

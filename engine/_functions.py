@@ -187,7 +187,7 @@ class RunnableGenerator(TransformNode[In, Out]):
                 with anyio.CancelScope(shield=True):
                     await run_in_worker_thread(step, generator.close)
 
-        launch.spawn(step, actor)
+        launch.spawn(step, actor, inbox=inbox, outboxes=(outbox,))
 
     def __repr__(self) -> str:
         return f"RunnableGenerator({self.get_name()})"

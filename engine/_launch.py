@@ -13,7 +13,7 @@ that someone listens to) add work only where a step needs it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -23,6 +23,7 @@ import attrs
 
 from ._chunks import AddableDict
 from ._edge import Accumulation, ConstantInbox, Edge
+from ._errors import stray_cancellation
 from ._signal import keyboard_interrupt_safe
 from ._step import RunScope, Step, make_step, set_current_step
 
@@ -47,6 +48,8 @@ class Inbox(Protocol[T_co]):
 
     async def __anext__(self) -> T_co: ...
 
+    def close_receiver(self) -> None: ...
+
 
 class Outbox(Protocol[T_contra]):
     """What an actor sends its output to."""
@@ -58,6 +61,11 @@ class Outbox(Protocol[T_contra]):
     def close(self) -> None: ...
 
     def add_sender(self) -> None: ...
+
+    def on_receiver_closed(self, callback: Callable[[], None], /) -> None: ...
+
+    @property
+    def receiver_closed(self) -> bool: ...
 
 
 class RecordingInbox:
@@ -82,6 +90,9 @@ class RecordingInbox:
         item = await self._inbox.__anext__()
         self._step.record_input(item)
         return item
+
+    def close_receiver(self) -> None:
+        self._inbox.close_receiver()
 
 
 class TapOutbox:
@@ -110,6 +121,13 @@ class TapOutbox:
     def add_sender(self) -> None:
         self.outbox.add_sender()
 
+    def on_receiver_closed(self, callback: Callable[[], None], /) -> None:
+        self.outbox.on_receiver_closed(callback)
+
+    @property
+    def receiver_closed(self) -> bool:
+        return self.outbox.receiver_closed
+
 
 class DiscardOutbox:
     """An outbox nobody reads: for ``astream_events``, whose end events carry the output."""
@@ -127,6 +145,13 @@ class DiscardOutbox:
 
     def add_sender(self) -> None:
         pass
+
+    def on_receiver_closed(self, callback: Callable[[], None], /) -> None:
+        pass  # nobody reads it, so nobody stops reading it
+
+    @property
+    def receiver_closed(self) -> bool:
+        return False
 
 
 class KeyedOutbox:
@@ -148,6 +173,13 @@ class KeyedOutbox:
 
     def add_sender(self) -> None:
         self._outbox.add_sender()
+
+    def on_receiver_closed(self, callback: Callable[[], None], /) -> None:
+        self._outbox.on_receiver_closed(callback)
+
+    @property
+    def receiver_closed(self) -> bool:
+        return self._outbox.receiver_closed
 
 
 @attrs.frozen
@@ -232,10 +264,24 @@ class Launch:
         """Feed a run's input stream into ``edge`` (a task of the root step)."""
         self._feeders.append((edge, inputs))
 
-    def spawn(self, step: Step, body: Callable[[], Awaitable[None]]) -> None:
-        """Register a task that belongs to ``step`` (its actor, or a helper)."""
+    def spawn(
+        self,
+        step: Step,
+        body: Callable[[], Awaitable[None]],
+        *,
+        inbox: Inbox[Any] | None = None,
+        outboxes: Sequence[Outbox[Any]] = (),
+    ) -> None:
+        """Register a task that belongs to ``step`` (its actor, or a helper).
+
+        ``inbox`` is what the task reads and ``outboxes`` what it writes to: once no one
+        reads any of its outboxes the task is stopped quietly (its step ends as a
+        success, with the output it made), and when it ends, however it ends, its inbox
+        is closed, which stops its upstream the same way. So a step that stops reading
+        its input stops everything upstream of it, and the run ends with the output it has.
+        """
         step.add_unit()
-        self._units.append((step, body))
+        self._units.append((step, partial(_until_unread, body, inbox, tuple(outboxes))))
 
     def claim(self, step: Step) -> None:
         """Count a unit of ``step`` that another step's task will end (fused stages)."""
@@ -252,7 +298,7 @@ class Launch:
         root = self.root_step
         for edge, inputs in self._feeders:
             assert root is not None
-            self.spawn(root, partial(_feed, edge, inputs))
+            self.spawn(root, partial(_feed, edge, inputs), outboxes=(edge,))
         units, self._units = self._units, []
         claims, self._claims = self._claims, []
         try:
@@ -284,12 +330,49 @@ async def _feed(edge: Edge[Any], inputs: AsyncIterable[Any]) -> None:
             await aclose()
 
 
+async def _until_unread(
+    body: Callable[[], Awaitable[None]], inbox: Inbox[Any] | None, outboxes: tuple[Outbox[Any], ...]
+) -> None:
+    """Run ``body`` until it ends or nobody reads any of ``outboxes``; then close ``inbox``."""
+    try:
+        if not outboxes:
+            await body()
+            return
+        # The scope belongs to this task and is cancelled only by a reader that closed
+        # its side; it is nested in the run's own scope (see _run.py on why the run's
+        # structured host scope is shielded on both backends).
+        with anyio.CancelScope() as unread:
+            waiting = len(outboxes)
+
+            def one_reader_gone() -> None:
+                nonlocal waiting
+                waiting -= 1
+                if waiting == 0:
+                    unread.cancel()
+
+            for outbox in outboxes:
+                outbox.on_receiver_closed(one_reader_gone)
+            try:
+                await body()
+            except anyio.BrokenResourceError:
+                # A send found its reader gone: the same quiet stop, unless some other
+                # resource of the step broke.
+                if not all(outbox.receiver_closed for outbox in outboxes):
+                    raise
+    finally:
+        if inbox is not None:
+            inbox.close_receiver()
+
+
 @keyboard_interrupt_safe
 async def _unit(step: Step, body: Callable[[], Awaitable[None]]) -> None:
     set_current_step(step)
     try:
         await body()
     except BaseException as exc:
-        step.unit_done(exc)
+        error = stray_cancellation(step.name, exc)
+        step.unit_done(error or exc)
+        if error is not None:
+            raise error from exc
         raise
     step.unit_done(None)

@@ -291,7 +291,12 @@ class RunStream(Generic[T]):
         run.cancel()
         error: BaseException | None = None
         try:
-            suppress = await task_group.__aexit__(exc_type, exc, tb)
+            # The body's exception is not passed on: the task group must not cancel its
+            # own scope (the host was cancelled above, through its own scope). On asyncio,
+            # a task group that cancels itself while its parent scope is cancelled too
+            # (the caller was cancelled) hands the caller's task one un-cancellation too
+            # many, and the caller's ``task.cancelling()`` drops to 0.
+            await task_group.__aexit__(None, None, None)
         except BaseException as raised:
             error = collapse_errors(raised)
             if error is raised:
@@ -307,7 +312,7 @@ class RunStream(Generic[T]):
             # Leaving the block is a cancel point, as any async operation is (the host's
             # scope is shielded, so the task group's exit may not have been one).
             await anyio.lowlevel.checkpoint_if_cancelled()
-        return suppress
+        return None
 
     # -- iteration ----------------------------------------------------------------------
 

@@ -25,7 +25,13 @@ from sniffio import thread_local as _sniffio_thread
 if TYPE_CHECKING:
     import trio
 
-__all__ = ("Signal", "checkpoint", "guard_against_keyboard_interrupt", "keyboard_interrupt_safe")
+__all__ = (
+    "Signal",
+    "checkpoint",
+    "guard_against_keyboard_interrupt",
+    "keyboard_interrupt_safe",
+    "running_trio",
+)
 
 _trio: Any = None
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -69,6 +75,11 @@ def guard_against_keyboard_interrupt() -> None:
     for func in _KI_SAFE:
         protect(func)
     _ki_marked = True
+
+
+def running_trio() -> bool:
+    """Whether this thread is running trio (else, under anyio, asyncio)."""
+    return _sniffio_thread.name == "trio"
 
 
 async def checkpoint() -> None:

@@ -30,14 +30,16 @@ async def _never_reads(chunks: AsyncIterator[int]) -> AsyncIterator[str]:
 
 
 async def _reads_until_deadline(chunks: AsyncIterator[int]) -> AsyncIterator[int]:
-    seen = 0
+    # As with move_on_after around the loop: the scope ends the reading, never a yield.
+    seen: list[int] = []
     with anyio.CancelScope() as scope:
         async for chunk in chunks:
-            seen += 1
-            if seen == 3:
+            seen.append(chunk)
+            if len(seen) == 3:
                 scope.cancel()
-            yield chunk
-    yield -seen
+    for chunk in seen:
+        yield chunk
+    yield -len(seen)
 
 
 @pytest.mark.parametrize(
