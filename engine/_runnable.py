@@ -107,7 +107,8 @@ class Runnable(Generic[In, Out]):
         """This runnable with config applied to its own step.
 
         Accepts a dict (as in the guide: ``.with_config({"run_name": "model"})``) and/or
-        keywords: ``run_name``, ``tags``, ``metadata``, ``max_concurrency``, ``capacity``.
+        keywords: ``run_name``, ``tags``, ``metadata``, ``max_concurrency``, ``capacity``,
+        ``bus``, ``recursion_limit``.
 
         Raises:
             ConfigError: For an unknown key or a bad value.
@@ -140,6 +141,7 @@ class Runnable(Generic[In, Out]):
                 run_name=cfg.run_name,
                 linked=False,
                 run_id=run_id,
+                recursion_limit=cfg.recursion_limit,
             )
         else:
             scope = RunScope(
@@ -148,7 +150,12 @@ class Runnable(Generic[In, Out]):
                 capacity=cfg.capacity if cfg.capacity is not None else DEFAULT_CAPACITY,
             )
             site = Site(
-                scope=scope, own_tags=cfg.tags, metadata=cfg.metadata, run_name=cfg.run_name, run_id=run_id
+                scope=scope,
+                own_tags=cfg.tags,
+                metadata=cfg.metadata,
+                run_name=cfg.run_name,
+                run_id=run_id,
+                recursion_limit=cfg.recursion_limit,
             )
         return cfg, scope, site
 
