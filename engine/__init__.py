@@ -28,6 +28,7 @@ from ._edge import Edge as Edge
 from ._edge import EdgeStatistics as EdgeStatistics
 from ._errors import CompositionError as CompositionError
 from ._errors import ConfigError as ConfigError
+from ._errors import RecursionLimitError as RecursionLimitError
 from ._errors import UnexpectedCancellation as UnexpectedCancellation
 from ._functions import RunnableGenerator as RunnableGenerator
 from ._functions import RunnableLambda as RunnableLambda
@@ -54,6 +55,7 @@ __all__ = (
     "EventBus",
     "EventFilter",
     "Overflow",
+    "RecursionLimitError",
     "RunCancelled",
     "RunConfig",
     "RunStream",

@@ -347,6 +347,20 @@ class Subscription:
     def __repr__(self) -> str:
         return f"<Subscription {self.overflow} {self._edge.statistics().buffered} buffered>"
 
+    # A subscription is one subscriber's live buffer: a copy would be a second reader
+    # that nothing ever publishes to, so copying or pickling it is refused.
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"cannot pickle {self!r}: it is a live subscriber buffer of an EventBus in this "
+            "process, and a copy elsewhere would never receive an event"
+        )
+
+    def __copy__(self) -> Subscription:
+        raise TypeError(f"cannot copy {self!r}: subscribe again for a second subscriber")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Subscription:
+        raise TypeError(f"cannot copy {self!r}: subscribe again for a second subscriber")
+
 
 def _dropped_event(count: int) -> Event:
     return {
@@ -363,12 +377,17 @@ def _dropped_event(count: int) -> Event:
 class EventBus:
     """Publishes the lifecycle events of every run attached to it to its subscribers.
 
-    Attach a bus to a run with ``config={"bus": bus}``; runs started inside that run
-    inherit it. Subscribe from anywhere on the same event loop::
+    Attach a bus to a run with ``config={"bus": bus}`` or ``chain.with_config(bus=bus)``;
+    runs started inside that run inherit it. Subscribe from anywhere on the same event
+    loop::
 
         async with bus.subscribe(include_types=["chat_model"], overflow="drop") as events:
             async for event in events:
                 ...
+
+    A bus is a live object: copying a chain or config that holds it (``copy.copy``,
+    ``copy.deepcopy``) shares the bus, and pickling it raises ``TypeError`` (a copy in
+    another process would be connected to none of its subscribers).
     """
 
     def __init__(self) -> None:
@@ -461,3 +480,22 @@ class EventBus:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._subscriptions)} subscribers"
+        return f"<EventBus {state}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"cannot pickle {self!r}: an EventBus delivers to subscribers in this process, and "
+            "a copy in another process would be connected to none of them; attach a bus in "
+            "the process that runs the chain"
+        )
+
+    def __copy__(self) -> EventBus:
+        # Copies of what holds a bus (a chain bound with_config(bus=...), a config)
+        # publish to the same subscribers: the bus is shared, not duplicated.
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EventBus:
+        return self

@@ -106,22 +106,28 @@ class RunnableSequence(Runnable[In, Out]):
     def _groups(self, launch: Launch, step: Step, site: Site) -> list[list[tuple[int, Site]]]:
         """The steps to launch; neighbouring leaves that a subscriber sees share one
         group, launched as one actor so that their events come in exact pipeline order."""
-        bus = launch.scope.bus
+        # The buses with subscribers that this sequence's steps publish to; a binding
+        # on a step may add its own.
+        watched = tuple(
+            b for b in (launch.scope.bus, *step.bound_buses) if b is not None and b.subscriber_count
+        )
         groups: list[list[tuple[int, Site]]] = []
         previous_fusable = False
         for position, child in enumerate(self.steps):
             child_site = site.child(step, f"seq:step:{position + 1}")
             fusable = False
-            if bus is not None and bus.subscriber_count:
-                leaf = _leaf(child, child_site)
-                if leaf is not None:
-                    node, leaf_site = leaf
-                    fusable = bus.would_see(
+            leaf = _leaf(child, child_site) if watched or isinstance(child, RunnableBinding) else None
+            if leaf is not None:
+                node, leaf_site = leaf
+                fusable = any(
+                    bus.would_see(
                         name=leaf_site.run_name or node.get_name(),
                         kind=node.kind,
                         tags=(*leaf_site.local_tags, *leaf_site.own_tags, *leaf_site.inherited_tags),
                         parent_ids=(*step.parent_ids, step.run_id),
                     )
+                    for bus in (*watched, *leaf_site.buses)
+                )
             if fusable and previous_fusable:
                 groups[-1].append((position, child_site))
             else:
@@ -136,8 +142,7 @@ class RunnableSequence(Runnable[In, Out]):
 def _leaf(runnable: Runnable[Any, Any], site: Site) -> Any:
     """``(leaf, site)`` for a fusable leaf (looking through bindings), else ``None``."""
     while isinstance(runnable, RunnableBinding):
-        config = runnable.config
-        site = site.bind(run_name=config.run_name, tags=config.tags, metadata=config.metadata)
+        site = _bound_site(site, runnable.config)
         runnable = runnable.bound
     if isinstance(runnable, LeafNode) and runnable._can_fuse():
         return (runnable, site)
@@ -271,7 +276,12 @@ class RunnableAssign(Runnable[dict[str, Any], dict[str, Any]]):
 
 @attrs.frozen(eq=False, repr=False)
 class RunnableBinding(Runnable[In, Out]):
-    """A runnable with config bound to its own step (what ``with_config`` returns)."""
+    """A runnable with config bound to its own step (what ``with_config`` returns).
+
+    A bound ``bus`` sees the bound step and everything under it (a bound sequence's
+    steps, runs started inside them), in addition to the run's own bus; bound on an
+    inner step, it sees only that part of the run.
+    """
 
     bound: Runnable[In, Out]
     config: RunConfig
@@ -291,14 +301,29 @@ class RunnableBinding(Runnable[In, Out]):
         return self.bound.output_accumulation
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
-        config = self.config
-        bound_site = site.bind(run_name=config.run_name, tags=config.tags, metadata=config.metadata)
-        if config.capacity is not None:
-            bound_site = attrs.evolve(bound_site, capacity=config.capacity)
-        self.bound._launch(launch, inbox, outbox, bound_site)
+        self.bound._launch(launch, inbox, outbox, _bound_site(site, self.config))
 
     def _max_concurrency(self) -> int | None:
         return self.config.max_concurrency or self.bound._max_concurrency()
 
     def __repr__(self) -> str:
         return f"{self.bound!r}.with_config(...)"
+
+
+def _bound_site(site: Site, config: RunConfig) -> Site:
+    """``site`` with a binding's config applied to the step placed there.
+
+    A bound bus is added to the buses the step (and every step under it, nested runs
+    included) publishes to; the run's own bus keeps getting their events. A bound
+    recursion limit applies to the runs started under the step (and, bound on a run's
+    root, to that run itself).
+    """
+    bound = site.bind(run_name=config.run_name, tags=config.tags, metadata=config.metadata)
+    changes: dict[str, Any] = {}
+    if config.capacity is not None:
+        changes["capacity"] = config.capacity
+    if config.bus is not None and config.bus not in site.buses:
+        changes["buses"] = (*site.buses, config.bus)
+    if config.recursion_limit is not None:
+        changes["recursion_limit"] = config.recursion_limit
+    return attrs.evolve(bound, **changes) if changes else bound

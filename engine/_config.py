@@ -13,14 +13,18 @@ from ._errors import ConfigError
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ("DEFAULT_CAPACITY", "MAX_DEFAULT_CAPACITY", "RunConfig")
+__all__ = ("DEFAULT_CAPACITY", "DEFAULT_RECURSION_LIMIT", "MAX_DEFAULT_CAPACITY", "RunConfig")
 
 #: Items an edge buffers by default. Small, so that a stalled consumer holds back the
 #: producers after a few chunks, yet large enough that the actors rarely wait.
 DEFAULT_CAPACITY = 16
 MAX_DEFAULT_CAPACITY = 16
+#: How deep runs may nest (a run started inside a step of another run is one level
+#: deeper), as in langchain-core: a step that runs itself again fails fast instead of
+#: growing until memory runs out.
+DEFAULT_RECURSION_LIMIT = 25
 
-_KEYS = ("tags", "metadata", "run_name", "max_concurrency", "bus", "capacity")
+_KEYS = ("tags", "metadata", "run_name", "max_concurrency", "bus", "capacity", "recursion_limit")
 
 
 @attrs.frozen
@@ -32,8 +36,13 @@ class RunConfig:
         metadata: Metadata for the step (inherited by its children).
         run_name: The name the step's events carry.
         max_concurrency: The most batch items in flight at once, for the whole run.
-        bus: The :class:`~engine.EventBus` the run publishes to.
+        bus: The :class:`~engine.EventBus` the run publishes to. Bound with
+            ``with_config``, it sees the bound step and everything under it (the steps
+            of a bound sequence, runs started inside them), besides the run's own bus.
         capacity: Items each edge of the run buffers.
+        recursion_limit: How many levels deep runs started inside this one may nest
+            (default 25); deeper raises :class:`~engine.RecursionLimitError`. Runs
+            started inside inherit it.
     """
 
     tags: tuple[str, ...] = ()
@@ -42,6 +51,7 @@ class RunConfig:
     max_concurrency: int | None = None
     bus: EventBus | None = None
     capacity: int | None = None
+    recursion_limit: int | None = None
 
     @classmethod
     def coerce(cls, config: RunConfig | Mapping[str, Any] | None, *, where: str = "config") -> RunConfig:
@@ -87,6 +97,11 @@ class RunConfig:
                 validate_capacity(capacity, what=f"{where}['capacity']")
             except (TypeError, ValueError) as exc:
                 raise ConfigError(str(exc)) from None
+        recursion_limit = values.get("recursion_limit")
+        if recursion_limit is not None and (
+            isinstance(recursion_limit, bool) or not isinstance(recursion_limit, int) or recursion_limit < 1
+        ):
+            raise ConfigError(f"{where}['recursion_limit'] must be an int >= 1, got {recursion_limit!r}")
         bus = values.get("bus")
         if bus is not None:
             from ._bus import EventBus
@@ -100,6 +115,7 @@ class RunConfig:
             max_concurrency=max_concurrency,
             bus=bus,
             capacity=capacity,
+            recursion_limit=recursion_limit,
         )
 
     def merged(self, other: RunConfig) -> RunConfig:
@@ -113,6 +129,9 @@ class RunConfig:
             else self.max_concurrency,
             bus=other.bus if other.bus is not None else self.bus,
             capacity=other.capacity if other.capacity is not None else self.capacity,
+            recursion_limit=other.recursion_limit
+            if other.recursion_limit is not None
+            else self.recursion_limit,
         )
 
 

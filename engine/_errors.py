@@ -12,6 +12,7 @@ from ._signal import running_trio
 __all__ = (
     "CompositionError",
     "ConfigError",
+    "RecursionLimitError",
     "UnexpectedCancellation",
     "collapse_errors",
     "is_cancellation",
@@ -51,6 +52,38 @@ def stray_cancellation(step_name: str, exc: BaseException) -> UnexpectedCancella
         f"step {step_name!r} raised CancelledError, but neither its run nor its caller was "
         "cancelled (did it await a future or task that something else cancelled?)"
     )
+
+
+class RecursionLimitError(RecursionError):
+    """A run was started nested deeper than its ``recursion_limit`` allows.
+
+    Runs nest when a step starts another run (a function that returns a runnable, a
+    ``@chain`` that calls ``ainvoke``): a step that starts itself again would otherwise
+    nest until memory runs out. It is a :class:`RecursionError`, so code that guards
+    against runaway recursion catches it too.
+
+    Attributes:
+        name: The name of the run that was not started.
+        depth: How deep it would have been nested (a top-level run is at depth 0).
+        limit: The recursion limit in force.
+        parent: The name of the step it was started inside.
+    """
+
+    def __init__(self, name: str, depth: int, limit: int, parent: str | None = None) -> None:
+        inside = f" (started inside {parent})" if parent else ""
+        super().__init__(
+            f"{name}{inside} would run nested {depth} levels deep, past the recursion limit "
+            f"of {limit}: does a step start itself again? If the nesting is meant, raise "
+            "the limit with config={'recursion_limit': n} or with_config(recursion_limit=n)"
+        )
+        self.name = name
+        self.depth = depth
+        self.limit = limit
+        self.parent = parent
+
+    def __reduce__(self) -> tuple[type[RecursionLimitError], tuple[str, int, int, str | None]]:
+        # Rebuilt from its fields, not its message (the default passes only the message).
+        return (type(self), (self.name, self.depth, self.limit, self.parent))
 
 
 def is_cancellation(exc: BaseException) -> bool:

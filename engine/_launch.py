@@ -28,6 +28,7 @@ from ._signal import keyboard_interrupt_safe
 from ._step import RunScope, Step, make_step, set_current_step
 
 if TYPE_CHECKING:
+    from ._bus import EventBus
     from ._runnable import Runnable
 
 T = TypeVar("T")
@@ -184,7 +185,12 @@ class KeyedOutbox:
 
 @attrs.frozen
 class Site:
-    """Where a runnable is placed: its parent step and what the placement adds to it."""
+    """Where a runnable is placed: its parent step and what the placement adds to it.
+
+    ``recursion_limit`` and ``buses`` are set where a run's config or a binding sets
+    them; the steps placed below inherit them from their parent step, so
+    :meth:`child` does not carry them.
+    """
 
     scope: RunScope
     parent: Step | None = None
@@ -196,6 +202,8 @@ class Site:
     linked: bool = True
     capacity: int | None = None
     run_id: str | None = None
+    recursion_limit: int | None = None
+    buses: tuple[EventBus, ...] = ()
 
     def child(self, parent: Step, local_tag: str | None = None) -> Site:
         """The site of a child of ``parent`` (a step of a sequence, a branch)."""
@@ -251,6 +259,8 @@ class Launch:
             accumulation=runnable.output_accumulation,
             linked=site.linked,
             run_id=site.run_id,
+            recursion_limit=site.recursion_limit,
+            buses=site.buses,
         )
         if isinstance(inbox, ConstantInbox):
             step.input_known = True

@@ -161,7 +161,12 @@ def _scope_and_site(cfg: RunConfig, run_id: str | None) -> tuple[RunScope, Site]
             capacity=cfg.capacity if cfg.capacity is not None else DEFAULT_CAPACITY,
         )
         site = Site(
-            scope=scope, own_tags=cfg.tags, metadata=cfg.metadata, run_name=cfg.run_name, run_id=run_id
+            scope=scope,
+            own_tags=cfg.tags,
+            metadata=cfg.metadata,
+            run_name=cfg.run_name,
+            run_id=run_id,
+            recursion_limit=cfg.recursion_limit,
         )
         return scope, site
     outer = parent.scope
@@ -180,6 +185,7 @@ def _scope_and_site(cfg: RunConfig, run_id: str | None) -> tuple[RunScope, Site]
         run_name=cfg.run_name,
         linked=False,
         run_id=run_id,
+        recursion_limit=cfg.recursion_limit,
     )
     return scope, site
 

@@ -127,7 +127,8 @@ class Runnable(Generic[In, Out]):
         """This runnable with config applied to its own step.
 
         Accepts a dict (as in the guide: ``.with_config({"run_name": "model"})``) and/or
-        keywords: ``run_name``, ``tags``, ``metadata``, ``max_concurrency``, ``capacity``.
+        keywords: ``run_name``, ``tags``, ``metadata``, ``max_concurrency``, ``capacity``,
+        ``bus``, ``recursion_limit``.
 
         Raises:
             ConfigError: For an unknown key or a bad value.

@@ -22,7 +22,9 @@ import anyio
 import attrs
 
 from ._chunks import BLOCK, ChunkLog
+from ._config import DEFAULT_RECURSION_LIMIT
 from ._edge import Accumulation, Pace
+from ._errors import RecursionLimitError
 
 if TYPE_CHECKING:
     from ._bus import Event, EventBus, Subscription
@@ -73,6 +75,11 @@ class Step:
         parent: The parent step, or ``None`` for a run's root.
         scope: What the whole run shares.
         subscribers: The subscribers that see this step (empty when nobody listens).
+        depth: How deep the run this step belongs to is nested (0 for a top-level run;
+            a run started inside a step is one deeper than that step).
+        recursion_limit: How deep runs started inside this step may be nested.
+        bound_buses: Buses bound with ``with_config(bus=...)`` on this step or above it
+            (also across nested runs): the step publishes to them besides the run's bus.
     """
 
     run_id: str
@@ -101,6 +108,9 @@ class Step:
     _stream_template: dict[str, Any] | None = None
     _output_shared: bool = False
     input_shared: bool = False
+    depth: int = 0
+    recursion_limit: int = DEFAULT_RECURSION_LIMIT
+    bound_buses: tuple[EventBus, ...] = ()
 
     @property
     def root_run_id(self) -> str:
@@ -337,8 +347,22 @@ def make_step(
     accumulation: Accumulation = "add",
     run_id: str | None = None,
     linked: bool = True,
+    recursion_limit: int | None = None,
+    buses: tuple[EventBus, ...] = (),
 ) -> Step:
-    """Create a step under ``parent`` and find its subscribers."""
+    """Create a step under ``parent`` and find its subscribers.
+
+    ``recursion_limit`` and ``buses`` are what a config or binding sets at this place;
+    otherwise the step inherits its parent's.
+
+    Raises:
+        RecursionLimitError: If this step starts a run nested deeper than the limit.
+    """
+    depth, limit = _nesting(name, parent, linked, recursion_limit)
+    bound = parent.bound_buses if parent is not None else ()
+    for added in buses:
+        if added not in bound:
+            bound = (*bound, added)
     inheritable = _dedupe(own_tags + inherited_tags)
     tags = _dedupe(local_tags + inheritable)
     step = Step(
@@ -353,13 +377,40 @@ def make_step(
         parent_ids=(*parent.parent_ids, parent.run_id) if parent is not None else (),
         accumulation=accumulation,
         linked=linked,
+        depth=depth,
+        recursion_limit=limit,
+        bound_buses=bound,
     )
     if parent is not None and linked:
         parent.add_unit()
     bus = scope.bus
     if bus is not None:
         step.subscribers = bus.match(step)
+    for extra in bound:
+        if extra is not bus:
+            seen = step.subscribers
+            step.subscribers = (*seen, *(s for s in extra.match(step) if s not in seen))
     return step
+
+
+def _nesting(name: str, parent: Step | None, linked: bool, limit: int | None) -> tuple[int, int]:
+    """The depth and recursion limit of a new step, checked where a nested run starts.
+
+    A step of the same run sits at its parent's depth; the first step of a run started
+    inside a step (an unlinked child) is one deeper, and is checked against the limit
+    set for that run, or else the one its parent inherited. It is the first step its
+    launch creates, so failing here leaves no step half made.
+    """
+    if parent is None:
+        return 0, limit if limit is not None else DEFAULT_RECURSION_LIMIT
+    if limit is None:
+        limit = parent.recursion_limit
+    if linked:
+        return parent.depth, limit
+    depth = parent.depth + 1
+    if depth > limit:
+        raise RecursionLimitError(name, depth, limit, parent.name)
+    return depth, limit
 
 
 def _dedupe(tags: tuple[str, ...]) -> tuple[str, ...]:

@@ -19,7 +19,13 @@ __all__ = ("CountingSource", "GatedSource", "Probe", "ProbeRecord", "RecordingSi
 
 
 class _Lifecycle:
-    """What a test wants to know about one actor: did it start, finish, get cancelled."""
+    """What a test wants to know about one actor: did it start, finish, get cancelled.
+
+    ``cancelled`` counts the runs stopped before they finished: cancelled while waiting
+    (for a release, for input), or closed while suspended at a ``yield``, which is where
+    a step waits while its outbox is full (its actor then closes the generator, which
+    raises ``GeneratorExit`` there rather than a cancellation).
+    """
 
     def __init__(self) -> None:
         self.started = 0
@@ -31,7 +37,9 @@ class _Lifecycle:
 
     def _exit(self, exc: BaseException | None) -> None:
         self.finished += 1
-        if exc is not None and isinstance(exc, anyio.get_cancelled_exc_class()):
+        if isinstance(exc, GeneratorExit) or (
+            exc is not None and isinstance(exc, anyio.get_cancelled_exc_class())
+        ):
             self.cancelled += 1
 
     @property
