@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 import anyio
 
-from ._chunks import concat_chunks
+from ._chunks import ChunkSum
 from ._edge import CHECKPOINT_EVERY, ConstantInbox, Edge
 from ._launch import DiscardOutbox, Inbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
 from ._runnable import Runnable
@@ -140,8 +140,15 @@ async def aggregate(inbox: Inbox[Any]) -> Any:
     """The whole input of an inbox: its chunks added together."""
     if isinstance(inbox, ConstantInbox):
         return await inbox.receive()
-    chunks = [chunk async for chunk in inbox]
-    return concat_chunks(chunks, inbox.accumulation)
+    total = ChunkSum(inbox.accumulation)
+    # ChunkSum.append written out: a list append per chunk, a call only once in a while.
+    recent = total.recent
+    append = recent.append
+    async for chunk in inbox:
+        append(chunk)
+        if len(recent) >= total.limit:
+            total.carry()
+    return total.total()
 
 
 class _StageInbox:
@@ -219,6 +226,8 @@ def launch_fused(
     for node, site in stages:
         step = launch.new_step(node, site, source)
         step.accumulation = node._accumulation()
+        if prepared:
+            step.input_accumulation = prepared[-1][1].accumulation
         prepared.append((node, step))
         # Only the first stage's input is a real inbox; later ones are set when running.
         source = _PENDING_INBOX

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, over
 import anyio
 import anyio.abc
 
-from ._chunks import concat_chunks
+from ._chunks import ChunkSum
 from ._config import DEFAULT_CAPACITY, RunConfig
 from ._edge import Accumulation, ConstantInbox, Edge
 from ._errors import collapse_errors
@@ -212,11 +212,12 @@ class Runnable(Generic[In, Out]):
 
     async def ainvoke(self, input: In, config: Config = None) -> Out:
         """Run to completion and return the whole output (its chunks added up)."""
-        chunks: list[Out] = []
+        total = ChunkSum(self._accumulation())
         async with self.astream(input, config) as stream:
             while batch := await stream.next_batch(1024):
-                chunks.extend(batch)
-        return concat_chunks(chunks, self._accumulation())  # type: ignore[return-value]
+                total.extend(batch)
+                del batch  # not held while the next one is awaited (snapshots: only the last)
+        return total.total()  # type: ignore[no-any-return]
 
     @overload
     async def abatch(
