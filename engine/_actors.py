@@ -141,13 +141,17 @@ async def aggregate(inbox: Inbox[Any]) -> Any:
     if isinstance(inbox, ConstantInbox):
         return await inbox.receive()
     total = ChunkSum(inbox.accumulation)
-    # ChunkSum.append written out: a list append per chunk, a call only once in a while.
+    # ChunkSum.append written out (this loop runs once per chunk): a list append, and a
+    # carry once the sum holds `limit` chunks (every chunk of snapshots, 256 of text).
     recent = total.recent
     append = recent.append
+    room = total.limit
     async for chunk in inbox:
         append(chunk)
-        if len(recent) >= total.limit:
+        room -= 1
+        if room <= 0:
             total.carry()
+            room = total.limit - len(recent)
     return total.total()
 
 

@@ -116,9 +116,10 @@ _KEYS = 3  # AddableDict chunks: one ChunkSum per key
 class ChunkSum:
     """The running sum of a stream of chunks, in memory close to the size of the sum.
 
-    Every place that needs a stream's total uses one: ``ainvoke``, an aggregate step
-    reading its input, a step's end event. Chunks are taken one by one (or a batch at a
-    time), so a long stream never sits in memory as one object per chunk:
+    Every place that needs a stream's total uses one: ``ainvoke`` (so ``invoke`` and
+    ``abatch``), an aggregate step reading its input, a step's end event, the running
+    output of ``astream_log``. Chunks are taken one by one (or a batch at a time), so a
+    long stream never sits in memory as one object per chunk:
 
     * a stream of snapshots (``"last"``) keeps only its last chunk; so does a stream
       whose chunks turn out not to add up (``+`` raises ``TypeError``);

@@ -208,3 +208,32 @@ def test_concat_chunks_rules(chunks: list[Any], accumulation: Any, expected: Any
     from engine import concat_chunks
 
     assert concat_chunks(chunks, accumulation) == expected
+
+
+def test_parallel_chunks_sum_key_by_key_as_plus_does() -> None:
+    """AddableDict chunks (strings, lists, nested dicts, snapshot keys) sum to what + gives."""
+    import functools
+    import operator
+
+    from engine import AddableDict, concat_chunks
+
+    snapshot = frozenset({"doc"})
+    chunks = [
+        AddableDict({"text": "a"}),
+        AddableDict({"doc": [1]}, snapshot_keys=snapshot),
+        AddableDict({"items": ["x"], "text": "b"}),
+        AddableDict({"inner": AddableDict({"t": "p"})}),
+        AddableDict({"doc": [1, 2]}, snapshot_keys=snapshot),
+        AddableDict({"inner": AddableDict({"t": "q", "u": "r"})}),
+        AddableDict({"items": ["y"], "text": "c"}),
+    ] * 300
+    expected = functools.reduce(operator.add, chunks)
+    total = concat_chunks(chunks)
+    assert total == expected
+    assert total == {
+        "text": "abc" * 300,
+        "doc": [1, 2],
+        "items": ["x", "y"] * 300,
+        "inner": {"t": "pq" * 300, "u": "r" * 300},
+    }
+    assert isinstance(total, AddableDict) and total.snapshot_keys == snapshot
