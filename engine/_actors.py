@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import anyio
 
-from ._chunks import concat_chunks
+from ._chunks import ChunkSum
 from ._edge import CHECKPOINT_EVERY, ConstantInbox, Edge
 from ._errors import is_cancellation
 from ._launch import DiscardOutbox, Inbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
@@ -205,8 +205,19 @@ async def aggregate(inbox: Inbox[Any]) -> Any:
     """The whole input of an inbox: its chunks added together."""
     if isinstance(inbox, ConstantInbox):
         return await inbox.receive()
-    chunks = [chunk async for chunk in inbox]
-    return concat_chunks(chunks, inbox.accumulation)
+    total = ChunkSum(inbox.accumulation)
+    # ChunkSum.append written out (this loop runs once per chunk): a list append, and a
+    # carry once the sum holds `limit` chunks (every chunk of snapshots, 256 of text).
+    recent = total.recent
+    append = recent.append
+    room = total.limit
+    async for chunk in inbox:
+        append(chunk)
+        room -= 1
+        if room <= 0:
+            total.carry()
+            room = total.limit - len(recent)
+    return total.total()
 
 
 class _StageInbox:
@@ -291,6 +302,8 @@ def launch_fused(
     for node, site in stages:
         step = launch.new_step(node, site, source)
         step.accumulation = node.output_accumulation
+        if prepared:
+            step.input_accumulation = prepared[-1][1].accumulation
         prepared.append((node, step))
         # Only the first stage's input is a real inbox; later ones are set when running.
         source = _PENDING_INBOX

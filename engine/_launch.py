@@ -265,6 +265,8 @@ class Launch:
         if isinstance(inbox, ConstantInbox):
             step.input_known = True
             step.input_value = inbox.value
+        else:
+            step.input_accumulation = inbox.accumulation
         self._starts.append((step, runnable))
         if self.root_step is None:
             self.root_step = step

@@ -19,10 +19,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._bus import Event, EventFilter, EventFilterArgs
-from ._chunks import add_chunks
+from ._chunks import ChunkSum
 from ._run import RunStream
 
 if TYPE_CHECKING:
+    from ._edge import Accumulation
     from ._runnable import Config, Runnable
 
 __all__ = ("RunLog", "RunLogPatch", "RunLogStream", "stream_log")
@@ -109,7 +110,13 @@ def _escape(name: str) -> str:
 class RunLogStream:
     """The patches (or cumulative logs) of one run; iterate it, or use ``async with``."""
 
-    def __init__(self, events: RunStream[Event], diff: bool, log_filter: EventFilter) -> None:
+    def __init__(
+        self,
+        events: RunStream[Event],
+        diff: bool,
+        log_filter: EventFilter,
+        accumulation: Accumulation = "add",
+    ) -> None:
         self._events = events
         self._diff = diff
         self._filter = log_filter
@@ -118,7 +125,8 @@ class RunLogStream:
         self._root: str | None = None
         self._keys: dict[str, str] = {}
         self._counts: dict[str, int] = {}
-        self._final: Any = None
+        # The root's output so far (snapshots replace each other, other chunks add up).
+        self._final = ChunkSum(accumulation)
         self._pending: list[RunLogPatch] = []
 
     async def __aenter__(self) -> RunLogStream:
@@ -163,10 +171,10 @@ class RunLogStream:
             ]
         if event["run_id"] == self._root:
             if phase == "stream":
-                self._final = add_chunks(self._final, data["chunk"])
+                self._final.append(data["chunk"])
                 return [
                     {"op": "add", "path": "/streamed_output/-", "value": data["chunk"]},
-                    {"op": "replace", "path": "/final_output", "value": self._final},
+                    {"op": "replace", "path": "/final_output", "value": self._final.total()},
                 ]
             if phase == "end":
                 return [{"op": "replace", "path": "/final_output", "value": data.get("output")}]
@@ -222,4 +230,4 @@ def stream_log(
     """The run's state as patches; see :class:`RunLogStream`."""
     log_filter = EventFilter.of(filters)
     events = runnable.astream_events(input, config)
-    return RunLogStream(events, diff, log_filter)
+    return RunLogStream(events, diff, log_filter, runnable.output_accumulation)

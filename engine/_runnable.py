@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, over
 
 from ._batch import run_batch
 from ._bus import EventFilterArgs
-from ._chunks import concat_chunks
+from ._chunks import ChunkSum
 from ._config import RunConfig
 from ._edge import Accumulation
 from ._launch import Inbox, Launch, Outbox, Site
@@ -158,11 +158,12 @@ class Runnable(Generic[In, Out]):
 
     async def ainvoke(self, input: In, config: Config = None) -> Out:
         """Run to completion and return the whole output (its chunks added up)."""
-        chunks: list[Out] = []
+        total = ChunkSum(self.output_accumulation)
         async with self.astream(input, config) as stream:
             while batch := await stream.next_batch(1024):
-                chunks.extend(batch)
-        return concat_chunks(chunks, self.output_accumulation)  # type: ignore[return-value]
+                total.extend(batch)
+                del batch  # not held while the next one is awaited (snapshots: only the last)
+        return total.total()  # type: ignore[no-any-return]
 
     @overload
     async def abatch(

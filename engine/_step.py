@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._chunks import BLOCK, ChunkLog
+from ._chunks import ChunkSum
 from ._config import DEFAULT_RECURSION_LIMIT
 from ._edge import Accumulation, Pace
 from ._errors import RecursionLimitError
@@ -93,14 +93,15 @@ class Step:
     subscribers: tuple[Subscription, ...] = ()
     parent_ids: tuple[str, ...] = ()
     accumulation: Accumulation = "add"
+    input_accumulation: Accumulation = "add"
     input_known: bool = False
     input_value: Any = None
     _pending: int = 0
     _error: BaseException | None = None
     _cancelled: bool = False
     _finished: bool = False
-    _inputs: ChunkLog | None = None
-    _outputs: ChunkLog | None = None
+    _inputs: ChunkSum | None = None
+    _outputs: ChunkSum | None = None
     _base: dict[str, dict[str, Any]] | None = None
     linked: bool = True
     on_finish: Callable[[Step], None] | None = None
@@ -196,9 +197,9 @@ class Step:
         """Publish the start event (with the input when it is known at start)."""
         if not self.subscribers:
             return
-        self._outputs = ChunkLog(self.accumulation)
+        self._outputs = ChunkSum(self.accumulation, tolerant=True)
         if not self.input_known:
-            self._inputs = ChunkLog()
+            self._inputs = ChunkSum(self.input_accumulation, tolerant=True)
         data: dict[str, Any] = {"input": start_input} if has_input else {}
         event = self._event("start", data)
         for subscriber in self.subscribers:
@@ -221,7 +222,7 @@ class Step:
         if not self._output_shared:
             recent = log.recent
             recent.append(chunk)
-            if len(recent) >= BLOCK:
+            if len(recent) >= log.limit:
                 log.carry()
         template = self._stream_template
         if template is None:

@@ -43,6 +43,15 @@ ever grows the way a reader expects:
   for a syntax error, for text with no JSON value, and for a truncated document
   (the output ended inside a JSON document, so the best partial value is not the
   answer).
+* **Depth.** Nesting deeper than ``max_depth`` (:data:`MAX_DEPTH`, 128, by default) is
+  an error like a syntax error: parsing stops at the ``{`` or ``[`` that opens the level
+  past the limit, and ``finish`` raises ``OutputParserException`` naming the depth and
+  the limit. The parser itself never recurses (its stack is a list), so any limit works
+  here; the limit exists because the value goes on to code that does recurse, one
+  Python frame or more per level (``==``, ``repr``, ``json.dumps``, ``copy.deepcopy`` in
+  ``astream_log``), which fails with a bare ``RecursionError`` somewhere far from the
+  parser at a few hundred levels. 128 (serde_json's default too) is far beyond any
+  document a model writes, and far below where those consumers fail.
 
 Cost: parsing is linear in the text. A snapshot costs one shallow copy of each open
 container (done in C by ``dict.copy``/``list.copy``) plus joining the string in
@@ -58,7 +67,10 @@ from typing import Any, Final, NoReturn
 
 from ._exceptions import OutputParserException
 
-__all__ = ("IncrementalJsonParser", "IncrementalListSplitter")
+__all__ = ("MAX_DEPTH", "IncrementalJsonParser", "IncrementalListSplitter", "check_max_depth")
+
+#: How deeply arrays and objects may nest by default (see "Depth" above).
+MAX_DEPTH: Final = 128
 
 # Parser states. Those up to _COLON expect a structural token and skip whitespace.
 _AFTER: Final = 0  # after an object member or array item: ',' or the closer
@@ -77,6 +89,7 @@ _FENCE_INFO: Final = 12  # after "```": the info string ("json") up to the newli
 _AFTER_FENCE: Final = 13  # after the fence's first line
 _PROSE: Final = 14  # skipping text up to the first '{' or '['
 _DONE: Final = 15  # the top-level value is complete; the rest is ignored
+_TOO_DEEP: Final = -2  # what _begin_value returns for an opener past max_depth
 
 _WHITESPACE: Final = frozenset(" \t\n\r")
 _NON_WHITESPACE: Final = re.compile(r"[^ \t\n\r]")
@@ -120,6 +133,13 @@ def _same_number(left: int | float | None, right: int | float | None) -> bool:
     return type(left) is type(right) and left == right
 
 
+def check_max_depth(max_depth: object) -> int:
+    """Return ``max_depth`` if it is a usable nesting limit, else raise ``ValueError``."""
+    if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
+        raise ValueError(f"max_depth must be a positive int, got {max_depth!r}")
+    return max_depth
+
+
 def _describe(char: str) -> str:
     return "a line break" if char == "\n" else repr(char)
 
@@ -143,6 +163,13 @@ class IncrementalJsonParser:
     objects closed). Call ``finish`` at the end of the stream for the final value.
     The module docstring lists how partial keys, strings, numbers and literals are
     shown and where the document is taken to start.
+
+    Args:
+        max_depth: How deeply arrays and objects may nest; deeper nesting is an error
+            that ``finish`` raises.
+
+    Raises:
+        ValueError: If ``max_depth`` is not a positive int.
     """
 
     __slots__ = (
@@ -158,6 +185,7 @@ class IncrementalJsonParser:
         "_is_key",
         "_literal",
         "_literal_length",
+        "_max_depth",
         "_number",
         "_number_shown",
         "_pieces",
@@ -169,8 +197,9 @@ class IncrementalJsonParser:
         "_ticks",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_depth: int = MAX_DEPTH) -> None:
         """Start with no text and no value."""
+        self._max_depth = check_max_depth(max_depth)
         self._state: int = _PRELUDE
         self._stack: list[_Frame] = []
         # The decoded text of the string in progress, joined only for a snapshot.
@@ -258,8 +287,9 @@ class IncrementalJsonParser:
             The parsed top-level JSON value.
 
         Raises:
-            OutputParserException: If the text held a syntax error, held no JSON value,
-                or ended inside the JSON document; ``text`` is everything received.
+            OutputParserException: If the text held a syntax error, nested deeper than
+                ``max_depth``, held no JSON value, or ended inside the JSON document;
+                ``text`` is everything received.
         """
         self._finished = True
         if self._error is not None:
@@ -399,7 +429,14 @@ class IncrementalJsonParser:
                         continue
                     new_state = self._begin_value(char)
                     if new_state < 0:
-                        self._fail(f"expected a value, found {_describe(char)}", i)
+                        if new_state == _TOO_DEEP:
+                            depth = len(stack) + 1
+                            self._fail(
+                                f"nesting depth {depth} exceeds the limit of {self._max_depth} levels (max_depth)",
+                                i,
+                            )
+                        else:
+                            self._fail(f"expected a value, found {_describe(char)}", i)
                         break
                     state = new_state
                     if state != _NUMBER:
@@ -545,13 +582,16 @@ class IncrementalJsonParser:
             self._append_decoded(chr(code))
 
     def _begin_value(self, char: str) -> int:
-        """The state after ``char`` starts a value, or -1 if it cannot start one."""
+        """The state after ``char`` starts a value, -1 if it cannot start one, or
+        ``_TOO_DEEP`` if it opens one level more than ``max_depth``."""
         if char == '"':
             self._pieces = []
             self._is_key = False
             self._dirty = self._started = True
             return _STRING
         if char == "{" or char == "[":
+            if len(self._stack) >= self._max_depth:
+                return _TOO_DEEP
             return self._open(char)
         if char in _NUMBER_START:
             self._number = ""

@@ -15,7 +15,7 @@ import attrs
 
 from engine import Accumulation, Step, TransformNode
 
-from ._json_stream import IncrementalJsonParser, IncrementalListSplitter
+from ._json_stream import MAX_DEPTH, IncrementalJsonParser, IncrementalListSplitter, check_max_depth
 from ._jsonpatch import json_patch_ops
 from ._messages import AIMessageChunk, BaseMessage
 from ._prompt_values import PromptValue
@@ -70,15 +70,21 @@ class JsonOutputParser(TransformNode[Any, Any]):
     Args:
         diff: Emit lists of JSON-patch operations (from the previous value to the new
             one) instead of whole values.
+        max_depth: How deeply arrays and objects may nest (128 by default; see
+            ``IncrementalJsonParser``). The parser does not recurse at any depth, but
+            ``==``, ``repr``, ``json.dumps`` and ``astream_log`` on the value do.
 
     Raises:
         OutputParserException: At the end of the stream, when the text held no
-            complete JSON document (carrying the text).
+            complete JSON document, or nested deeper than ``max_depth`` (carrying the
+            text).
+        ValueError: At construction, if ``max_depth`` is not a positive int.
     """
 
     kind: ClassVar[str] = "parser"
     reads_current_step: ClassVar[bool] = False
     diff: bool = False
+    max_depth: int = attrs.field(default=MAX_DEPTH, validator=lambda _, __, value: check_max_depth(value))
 
     @property
     def output_accumulation(self) -> Accumulation:
@@ -87,7 +93,7 @@ class JsonOutputParser(TransformNode[Any, Any]):
 
     async def transform_stream(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[Any]:
         owner = self.get_name()
-        parser = IncrementalJsonParser()
+        parser = IncrementalJsonParser(self.max_depth)
         previous: Any = None
         emitted = False
         async for chunk in chunks:
@@ -103,18 +109,20 @@ class JsonOutputParser(TransformNode[Any, Any]):
                     yield value
                 previous, emitted = value, True
         final = parser.finish()
-        if not emitted or final != previous:
-            if self.diff:
-                yield (
-                    json_patch_ops(previous, final)
-                    if emitted
-                    else [{"op": "replace", "path": "", "value": final}]
-                )
-            else:
-                yield final
+        if not emitted:
+            yield [{"op": "replace", "path": "", "value": final}] if self.diff else final
+            return
+        # Whether the final value differs from the last one emitted, found without
+        # recursion (``!=`` would recurse once per nesting level).
+        ops = json_patch_ops(previous, final)
+        if ops:
+            yield ops if self.diff else final
 
     def __repr__(self) -> str:
-        return f"JsonOutputParser(diff={self.diff})" if self.diff else "JsonOutputParser()"
+        options = [f"diff={self.diff}"] if self.diff else []
+        if self.max_depth != MAX_DEPTH:
+            options.append(f"max_depth={self.max_depth}")
+        return f"JsonOutputParser({', '.join(options)})"
 
 
 @attrs.frozen(eq=False, repr=False)

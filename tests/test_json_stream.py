@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nodes import JsonOutputParser, ScriptedChatModel
 from nodes._exceptions import OutputParserException
-from nodes._json_stream import IncrementalJsonParser, IncrementalListSplitter
+from nodes._json_stream import MAX_DEPTH, IncrementalJsonParser, IncrementalListSplitter
 
 _NUMBER_PREFIX = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
@@ -430,9 +431,9 @@ def test_text_after_the_document_is_ignored() -> None:
 
 
 def test_deep_nesting_needs_no_recursion() -> None:
-    """Nesting far beyond the recursion limit parses with snapshots and a final value."""
+    """Nesting far beyond the recursion limit parses with snapshots and a final value, when allowed."""
     depth = 20_000
-    parser = IncrementalJsonParser()
+    parser = IncrementalJsonParser(max_depth=depth + 1)
     parser.feed("[" * depth)
     snapshot = parser.value
     parser.feed('{"k": "v"}')
@@ -446,6 +447,93 @@ def test_deep_nesting_needs_no_recursion() -> None:
     for _ in range(depth - 1):
         snapshot = snapshot[0]
     assert snapshot == []
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_nesting_up_to_the_default_limit_parses() -> None:
+    """A document nested exactly MAX_DEPTH (128) levels deep parses."""
+    parser = IncrementalJsonParser()
+    parser.feed(_deep(MAX_DEPTH))
+    node = parser.finish()
+    for _ in range(MAX_DEPTH - 1):
+        node = node[0]
+    assert node == []
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 6_000])
+def test_nesting_past_the_limit_raises_naming_depth_and_limit(depth: int) -> None:
+    """Whole input nested past max_depth: feed stops quietly, finish raises OutputParserException."""
+    parser = IncrementalJsonParser()
+    assert parser.feed(_deep(depth)) is True
+    snapshot = parser.value
+    for _ in range(MAX_DEPTH - 1):
+        snapshot = snapshot[0]
+    assert snapshot == []  # what was parsed before the error stops at the limit
+    message = f"nesting depth {MAX_DEPTH + 1} exceeds the limit of {MAX_DEPTH} levels (max_depth)"
+    with pytest.raises(OutputParserException, match=re.escape(message)) as caught:
+        parser.finish()
+    assert caught.value.text == _deep(depth)
+
+
+def test_nesting_limit_counts_objects_and_arrays_in_streamed_pieces() -> None:
+    """Streamed one character at a time, objects and arrays count towards max_depth alike."""
+    parser = IncrementalJsonParser(max_depth=3)
+    for char in '{"a": [{"b": 1}]}':
+        parser.feed(char)
+    assert parser.finish() == {"a": [{"b": 1}]}
+    parser = IncrementalJsonParser(max_depth=3)
+    for char in '{"a": [{"b": [1]}]}':
+        parser.feed(char)
+    with pytest.raises(OutputParserException, match="nesting depth 4 exceeds the limit of 3 levels"):
+        parser.finish()
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "3", None])
+def test_max_depth_must_be_a_positive_int(bad: Any) -> None:
+    """A bad max_depth is refused at once, by the parser and by JsonOutputParser."""
+    with pytest.raises(ValueError, match="max_depth must be a positive int"):
+        IncrementalJsonParser(max_depth=bad)
+    with pytest.raises(ValueError, match="max_depth must be a positive int"):
+        JsonOutputParser(max_depth=bad)
+
+
+def _deep_chain(depth: int, **options: Any) -> Any:
+    text = _deep(depth)
+    tokens = [text[i : i + 7] for i in range(0, len(text), 7)]
+    return ScriptedChatModel(replies=[tokens]) | JsonOutputParser(**options)
+
+
+@pytest.mark.parametrize("diff", [False, True])
+async def test_streamed_deep_document_raises_output_parser_exception(diff: bool) -> None:
+    """A streamed document nested 6,000 deep ends in OutputParserException, not RecursionError."""
+    with pytest.raises(OutputParserException, match="nesting depth 129 exceeds the limit of 128"):
+        await _deep_chain(6_000, diff=diff).ainvoke("go")
+    chunks: list[Any] = []
+    with pytest.raises(OutputParserException, match="nesting depth 129 exceeds the limit of 128"):
+        async with _deep_chain(6_000, diff=diff).astream("go") as stream:
+            async for chunk in stream:
+                chunks.append(chunk)
+    assert chunks  # the snapshots up to the limit came first
+
+
+async def test_whole_deep_document_raises_output_parser_exception() -> None:
+    """A deep document given whole to JsonOutputParser raises OutputParserException, not RecursionError."""
+    with pytest.raises(OutputParserException, match="nesting depth 129 exceeds the limit of 128"):
+        await JsonOutputParser().ainvoke(_deep(6_000))
+
+
+async def test_a_raised_limit_parses_deep_documents_without_recursion() -> None:
+    """With max_depth raised, a document nested 6,000 deep streams and collects without recursing."""
+    value = await _deep_chain(6_000, max_depth=6_000).ainvoke("go")
+    depth = 1
+    while value:
+        value = value[0]
+        depth += 1
+    assert depth == 6_000
+    assert repr(JsonOutputParser(max_depth=6_000)) == "JsonOutputParser(max_depth=6000)"
 
 
 @pytest.mark.parametrize("text", ["2024-05-01", "- none", "the end", "```json\n```"])

@@ -538,17 +538,17 @@ async def test_a_slow_consumer_wakes_its_producer_once_per_half_buffer() -> None
     assert got == list(range(40))
 
 
-def test_chunk_log_sums_long_streams_blockwise() -> None:
-    """ChunkLog gives the same sum as adding every chunk, through several block levels."""
-    from engine._chunks import ChunkLog
+def test_chunk_sum_adds_long_streams_blockwise() -> None:
+    """ChunkSum gives the same sum as adding every chunk, through several block levels."""
+    from engine._chunks import ChunkSum
 
-    log = ChunkLog()
+    log = ChunkSum()
     tokens = [f"t{i} " for i in range(70_000)]
     for token in tokens:
         log.append(token)
     assert log.total() == "".join(tokens)
-    snapshots = ChunkLog("last")
+    snapshots = ChunkSum("last")
     for value in range(1000):
         snapshots.append([value])
     assert snapshots.total() == [999]
-    assert ChunkLog().total() is None
+    assert ChunkSum().total() is None
