@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import attrs
 
-from ._errors import collapse_errors
+from ._errors import carry_interrupt, collapse_errors
 
 __all__ = ("BatchLease", "run_batch")
 
@@ -70,7 +70,7 @@ class _Dispatch:
     async def _on_slot(self, lease: BatchLease, index: int) -> None:
         _LEASE.set(lease)
         try:
-            await self.run_one(index)
+            await _carrying_interrupts(self.run_one, index)
         finally:
             self.limiter.release_on_behalf_of(lease)
 
@@ -81,7 +81,15 @@ class _Dispatch:
             index = pending.popleft()
             if not pending and self.waiting is not None:
                 self.waiting.cancel()  # nothing left for the dispatcher to wait for
-            await self.run_one(index)
+            await _carrying_interrupts(self.run_one, index)
+
+
+async def _carrying_interrupts(run_one: Callable[[int], Coroutine[Any, Any, None]], index: int) -> None:
+    # An item's task must not let KeyboardInterrupt out as itself (see CarriedInterrupt).
+    try:
+        await run_one(index)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise carry_interrupt(exc) from None
 
 
 async def run_batch(
@@ -102,7 +110,7 @@ async def run_batch(
         async with anyio.create_task_group() as task_group:
             if limiter is None:
                 for index in range(count):
-                    task_group.start_soon(run_one, index)
+                    task_group.start_soon(_carrying_interrupts, run_one, index)
             else:
                 dispatch = _Dispatch(deque(range(count)), run_one, limiter)
                 if lease is not None:

@@ -11,9 +11,11 @@ from ._signal import running_trio
 
 __all__ = (
     "CompositionError",
+    "CarriedInterrupt",
     "ConfigError",
     "RecursionLimitError",
     "UnexpectedCancellation",
+    "carry_interrupt",
     "collapse_errors",
     "is_cancellation",
     "stray_cancellation",
@@ -100,6 +102,28 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+class CarriedInterrupt(Exception):
+    """Carries a ``KeyboardInterrupt`` or ``SystemExit`` raised in a run's task to the
+    run's caller, who gets the original (:func:`collapse_errors` unwraps it).
+
+    asyncio lets these two escape the event loop from whichever task raised them, past
+    every task group: the run would then be torn down by the loop instead of ending
+    in order, and its consumer would see a cancellation. Carried as an ordinary error,
+    the interrupt ends the run like any failure and is raised in the consumer's task.
+    """
+
+    def __init__(self, interrupt: BaseException) -> None:
+        super().__init__(repr(interrupt))
+        self.interrupt = interrupt
+
+
+def carry_interrupt(exc: BaseException) -> BaseException:
+    """``exc`` ready to leave a task: a :class:`CarriedInterrupt` for an interrupt."""
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return CarriedInterrupt(exc)
+    return exc
+
+
 def collapse_errors(exc: BaseException) -> BaseException:
     """The exception a run's caller should see for what its task group raised.
 
@@ -108,8 +132,8 @@ def collapse_errors(exc: BaseException) -> BaseException:
     unchanged, so that the cancel scope that caused it still recognises and absorbs it.
     """
     if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    leaves = _leaves(exc)
+        return exc.interrupt if isinstance(exc, CarriedInterrupt) else exc
+    leaves = [leaf.interrupt if isinstance(leaf, CarriedInterrupt) else leaf for leaf in _leaves(exc)]
     real = [leaf for leaf in leaves if not is_cancellation(leaf)]
     if not real:
         return exc

@@ -23,7 +23,7 @@ import attrs
 
 from ._chunks import AddableDict
 from ._edge import Accumulation, ConstantInbox, Edge
-from ._errors import stray_cancellation
+from ._errors import carry_interrupt, stray_cancellation
 from ._signal import keyboard_interrupt_safe
 from ._step import RunScope, Step, make_step, set_current_step
 
@@ -386,5 +386,8 @@ async def _unit(step: Step, body: Callable[[], Awaitable[None]]) -> None:
         step.unit_done(error or exc)
         if error is not None:
             raise error from exc
+        carried = carry_interrupt(exc)
+        if carried is not exc:
+            raise carried from None
         raise
     step.unit_done(None)

@@ -481,18 +481,14 @@ async def test_breaking_off_a_sync_generator_step_finishes_the_run(shape: str) -
         break
     # The stream stays referenced, so stop it the way dropping the last reference does,
     # then wait for its host to finish (worker threads are invisible to
-    # wait_all_tasks_blocked, so the run's own "done" event is the synchronization).
-    run = stream._run
-    run.cancel()
+    # wait_all_tasks_blocked, so the run's own end is the synchronization).
+    stream.cancel()
     with anyio.move_on_after(HANG_GUARD):
-        await run.done.wait()
-    if not run.done.is_set():
+        await stream.wait_finished()
+    if not stream.finished:
         # A regression leaves worker threads blocked on the loop: free them so the session
-        # goes on, then fail.
-        for edge in stream._edges:
-            edge.close_receiver()
-            edge.close_all()
-        await run.done.wait()
+        # goes on (closing the stream closes its output), then fail.
+        await stream.aclose()
         pytest.fail("the run did not finish after the consumer broke off")
     await settle()
 

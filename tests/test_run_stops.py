@@ -251,3 +251,42 @@ def test_threads_are_not_left_behind() -> None:
         t.name for t in threading.enumerate() if t.name.startswith("rillet") and t.name != "rillet-sync-loop"
     ]
     assert names == []
+
+
+# -- smaller: a KeyboardInterrupt raised by a step -------------------------------------
+
+
+async def _interrupting(value: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+async def _bare(chain: Any) -> None:
+    async for _ in chain.astream(1):
+        pass
+
+
+async def _structured(chain: Any) -> None:
+    async with chain.astream(1) as chunks:
+        async for _ in chunks:
+            pass
+
+
+async def _ainvoke(chain: Any) -> None:
+    await chain.ainvoke(1)
+
+
+async def _abatch(chain: Any) -> None:
+    await chain.abatch([1])
+
+
+@pytest.mark.parametrize("form", [_bare, _structured, _ainvoke, _abatch], ids=lambda f: f.__name__)
+async def test_a_keyboard_interrupt_from_a_step_reaches_the_consumer_as_itself(
+    form: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A step's KeyboardInterrupt ends the run in order and is raised in the consumer's task, not logged as lost."""
+    chain = RunnableLambda(lambda x: x) | RunnableLambda(_interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        await form(chain)
+    gc.collect()
+    assert [r for r in caplog.records if r.name == "rillet"] == []
+    await assert_run_cleaned_up()
