@@ -72,6 +72,9 @@ class RunnableSequence(Runnable[In, Out]):
     def output_accumulation(self) -> Accumulation:
         return self.steps[-1].output_accumulation
 
+    def carries_content(self, chunk: Any) -> bool:
+        return self.steps[-1].carries_content(chunk)
+
     @property
     def first(self) -> Runnable[In, Any]:
         """The first step."""
@@ -299,6 +302,9 @@ class RunnableBinding(Runnable[In, Out]):
     @property
     def output_accumulation(self) -> Accumulation:
         return self.bound.output_accumulation
+
+    def carries_content(self, chunk: Any) -> bool:
+        return self.bound.carries_content(chunk)
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
         self.bound._launch(launch, inbox, outbox, _bound_site(site, self.config))

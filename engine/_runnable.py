@@ -80,6 +80,18 @@ class Runnable(Generic[In, Out]):
         """The batch limit bound with ``with_config(max_concurrency=...)``, if any."""
         return None
 
+    def carries_content(self, chunk: Any) -> bool:
+        """Whether ``chunk`` of this runnable's output carries content (the commit point).
+
+        A step's output is *uncommitted* until its first chunk with content leaves it:
+        before that a failure can be retried or handed to a fallback without anyone
+        downstream having seen anything (see ``engine/_hosting.py``). The default says
+        every chunk does; a chat model says only chunks with text, a tool-call delta or
+        a thinking delta do, so a message-start chunk with only an id is held back.
+        Composites ask their last step. Called per chunk, before the commit point only.
+        """
+        return True
+
     def start_event_input(self, value: Any) -> Any:
         """What this step's start event shows as its input, given the input ``value``.
 

@@ -39,6 +39,14 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
     def _messages(self, value: Any) -> list[BaseMessage]:
         return coerce_to_messages(value, where=f"the input of {self.get_name()}")
 
+    def carries_content(self, chunk: Any) -> bool:
+        """A chunk with text, a tool-call delta or a thinking (or other) content block
+        carries content; one with only an id, usage or metadata does not."""
+        if not isinstance(chunk, AIMessageChunk):
+            return True
+        content = chunk.content
+        return bool(content) or bool(chunk.tool_call_chunks)
+
     def start_event_input(self, value: Any) -> Any:
         try:
             return {"messages": [self._messages(value)]}
