@@ -3,12 +3,12 @@
 Layout: ``_runnable`` (the run API), ``_compose`` (sequences, parallel steps, bindings),
 ``_functions`` (lambdas, generators, passthrough), ``_actors`` (the transform and
 aggregate node kinds), ``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus``
-(events). ``engine.testing`` holds helpers for users' own tests.
+(events; ``_events`` holds their shape and names). ``engine.testing`` holds helpers for
+users' own tests.
 """
 
 from ._actors import AggregateNode as AggregateNode
 from ._actors import TransformNode as TransformNode
-from ._bus import Event as Event
 from ._bus import EventBus as EventBus
 from ._bus import EventFilter as EventFilter
 from ._bus import Overflow as Overflow
@@ -30,6 +30,12 @@ from ._errors import CompositionError as CompositionError
 from ._errors import ConfigError as ConfigError
 from ._errors import RecursionLimitError as RecursionLimitError
 from ._errors import UnexpectedCancellation as UnexpectedCancellation
+from ._events import Event as Event
+from ._events import EventPhase as EventPhase
+from ._events import StreamEvent as StreamEvent
+from ._events import event_name as event_name
+from ._events import kind_of as kind_of
+from ._events import phase_of as phase_of
 from ._functions import RunnableGenerator as RunnableGenerator
 from ._functions import RunnableLambda as RunnableLambda
 from ._functions import RunnablePassthrough as RunnablePassthrough
@@ -54,6 +60,7 @@ __all__ = (
     "Event",
     "EventBus",
     "EventFilter",
+    "EventPhase",
     "Overflow",
     "RecursionLimitError",
     "RunCancelled",
@@ -68,6 +75,7 @@ __all__ = (
     "RunnablePassthrough",
     "RunnableSequence",
     "Step",
+    "StreamEvent",
     "StreamState",
     "Subscription",
     "SubscriptionStatistics",
@@ -79,5 +87,8 @@ __all__ = (
     "concat_chunks",
     "current_step",
     "dispatch_custom_event",
+    "event_name",
+    "kind_of",
+    "phase_of",
     "run_in_worker_thread",
 )

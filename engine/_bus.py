@@ -24,15 +24,14 @@ import anyio
 import attrs
 
 from ._edge import Edge
+from ._events import Event, EventPhase, event_name
 
 if TYPE_CHECKING:
     from ._step import Step
 
 Overflow = Literal["block", "drop"]
-Event = dict[str, Any]
 
 __all__ = (
-    "Event",
     "EventBus",
     "EventFilter",
     "EventFilterArgs",
@@ -68,7 +67,8 @@ def validate_subscriber_capacity(capacity: object) -> int:
 @attrs.frozen
 class EventFilterArgs:
     """The six filter arguments of ``astream_events``, ``astream_log`` and ``subscribe``,
-    as the caller gave them (validated by :meth:`EventFilter.build`)."""
+    as the caller gave them (validated by :meth:`EventFilter.of`). The engine passes this
+    one value around; only those three public signatures spell the arguments out."""
 
     include_names: Iterable[str] | None = None
     include_types: Iterable[str] | None = None
@@ -77,9 +77,42 @@ class EventFilterArgs:
     exclude_types: Iterable[str] | None = None
     exclude_tags: Iterable[str] | None = None
 
-    def as_kwargs(self) -> dict[str, Iterable[str] | None]:
-        """The arguments as keywords."""
-        return attrs.asdict(self, recurse=False)
+
+@attrs.frozen
+class StepSelector:
+    """Steps picked by name, kind or tag; a criterion that is ``None`` was not given."""
+
+    names: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    tags: frozenset[str] | None = None
+
+    @classmethod
+    def build(
+        cls, side: str, names: Iterable[str] | None, types: Iterable[str] | None, tags: Iterable[str] | None
+    ) -> StepSelector:
+        """Validate the ``<side>_names``, ``<side>_types`` and ``<side>_tags`` arguments."""
+        built = cls(
+            names=_names(names, f"{side}_names"),
+            types=_names(types, f"{side}_types"),
+            tags=_names(tags, f"{side}_tags"),
+        )
+        for kind in built.types or ():
+            if kind not in _KINDS:
+                raise ValueError(f"unknown step type {kind!r}; the types are {', '.join(_KINDS)}")
+        return built
+
+    @property
+    def given(self) -> bool:
+        """Whether any criterion was given."""
+        return self.names is not None or self.types is not None or self.tags is not None
+
+    def picks(self, name: str, kind: str, tags: tuple[str, ...]) -> bool:
+        """Whether a step with this name, kind or any of these tags meets a given criterion."""
+        return (
+            (self.names is not None and name in self.names)
+            or (self.types is not None and kind in self.types)
+            or (self.tags is not None and not self.tags.isdisjoint(tags))
+        )
 
 
 @attrs.frozen
@@ -88,54 +121,24 @@ class EventFilter:
 
     A step is kept if it matches any include filter (or none is given), then any exclude
     filter removes it. Types are a step's kind (``"chat_model"``, ``"parser"``, ...).
+    ``within_run_id`` keeps only that run and the runs under it.
     """
 
-    include_names: frozenset[str] | None = None
-    include_types: frozenset[str] | None = None
-    include_tags: frozenset[str] | None = None
-    exclude_names: frozenset[str] | None = None
-    exclude_types: frozenset[str] | None = None
-    exclude_tags: frozenset[str] | None = None
+    include: StepSelector = StepSelector()
+    exclude: StepSelector = StepSelector()
     within_run_id: str | None = None
 
     @classmethod
-    def build(
-        cls,
-        *,
-        include_names: Iterable[str] | None = None,
-        include_types: Iterable[str] | None = None,
-        include_tags: Iterable[str] | None = None,
-        exclude_names: Iterable[str] | None = None,
-        exclude_types: Iterable[str] | None = None,
-        exclude_tags: Iterable[str] | None = None,
-        within_run_id: str | None = None,
-    ) -> EventFilter:
-        """Validate and build a filter from lists of names, types and tags."""
-        built = cls(
-            include_names=_names(include_names, "include_names"),
-            include_types=_names(include_types, "include_types"),
-            include_tags=_names(include_tags, "include_tags"),
-            exclude_names=_names(exclude_names, "exclude_names"),
-            exclude_types=_names(exclude_types, "exclude_types"),
-            exclude_tags=_names(exclude_tags, "exclude_tags"),
-            within_run_id=within_run_id,
-        )
-        for types in (built.include_types, built.exclude_types):
-            for kind in types or ():
-                if kind not in _KINDS:
-                    raise ValueError(f"unknown step type {kind!r}; the types are {', '.join(_KINDS)}")
-        return built
-
-    @classmethod
     def of(cls, args: EventFilterArgs, *, within_run_id: str | None = None) -> EventFilter:
-        """Validate and build a filter from an :class:`EventFilterArgs`."""
-        return cls.build(
-            include_names=args.include_names,
-            include_types=args.include_types,
-            include_tags=args.include_tags,
-            exclude_names=args.exclude_names,
-            exclude_types=args.exclude_types,
-            exclude_tags=args.exclude_tags,
+        """Validate and build a filter from the caller's :class:`EventFilterArgs`.
+
+        Raises:
+            TypeError: If a filter is a string or holds something that is not a string.
+            ValueError: For an unknown step type.
+        """
+        return cls(
+            include=StepSelector.build("include", args.include_names, args.include_types, args.include_tags),
+            exclude=StepSelector.build("exclude", args.exclude_names, args.exclude_types, args.exclude_tags),
             within_run_id=within_run_id,
         )
 
@@ -146,20 +149,10 @@ class EventFilter:
         within = self.within_run_id
         if within is not None and run_id != within and within not in parent_ids:
             return False
-        includes = (self.include_names, self.include_types, self.include_tags)
-        if any(f is not None for f in includes):
-            kept = (
-                (self.include_names is not None and name in self.include_names)
-                or (self.include_types is not None and kind in self.include_types)
-                or (self.include_tags is not None and not self.include_tags.isdisjoint(tags))
-            )
-            if not kept:
-                return False
-        if self.exclude_names is not None and name in self.exclude_names:
+        include = self.include
+        if include.given and not include.picks(name, kind, tags):
             return False
-        if self.exclude_types is not None and kind in self.exclude_types:
-            return False
-        return not (self.exclude_tags is not None and not self.exclude_tags.isdisjoint(tags))
+        return not self.exclude.picks(name, kind, tags)
 
 
 @attrs.frozen
@@ -364,7 +357,7 @@ class Subscription:
 
 def _dropped_event(count: int) -> Event:
     return {
-        "event": "on_events_dropped",
+        "event": event_name(None, EventPhase.DROPPED),
         "name": "EventBus",
         "run_id": "",
         "parent_ids": [],
@@ -405,7 +398,6 @@ class EventBus:
         exclude_tags: Iterable[str] | None = None,
         capacity: int = 64,
         overflow: Overflow = "block",
-        _within_run_id: str | None = None,
     ) -> Subscription:
         """Add a subscriber and return its :class:`Subscription`.
 
@@ -421,23 +413,25 @@ class EventBus:
                 ``"drop"`` (never slows it; drops are counted and reported in-band).
 
         Raises:
+            TypeError: If a filter is a string or holds something that is not a string.
             ValueError: For an unknown overflow policy, type or a capacity below 1.
             anyio.ClosedResourceError: If the bus was closed.
         """
+        filters = EventFilterArgs(
+            include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
+        )
+        return self._subscribe(filters, capacity, overflow)
+
+    def _subscribe(
+        self, filters: EventFilterArgs, capacity: int, overflow: Overflow, within_run_id: str | None = None
+    ) -> Subscription:
+        # The engine's way in (``astream_events`` adds ``within_run_id``: its own run only).
         if overflow not in ("block", "drop"):
             raise ValueError(f"unknown overflow policy {overflow!r}; use 'block' or 'drop'")
         validate_subscriber_capacity(capacity)
         if self._closed:
             raise anyio.ClosedResourceError("subscribe on a closed EventBus")
-        event_filter = EventFilter.build(
-            include_names=include_names,
-            include_types=include_types,
-            include_tags=include_tags,
-            exclude_names=exclude_names,
-            exclude_types=exclude_types,
-            exclude_tags=exclude_tags,
-            within_run_id=_within_run_id,
-        )
+        event_filter = EventFilter.of(filters, within_run_id=within_run_id)
         subscription = Subscription(self, event_filter, capacity, overflow)
         self._subscriptions.append(subscription)
         return subscription

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._bus import Event, EventFilter, EventFilterArgs
+from ._bus import EventFilter, EventFilterArgs
 from ._chunks import ChunkSum
+from ._events import Event, EventPhase, kind_of, phase_of
 from ._run import RunStream
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class RunLogStream:
         await self._events.aclose()
 
     def _ops_for(self, event: Event) -> list[Op]:
-        phase = event["event"].rsplit("_", 1)[-1]
+        phase = phase_of(event)
         data = event["data"]
         if self._root is None:
             self._root = event["run_id"]
@@ -170,20 +171,21 @@ class RunLogStream:
                 }
             ]
         if event["run_id"] == self._root:
-            if phase == "stream":
+            if phase is EventPhase.STREAM:
                 self._final.append(data["chunk"])
                 return [
                     {"op": "add", "path": "/streamed_output/-", "value": data["chunk"]},
                     {"op": "replace", "path": "/final_output", "value": self._final.total()},
                 ]
-            if phase == "end":
+            if phase is EventPhase.END:
                 return [{"op": "replace", "path": "/final_output", "value": data.get("output")}]
             return []
-        kind = event["event"][3 : -len(phase) - 1]
-        if not self._filter.matches(event["name"], kind, tuple(event["tags"])):
+        kind = kind_of(event)
+        # Custom events have no kind and no place in the log's state.
+        if kind is None or not self._filter.matches(event["name"], kind, tuple(event["tags"])):
             return []
         run_id = event["run_id"]
-        if phase == "start":
+        if phase is EventPhase.START:
             name = event["name"]
             count = self._counts[name] = self._counts.get(name, 0) + 1
             key = self._keys[run_id] = name if count == 1 else f"{name}:{count}"
@@ -204,14 +206,14 @@ class RunLogStream:
                     },
                 }
             ]
-        key = self._keys.get(run_id)
-        if key is None:
+        logged = self._keys.get(run_id)
+        if logged is None:
             return []
-        base = f"/logs/{_escape(key)}"
-        if phase == "stream":
+        base = f"/logs/{_escape(logged)}"
+        if phase is EventPhase.STREAM:
             return [{"op": "add", "path": f"{base}/streamed_output/-", "value": data.get("chunk")}]
-        if phase in ("end", "error"):
-            final = data.get("output") if phase == "end" else {"error": repr(data.get("error"))}
+        if phase is EventPhase.END or phase is EventPhase.ERROR:
+            final = data.get("output") if phase is EventPhase.END else {"error": repr(data.get("error"))}
             return [
                 {"op": "add", "path": f"{base}/final_output", "value": final},
                 {"op": "add", "path": f"{base}/end_time", "value": time.time()},

@@ -80,11 +80,8 @@ class RunPlan(Generic[T]):
             return self.output
         bus = self.scope.bus
         assert bus is not None
-        subscription = bus.subscribe(
-            capacity=self.events.capacity,
-            overflow="block",
-            _within_run_id=self.site.run_id,
-            **self.events.filters.as_kwargs(),
+        subscription = bus._subscribe(
+            self.events.filters, self.events.capacity, "block", within_run_id=self.site.run_id
         )
         self._subscription = subscription
         # A lossless subscription never holds a lag marker, so the consumer reads its

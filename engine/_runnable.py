@@ -21,8 +21,8 @@ from ._plan import EventsRequest, plan_run
 from ._run import RunStream
 
 if TYPE_CHECKING:
-    from ._bus import Event
     from ._compose import RunnableBinding, RunnableSequence
+    from ._events import Event
     from ._log import RunLogStream
 
 In = TypeVar("In")

@@ -25,9 +25,10 @@ from ._chunks import ChunkSum
 from ._config import DEFAULT_RECURSION_LIMIT
 from ._edge import Accumulation, Pace
 from ._errors import RecursionLimitError
+from ._events import Event, EventPhase, event_name
 
 if TYPE_CHECKING:
-    from ._bus import Event, EventBus, Subscription
+    from ._bus import EventBus, Subscription
 
 __all__ = ("RunCancelled", "RunScope", "Step", "current_step")
 
@@ -52,6 +53,10 @@ class RunScope:
     bus: EventBus | None
     capacity: int
     version: str = "v2"
+    #: How many of the run's steps built an event (each counted once, when it builds its
+    #: first): 0 while no subscriber sees any of them, since such steps build nothing.
+    #: Counted per step, not per event, so the per-chunk path pays nothing for it.
+    steps_with_events: int = 0
     #: Shared by the run's edges: operations since one of its tasks last gave way.
     pace: Pace = attrs.field(factory=Pace)
 
@@ -102,11 +107,11 @@ class Step:
     _finished: bool = False
     _inputs: ChunkSum | None = None
     _outputs: ChunkSum | None = None
-    _base: dict[str, dict[str, Any]] | None = None
+    _templates: dict[EventPhase, Event] | None = None
     linked: bool = True
     on_finish: Callable[[Step], None] | None = None
     _announced: tuple[Subscription, ...] = ()
-    _stream_template: dict[str, Any] | None = None
+    _stream_template: Event | None = None
     _output_shared: bool = False
     input_shared: bool = False
     depth: int = 0
@@ -154,11 +159,11 @@ class Step:
         self._finished = True
         if self._announced:
             if self._error is not None:
-                self._publish_terminal("error", self._error)
+                self._publish_terminal(self._error)
             elif self._cancelled:
-                self._publish_terminal("error", RunCancelled(f"{self.name} was cancelled"))
+                self._publish_terminal(RunCancelled(f"{self.name} was cancelled"))
             else:
-                self._publish_terminal("end", None)
+                self._publish_terminal(None)
         if self.on_finish is not None:
             self.on_finish(self)
         parent = self.parent
@@ -172,23 +177,27 @@ class Step:
 
     # -- events -----------------------------------------------------------------------
 
-    def _template(self, phase: str) -> dict[str, Any]:
-        templates = self._base
+    def _template(self, phase: EventPhase) -> Event:
+        # One template per phase, made the first time: later events copy it (a dict copy,
+        # no formatting) and set their own ``data``.
+        templates = self._templates
         if templates is None:
-            templates = self._base = {}
+            templates = self._templates = {}
+            self.scope.steps_with_events += 1
         template = templates.get(phase)
         if template is None:
             template = templates[phase] = {
-                "event": f"on_{self.kind}_{phase}",
+                "event": event_name(self.kind, phase),
                 "name": self.name,
                 "run_id": self.run_id,
                 "parent_ids": list(self.parent_ids) if self.scope.version == "v2" else [],
                 "tags": list(self.tags),
                 "metadata": dict(self.metadata),
+                "data": None,
             }
         return template
 
-    def _event(self, phase: str, data: dict[str, Any]) -> Event:
+    def _event(self, phase: EventPhase, data: Any) -> Event:
         event = self._template(phase).copy()
         event["data"] = data
         return event
@@ -201,7 +210,7 @@ class Step:
         if not self.input_known:
             self._inputs = ChunkSum(self.input_accumulation, tolerant=True)
         data: dict[str, Any] = {"input": start_input} if has_input else {}
-        event = self._event("start", data)
+        event = self._event(EventPhase.START, data)
         for subscriber in self.subscribers:
             # Only a subscriber that got the start is owed the end.
             await subscriber.put(event, partial(self._announce, subscriber))
@@ -226,7 +235,7 @@ class Step:
                 log.carry()
         template = self._stream_template
         if template is None:
-            template = self._stream_template = self._template("stream")
+            template = self._stream_template = self._template(EventPhase.STREAM)
         event = template.copy()
         event["data"] = {"chunk": chunk}
         for subscriber in self.subscribers:
@@ -272,10 +281,8 @@ class Step:
         self.input_shared = True
 
     def _custom_event(self, name: str, data: Any) -> Event:
-        event = self._event("stream", {})
-        event["event"] = "on_custom_event"
+        event = self._event(EventPhase.CUSTOM, data)
         event["name"] = name
-        event["data"] = data
         return event
 
     async def emit_custom(self, name: str, data: Any) -> None:
@@ -316,11 +323,11 @@ class Step:
         data["output"] = self._outputs.total() if self._outputs is not None else None
         return data
 
-    def _publish_terminal(self, phase: str, error: BaseException | None) -> None:
+    def _publish_terminal(self, error: BaseException | None) -> None:
         if error is None:
-            data = self.end_data()
+            phase, data = EventPhase.END, self.end_data()
         else:
-            data = {"error": error}
+            phase, data = EventPhase.ERROR, {"error": error}
             if self.input_known:
                 data["input"] = self.input_value
             elif self._inputs:

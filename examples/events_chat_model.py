@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
 
@@ -23,11 +22,13 @@ from _display import show_events
 from _guide_data import GUIDE_MODEL_NAME, HELLO_SHORT_TOKENS
 from _models import pick_model
 
+from engine import StreamEvent
+
 
 async def main() -> None:
     model = pick_model([HELLO_SHORT_TOKENS], name=GUIDE_MODEL_NAME)
 
-    events: list[dict[str, Any]] = []
+    events: list[StreamEvent] = []
     async for event in model.astream_events("hello", version="v1"):
         events.append(event)
 

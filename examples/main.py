@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _models import pick_model
 
+from engine import EventPhase, phase_of
 from nodes import ChatPromptTemplate, StrOutputParser
 
 JOKE = [
@@ -67,7 +68,7 @@ async def main() -> None:
             kind = event["event"]
             counts[kind] = counts.get(kind, 0) + 1
             depth = len(event["parent_ids"])
-            if kind.endswith("_stream"):
+            if phase_of(event) is EventPhase.STREAM:
                 chunk = event["data"]["chunk"]
                 text = getattr(chunk, "content", chunk)
                 print(f"{'  ' * depth}{event['name']:>18} ~ {text!r}")

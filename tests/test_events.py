@@ -16,9 +16,9 @@ from engine import (
     RunnableGenerator,
     RunnableLambda,
     RunnablePassthrough,
-    Step,
     adispatch_custom_event,
     chain,
+    current_step,
 )
 from engine.testing import GatedSource, check_event_order
 from nodes import (
@@ -385,24 +385,31 @@ async def test_blocking_subscriber_slows_the_pipeline() -> None:
         assert chunks.statistics()[0].sent == 0
 
 
-async def test_no_subscriber_builds_no_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With no subscriber (or none matching) a run never builds an event dict."""
-    built = 0
-    original = Step._event
+async def test_no_subscriber_builds_no_event() -> None:
+    """With no subscriber (or none matching) no step of a run builds an event."""
+    runs: list[Any] = []
 
-    def counting(self: Step, phase: str, data: dict[str, Any]) -> Any:
-        nonlocal built
-        built += 1
-        return original(self, phase, data)
+    async def note_run(text: str) -> str:
+        step = current_step()
+        assert step is not None
+        runs.append(step.scope)  # shared by the run's steps; counts those that built an event
+        return text
 
-    monkeypatch.setattr(Step, "_event", counting)
-    chain_ = ScriptedChatModel(replies=[HELLO_TOKENS]) | StrOutputParser()
-    assert await chain_.ainvoke("x") == "".join(HELLO_TOKENS)
+    chain_ = ScriptedChatModel(replies=[HELLO_TOKENS]) | StrOutputParser() | RunnableLambda(note_run)
+    expected = "".join(HELLO_TOKENS)
+    assert await chain_.ainvoke("x") == expected
     bus = EventBus()
+    assert await chain_.ainvoke("x", {"bus": bus}) == expected
     async with bus.subscribe(include_names=["nothing-has-this-name"]) as sub:
-        assert await chain_.ainvoke("x", {"bus": bus}) == "".join(HELLO_TOKENS)
+        assert await chain_.ainvoke("x", {"bus": bus}) == expected
         assert sub.statistics().delivered == 0
-    assert built == 0
+    assert [run.steps_with_events for run in runs] == [0, 0, 0]
+    # The count counts: a subscriber of the model only, then one of every step.
+    async with bus.subscribe(include_types=["chat_model"]):
+        assert await chain_.ainvoke("x", {"bus": bus}) == expected
+    async with bus.subscribe():
+        assert await chain_.ainvoke("x", {"bus": bus}) == expected
+    assert [run.steps_with_events for run in runs[3:]] == [1, 4]
 
 
 async def test_cancelling_an_event_consumer_stops_the_run() -> None:

@@ -97,3 +97,13 @@ def test_no_hook_answers_to_its_old_private_name(class_name: str) -> None:
 
     cls = getattr(engine, class_name, None) or getattr(nodes, class_name)
     assert [name for name in RETIRED if hasattr(cls, name)] == []
+
+
+def test_event_api_is_exported() -> None:
+    """The event shape and its name functions are public from ``engine``, ``Event`` being ``StreamEvent``."""
+    import engine
+
+    for name in ("StreamEvent", "Event", "EventPhase", "event_name", "phase_of", "kind_of"):
+        assert name in engine.__all__
+    assert engine.Event is engine.StreamEvent
+    assert engine.phase_of(engine.event_name("chain", engine.EventPhase.END)) is engine.EventPhase.END

@@ -5,18 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._events import EventPhase, phase_of
+
 __all__ = ("EventOrderError", "check_event_order")
 
 
 class EventOrderError(AssertionError):
     """An event stream broke one of the ordering rules."""
-
-
-def _phase(event: Mapping[str, Any]) -> str:
-    name = str(event["event"])
-    if name == "on_custom_event":
-        return "stream"
-    return name.rsplit("_", 1)[-1]
 
 
 def check_event_order(events: Iterable[Mapping[str, Any]], *, complete: bool = True) -> None:
@@ -34,12 +29,15 @@ def check_event_order(events: Iterable[Mapping[str, Any]], *, complete: bool = T
     ended: dict[str, int] = {}
     parents: dict[str, list[str]] = {}
     for position, event in enumerate(events):
-        if event["event"] == "on_events_dropped":
+        try:
+            phase = phase_of(event)
+        except ValueError as exc:
+            raise EventOrderError(f"event {position}: {exc}") from None
+        if phase is EventPhase.DROPPED:
             continue
         run_id = str(event["run_id"])
-        phase = _phase(event)
         where = f"event {position} ({event['event']} of {event.get('name')!r}, run {run_id[:8]})"
-        if phase == "start":
+        if phase is EventPhase.START:
             if run_id in started:
                 raise EventOrderError(f"{where}: a second start for the same run")
             for parent in event.get("parent_ids") or []:
@@ -52,13 +50,11 @@ def check_event_order(events: Iterable[Mapping[str, Any]], *, complete: bool = T
             raise EventOrderError(f"{where}: comes before the run's start")
         if run_id in ended:
             raise EventOrderError(f"{where}: comes after the run's end or error")
-        if phase in ("end", "error"):
+        if phase is EventPhase.END or phase is EventPhase.ERROR:
             for child, child_parents in parents.items():
                 if run_id in child_parents and child in started and child not in ended:
                     raise EventOrderError(f"{where}: the parent ends before its child {child[:8]} ended")
             ended[run_id] = position
-        elif phase != "stream":
-            raise EventOrderError(f"{where}: unknown phase {phase!r}")
     if complete:
         unfinished = [run for run in started if run not in ended]
         if unfinished:

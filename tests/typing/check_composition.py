@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from engine import Runnable, RunnableLambda, RunnableParallel, RunnableSequence
+from engine import (
+    EventBus,
+    EventPhase,
+    Runnable,
+    RunnableLambda,
+    RunnableParallel,
+    RunnableSequence,
+    RunStream,
+    StreamEvent,
+    kind_of,
+    phase_of,
+)
 
 
 def int_to_str(value: int) -> str:
@@ -23,3 +34,17 @@ def check(first: Runnable[int, str], second: Runnable[str, int]) -> None:
     assert_type(lambdas, RunnableSequence[int, int])
     parallel = first | RunnableParallel(a=second)
     assert_type(parallel, RunnableSequence[int, dict[str, Any]])
+
+
+async def check_events(first: Runnable[int, str], bus: EventBus) -> None:
+    events = first.astream_events(1)
+    assert_type(events, RunStream[StreamEvent])
+    async for event in events:
+        assert_type(event, StreamEvent)
+        assert_type(event["run_id"], str)
+        assert_type(event["parent_ids"], list[str])
+        assert_type(phase_of(event), EventPhase)
+        assert_type(kind_of(event), str | None)
+    async with bus.subscribe() as subscription:
+        async for seen in subscription:
+            assert_type(seen, StreamEvent)
