@@ -166,12 +166,6 @@ if __name__ == "__main__":
     if "trace" in sys.argv[4:]:
         # The live Python memory, whatever the allocator keeps: flat if nothing leaks.
         tracemalloc.start(1)
-    if backend == "trio":
-        import trio._core._run as trio_run
-
-        # As under pytest-trio with Hypothesis installed: a reproducible schedule.
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
-        trio_run._r.seed(0)
     result = anyio.run(main, run_count, round_count, backend=backend)
     result["backend"] = backend
     print(json.dumps(result))
