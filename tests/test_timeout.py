@@ -3,9 +3,10 @@
 Every async test runs on both backends. On trio the run's clock is a ``MockClock`` that
 jumps ahead whenever every task waits, so limits are virtual seconds, no test takes real
 time, and the trio runs also check *when* a limit ran out. On asyncio a tick is a small
-real interval; every stall that should trip a limit is endless, so the outcome does not
-depend on timing (only a pause of several ticks between two ready chunks could change
-it). Tests of timing itself run on trio alone.
+real interval; every stall that should trip a limit is endless and the chunks before it
+are ready at once (a generous ``first_chunk`` covers the start where ``idle`` is tested),
+so the outcome does not depend on timing short of the process stalling for several
+ticks. Tests of timing itself run on trio alone.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ async def test_keep_alive_chunks_do_not_postpone_first_chunk(tick: float, trio_c
 async def test_idle_trips_on_a_stall_after_the_commit_point(tick: float, trio_clock: bool) -> None:
     """The consumer gets the chunks before a stall, then StepTimeout(IDLE) with that count."""
     model = Script("a", "b", STALL, tick=tick)
-    seen, error = await stream_until_error(model.with_timeout(idle=5 * tick), tick)
+    timed = model.with_timeout(first_chunk=100 * tick, idle=5 * tick)  # idle from the first content on
+    seen, error = await stream_until_error(timed, tick)
     assert texts(seen) == ["a", "b"]
     assert isinstance(error, StepTimeout)
     assert (error.phase, error.limit, error.step, error.delivered) == (
@@ -189,13 +191,13 @@ async def test_idle_trips_on_a_stall_after_the_commit_point(tick: float, trio_cl
 async def test_total_trips_on_a_step_that_does_not_finish(tick: float, trio_clock: bool) -> None:
     """A step still streaming at total fails with StepTimeout(TOTAL) after what it delivered."""
     model = Script("a", "b", STALL, tick=tick)
-    seen, error = await stream_until_error(model.with_timeout(total=5 * tick, idle=50 * tick), tick)
+    seen, error = await stream_until_error(model.with_timeout(total=20 * tick, idle=50 * tick), tick)
     assert texts(seen) == ["a", "b"]
     assert isinstance(error, StepTimeout)
-    assert (error.phase, error.limit, error.delivered) == (TimeoutPhase.TOTAL, 5 * tick, 2)
+    assert (error.phase, error.limit, error.delivered) == (TimeoutPhase.TOTAL, 20 * tick, 2)
     assert "did not finish within" in str(error)
     if trio_clock:
-        assert trio.current_time() == 5
+        assert trio.current_time() == 20
 
 
 @pytest.mark.parametrize(
@@ -220,7 +222,9 @@ async def test_a_gated_source_is_stopped_when_idle_runs_out(tick: float) -> None
     source = GatedSource(["a", "b", "c"])
     source.release(1)
     async with cleanup_guard():
-        seen, error = await stream_until_error(source.with_timeout(idle=5 * tick), tick)
+        seen, error = await stream_until_error(
+            source.with_timeout(first_chunk=100 * tick, idle=5 * tick), tick
+        )
     assert seen == ["a"]
     assert isinstance(error, StepTimeout) and error.delivered == 1
     assert (source.started, source.finished, source.cancelled) == (1, 1, 1)
@@ -253,7 +257,7 @@ async def test_a_reply_of_chunks_without_content_is_delivered_at_its_end(tick: f
 async def test_a_timeout_inside_another_is_raised_as_itself(tick: float) -> None:
     """An inner wrapper's StepTimeout passes through an outer one unchanged, as retry needs."""
     model = Script("a", STALL, tick=tick)
-    nested = model.with_timeout(idle=5 * tick).with_timeout(total=50 * tick)
+    nested = model.with_timeout(first_chunk=100 * tick, idle=5 * tick).with_timeout(total=150 * tick)
     seen, error = await stream_until_error(nested, tick)
     assert texts(seen) == ["a"]
     assert type(error) is StepTimeout
@@ -279,8 +283,8 @@ async def test_an_outer_cancellation_during_a_timeout_wait_is_a_cancellation(tic
     model = Script("a", STALL, tick=tick)
     seen: list[Any] = []
     async with cleanup_guard():
-        with anyio.move_on_after(2 * tick) as outer:
-            async with model.with_timeout(idle=5 * tick).astream("hi") as chunks:
+        with anyio.move_on_after(10 * tick) as outer:
+            async with model.with_timeout(idle=20 * tick).astream("hi") as chunks:
                 async for chunk in chunks:
                     seen.append(chunk)
     assert outer.cancelled_caught
@@ -358,7 +362,7 @@ async def test_the_timeout_step_ends_with_an_error_event_carrying_the_step_timeo
     model = Script("a", STALL, tick=tick)
     events: list[dict[str, Any]] = []
     with anyio.fail_after(GUARD_TICKS * tick), pytest.raises(StepTimeout) as raised:
-        async with model.with_timeout(idle=5 * tick).astream_events("hi") as stream:
+        async with model.with_timeout(first_chunk=100 * tick, idle=5 * tick).astream_events("hi") as stream:
             async for event in stream:
                 events.append(event)
     check_event_order(events)
@@ -496,7 +500,7 @@ def test_invoke_raises_the_step_timeout_as_itself() -> None:
     """The synchronous API raises the StepTimeout unchanged."""
     model = Script("a", STALL)
     with pytest.raises(StepTimeout) as raised:
-        model.with_timeout(idle=0.05).invoke("hi")
+        model.with_timeout(first_chunk=10, idle=0.05).invoke("hi")
     assert raised.value.delivered == 1 and model.closed == 1
 
 
