@@ -48,6 +48,9 @@ from ._runnable import Runnable as Runnable
 from ._step import RunCancelled as RunCancelled
 from ._step import Step as Step
 from ._step import current_step as current_step
+from ._timeout import RunnableTimeout as RunnableTimeout
+from ._timeout import StepTimeout as StepTimeout
+from ._timeout import TimeoutPhase as TimeoutPhase
 
 __all__ = (
     "Accumulation",
@@ -74,11 +77,14 @@ __all__ = (
     "RunnableParallel",
     "RunnablePassthrough",
     "RunnableSequence",
+    "RunnableTimeout",
     "Step",
     "StreamEvent",
+    "StepTimeout",
     "StreamState",
     "Subscription",
     "SubscriptionStatistics",
+    "TimeoutPhase",
     "TransformNode",
     "UnexpectedCancellation",
     "adispatch_custom_event",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._compose import RunnableBinding, RunnableSequence
     from ._events import Event
     from ._log import RunLogStream
+    from ._timeout import RunnableTimeout
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -150,6 +151,40 @@ class Runnable(Generic[In, Out]):
         merged = dict(config or {})
         merged.update(values)
         return RunnableBinding.wrap(self, RunConfig.coerce(merged, where=f"{self.get_name()}.with_config()"))
+
+    def with_timeout(
+        self, *, first_chunk: float | None = None, idle: float | None = None, total: float | None = None
+    ) -> RunnableTimeout[In, Out]:
+        """This runnable with its work bounded in time, whatever its provider does.
+
+        Any subset of three limits, in seconds:
+
+        * ``first_chunk``: until the first chunk that carries content
+          (:meth:`carries_content`: a chat model's id-only or keep-alive chunk does not
+          count). Until then it takes the place of ``idle``, so a model may think in
+          silence for longer than it may pause between tokens.
+        * ``idle``: between one chunk (any chunk) and the next, and, when ``first_chunk``
+          is not given, from the start to the first chunk. Time spent handing a chunk to
+          a slow consumer is not counted.
+        * ``total``: the whole of the step's work, from when its input is complete to its
+          last chunk delivered.
+
+        A limit that runs out cancels the step's nested run (a model's HTTP stream is
+        closed in its own task) and raises :class:`~engine.StepTimeout`, naming the
+        limit and the chunks delivered; chunks already delivered stay delivered. Each
+        run of the wrapper starts its clocks afresh, so inside ``with_retry`` every
+        attempt gets the full limits. A retry wrapper *inside* the timeout
+        (``model.with_retry().with_timeout(first_chunk=10)``) is one step to it:
+        ``first_chunk`` then bounds the time to the first content across all the
+        attempts and their waits, and running out stops the retrying.
+
+        Raises:
+            TypeError: If a limit is not a number.
+            ValueError: If a limit is not positive and finite, or none is given.
+        """
+        from ._timeout import RunnableTimeout
+
+        return RunnableTimeout(self, first_chunk=first_chunk, idle=idle, total=total)
 
     # -- running ----------------------------------------------------------------------
 
