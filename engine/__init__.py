@@ -1,13 +1,14 @@
 """rillet's engine: runnables, composition, the actor runtime and lifecycle events.
 
 Layout: ``_runnable`` (the run API), ``_compose`` (sequences, parallel steps, bindings),
-``_functions`` (lambdas, generators, passthrough), ``_actors`` (the transform and
-aggregate node kinds), ``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus``
+``_functions`` (lambdas, generators, passthrough), ``_branch`` (routing), ``_actors``
+(the transform and aggregate node kinds), ``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus``
 (events). ``engine.testing`` holds helpers for users' own tests.
 """
 
 from ._actors import AggregateNode as AggregateNode
 from ._actors import TransformNode as TransformNode
+from ._branch import RunnableBranch as RunnableBranch
 from ._bus import Event as Event
 from ._bus import EventBus as EventBus
 from ._bus import EventFilter as EventFilter
@@ -62,6 +63,7 @@ __all__ = (
     "Runnable",
     "RunnableAssign",
     "RunnableBinding",
+    "RunnableBranch",
     "RunnableGenerator",
     "RunnableLambda",
     "RunnableParallel",
