@@ -1,9 +1,10 @@
 """rillet's engine: runnables, composition, the actor runtime and lifecycle events.
 
 Layout: ``_runnable`` (the run API), ``_compose`` (sequences, parallel steps, bindings),
-``_functions`` (lambdas, generators, passthrough), ``_branch`` (routing), ``_actors``
-(the transform and aggregate node kinds), ``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus``
-(events). ``engine.testing`` holds helpers for users' own tests.
+``_functions`` (lambdas, generators, passthrough), ``_branch`` (routing), ``_bind``
+(bound call arguments), ``_actors`` (the transform and aggregate node kinds),
+``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus`` (events).
+``engine.testing`` holds helpers for users' own tests.
 """
 
 from ._actors import AggregateNode as AggregateNode
