@@ -1,14 +1,15 @@
 """rillet's engine: runnables, composition, the actor runtime and lifecycle events.
 
 Layout: ``_runnable`` (the run API), ``_compose`` (sequences, parallel steps, bindings),
-``_functions`` (lambdas, generators, passthrough), ``_actors`` (the transform and
-aggregate node kinds), ``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus``
-(events; ``_events`` holds their shape and names). ``engine.testing`` holds helpers for
-users' own tests.
+``_functions`` (lambdas, generators, passthrough), ``_branch`` (routing), ``_bind``
+(bound call arguments), ``_actors`` (the transform and aggregate node kinds),
+``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus`` (events; ``_events``
+holds their shape and names). ``engine.testing`` holds helpers for users' own tests.
 """
 
 from ._actors import AggregateNode as AggregateNode
 from ._actors import TransformNode as TransformNode
+from ._branch import RunnableBranch as RunnableBranch
 from ._bus import EventBus as EventBus
 from ._bus import EventFilter as EventFilter
 from ._bus import Overflow as Overflow
@@ -72,6 +73,7 @@ __all__ = (
     "Runnable",
     "RunnableAssign",
     "RunnableBinding",
+    "RunnableBranch",
     "RunnableGenerator",
     "RunnableLambda",
     "RunnableParallel",

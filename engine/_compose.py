@@ -12,7 +12,7 @@ Composites are the engine's own: users compose with ``|``, dicts and
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import attrs
 
@@ -305,6 +305,10 @@ class RunnableBinding(Runnable[In, Out]):
 
     def carries_content(self, chunk: Any) -> bool:
         return self.bound.carries_content(chunk)
+
+    def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
+        """The bound runnable with ``arguments`` bound, under this binding's config."""
+        return attrs.evolve(self, bound=self.bound.with_call_arguments(arguments))
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
         self.bound._launch(launch, inbox, outbox, _bound_site(site, self.config))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing
 from contextvars import copy_context
 from typing import Any, TypeVar, cast
 
@@ -92,8 +93,13 @@ def _step_code(name: str, func: Callable[..., Out], *args: Any) -> Out:
 class RunnableLambda(AggregateNode[In, Out]):
     """A function on the finalized input (sync or async), as an aggregate step.
 
-    If the function returns a runnable, that runnable is run on the same input and its
-    output is the step's output (nested under this step).
+    **A function that returns a runnable runs that runnable** on the same input, as a
+    run nested under this step (its events are this step's children), and its output is
+    this step's output: it streams through chunk by chunk as the nested run makes it
+    (routing by hand: ``lambda x: model_a if x["long"] else model_b``). When the
+    runnable's chunks add up differently from this step's (it streams snapshots, as a
+    JSON parser does), its whole output is one chunk instead, so that the steps after
+    this one sum it right. The nesting counts toward ``recursion_limit``.
     """
 
     func: Callable[[In], Out | Awaitable[Out]]
@@ -118,7 +124,15 @@ class RunnableLambda(AggregateNode[In, Out]):
         else:
             result = await run_in_worker_thread(step, func, value)
         if isinstance(result, Runnable):
-            result = await result.ainvoke(value)
+            if result.output_accumulation != self.output_accumulation:
+                yield await result.ainvoke(value)
+                return
+            # A bare stream, closed here however this generator ends: no cancel scope is
+            # held across the yield (the nested run is hosted outside this task).
+            async with aclosing(result.astream(value)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
         yield result
 
     def __repr__(self) -> str:

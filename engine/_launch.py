@@ -237,6 +237,10 @@ class Launch:
         self.root_step: Step | None = None
         self._claims: list[Step] = []
         self.edges: list[Edge[Any]] = []
+        #: The task group the tasks run in, once :meth:`start` was called: a step that
+        #: launches part of its graph only once the run is going (a branch, when its
+        #: route is known) starts that part there, next to every other task of the run.
+        self.task_group: anyio.abc.TaskGroup | None = None
 
     def edge(self, capacity: int, name: str, accumulation: Accumulation = "add") -> Edge[Any]:
         """A new edge of this run (kept so tests and monitors can read its statistics)."""
@@ -307,6 +311,7 @@ class Launch:
         run), every registered unit is ended as cancelled, so each step whose start went
         out still ends with an error event.
         """
+        self.task_group = task_group
         root = self.root_step
         for edge, inputs in self._feeders:
             assert root is not None

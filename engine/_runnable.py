@@ -3,13 +3,13 @@
 A runnable describes; running it launches actors (see ``_launch``). Every runnable has
 the same API: ``invoke``/``ainvoke``, ``batch``/``abatch``, ``stream``/``astream``,
 ``transform``/``atransform``, ``astream_events`` and ``astream_log``; composition with
-``|``; and ``with_config``.
+``|``; ``with_config``; and ``bind``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar, overload
 
 from ._batch import run_batch
 from ._bus import EventFilterArgs
@@ -185,6 +185,41 @@ class Runnable(Generic[In, Out]):
         from ._timeout import RunnableTimeout
 
         return RunnableTimeout(self, first_chunk=first_chunk, idle=idle, total=total)
+
+    #: The call arguments :meth:`bind` accepts, each mapped to the ``__init__`` keyword of
+    #: the attrs field that holds it (a chat model: ``{"stop": "stop", ...}``); none by default.
+    call_arguments: ClassVar[Mapping[str, str]] = {}
+
+    def bind(self, **arguments: Any) -> Self:
+        """This runnable with call arguments bound (``model.bind(stop=["\\n"])``).
+
+        Returns a copy that uses ``arguments`` on every call (see
+        :meth:`with_call_arguments`); this runnable is unchanged. ``bind`` binds to the
+        runnable itself: bind a chain's step (``prompt | model.bind(...)``), not the chain.
+
+        Raises:
+            TypeError: Naming the arguments this runnable does not accept, at once.
+            ValueError: For a value the runnable refuses, at once.
+        """
+        if not arguments:
+            return self
+        return self.with_call_arguments(arguments)
+
+    def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
+        """A copy of this runnable that uses ``arguments`` on every call (what :meth:`bind` does).
+
+        The default sets each argument on the attrs field :attr:`call_arguments` names
+        for it (``attrs.evolve``: the field's converter and validator run now), and
+        refuses any other argument with a ``TypeError`` naming it. A node whose
+        arguments do not map to fields overrides this; a wrapper passes them to what it
+        wraps (a ``with_config`` binding does).
+
+        Raises:
+            TypeError: Naming the arguments this runnable does not accept.
+        """
+        from ._bind import with_call_arguments
+
+        return with_call_arguments(self, arguments)
 
     # -- running ----------------------------------------------------------------------
 

@@ -446,8 +446,27 @@ def _to_stop(value: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _to_tools(value: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
-    return tuple(dict(tool) for tool in value)
+def _to_tools(value: Sequence[Tool | Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    return tuple(_tool_schema(tool) for tool in value)
+
+
+_TOOL_CHOICE_TYPES: Final = ("auto", "any", "none")
+
+
+def _to_tool_choice(value: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("tool_choice must name a tool or be one of 'auto', 'any', 'none'")
+        # langchain-anthropic's shorthand: a mode, or the name of the tool to call.
+        return {"type": value} if value in _TOOL_CHOICE_TYPES else {"type": "tool", "name": value}
+    if isinstance(value, Mapping) and isinstance(value.get("type"), str):
+        return dict(value)
+    raise TypeError(
+        "tool_choice must be 'auto', 'any', 'none', a tool's name, or a dict with a 'type' "
+        f"(the API's tool_choice), got {value!r}"
+    )
 
 
 def _check_temperature(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -479,7 +498,14 @@ class ChatAnthropic(BaseChatModel):
         max_retries: How often the SDK retries a failed request before the stream starts.
         timeout: The SDK's request timeout in seconds (connect, and each read).
         name: The name this step's events carry.
-        tools: Tool definitions sent with each request (see :meth:`bind_tools`).
+        tools: Tool definitions sent with each request (see :meth:`bind_tools`): ``Tool``
+            objects (sent as ``Tool.to_anthropic()``) or dicts (sent as given).
+        tool_choice: How the model must use the tools: ``"auto"``, ``"any"``, ``"none"``,
+            a tool's name (``{"type": "tool", "name": ...}``), or the API's dict as is.
+
+    ``model.bind(...)`` takes ``stop`` (sent as ``stop_sequences``), ``max_tokens``,
+    ``temperature``, ``tools`` and ``tool_choice``, and returns a copy with them set,
+    checked as the constructor checks them.
 
     Raises:
         ValueError: For a bad argument value (at construction).
@@ -497,6 +523,14 @@ class ChatAnthropic(BaseChatModel):
     """
 
     reads_current_step: ClassVar[bool] = False
+    #: What ``bind(...)`` accepts (argument: field).
+    call_arguments: ClassVar[Mapping[str, str]] = {
+        "stop": "stop",
+        "max_tokens": "max_tokens",
+        "temperature": "temperature",
+        "tools": "tools",
+        "tool_choice": "tool_choice",
+    }
 
     model: str = attrs.field(validator=attrs.validators.min_len(1))
     max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
@@ -508,6 +542,7 @@ class ChatAnthropic(BaseChatModel):
     timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
     name_: str = attrs.field(default="ChatAnthropic", alias="name")
     tools: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=_to_tools)
+    tool_choice: dict[str, Any] | None = attrs.field(default=None, converter=_to_tool_choice)
 
     def get_name(self) -> str:
         return self.name_
@@ -535,8 +570,8 @@ class ChatAnthropic(BaseChatModel):
 
         Returns:
             ``model``, ``max_tokens`` and ``messages``, plus ``system``,
-            ``stop_sequences``, ``tools`` and ``extra_body`` (holding ``temperature``)
-            where set.
+            ``stop_sequences``, ``tools``, ``tool_choice`` and ``extra_body`` (holding
+            ``temperature``) where set.
 
         Raises:
             ValueError: If the messages cannot be expressed in the API (see
@@ -554,6 +589,8 @@ class ChatAnthropic(BaseChatModel):
             params["stop_sequences"] = list(self.stop)
         if self.tools:
             params["tools"] = [dict(tool) for tool in self.tools]
+        if self.tool_choice is not None:
+            params["tool_choice"] = dict(self.tool_choice)
         return params
 
     def _credentials(self) -> tuple[str, str | None]:
@@ -656,6 +693,8 @@ class ChatAnthropic(BaseChatModel):
             shown.append(f"stop={list(self.stop)!r}")
         if self.tools:
             shown.append(f"tools={[tool.get('name') for tool in self.tools]!r}")
+        if self.tool_choice is not None:
+            shown.append(f"tool_choice={self.tool_choice!r}")
         if self.name_ != "ChatAnthropic":
             shown.append(f"name={self.name_!r}")
         return f"ChatAnthropic({', '.join(shown)})"

@@ -9,7 +9,7 @@ node implements only :meth:`BaseChatModel.stream_chunks`.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import anyio
@@ -104,6 +104,34 @@ def split_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def _stop_sequences(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"stop must be a list of strings, got {value!r}")
+    if not all(value):
+        raise ValueError(f"a stop sequence must not be empty, got {list(value)!r}")
+    return tuple(value)
+
+
+def _cut_at_stop(tokens: list[str], stop: tuple[str, ...]) -> list[str]:
+    """``tokens`` up to (not including) the first place any ``stop`` sequence occurs."""
+    text = "".join(tokens)
+    cut = min((at for sequence in stop if (at := text.find(sequence)) >= 0), default=-1)
+    if cut < 0:
+        return tokens
+    kept: list[str] = []
+    length = 0
+    for token in tokens:
+        if length + len(token) >= cut:
+            if cut > length:
+                kept.append(token[: cut - length])
+            break
+        kept.append(token)
+        length += len(token)
+    return kept
+
+
 @attrs.define(eq=False, repr=False)
 class ScriptedChatModel(BaseChatModel):
     """A chat model that streams scripted replies: for tests, examples and offline use.
@@ -117,18 +145,29 @@ class ScriptedChatModel(BaseChatModel):
         replies: The replies, used in turn.
         delay: Seconds to wait before each token.
         name: The name events carry (default ``"ScriptedChatModel"``).
+        stop: Stop sequences, as a model API takes them: a reply ends right before the
+            first place any of them occurs (the token there is cut short), and the rest
+            is never streamed. Also bound with ``model.bind(stop=[...])``, which returns
+            a copy (with its own call count and ``received`` logs).
 
     Raises:
-        ValueError: If ``replies`` is empty or ``delay`` is negative.
+        ValueError: If ``replies`` is empty, ``delay`` is negative or a stop sequence is
+            empty.
+        TypeError: If ``stop`` is a string rather than a list of strings.
     """
 
     reads_current_step: ClassVar[bool] = False
+    #: ``bind(stop=[...])`` sets :attr:`stop` on a copy.
+    call_arguments: ClassVar[Mapping[str, str]] = {"stop": "stop"}
 
     replies: Sequence[str | Sequence[str]]
     delay: float = 0.0
     name_: str = attrs.field(default="ScriptedChatModel", alias="name")
     _calls: int = attrs.field(default=0, init=False)
     received: list[list[BaseMessage]] = attrs.field(factory=list, init=False)
+    stop: tuple[str, ...] | None = attrs.field(default=None, converter=_stop_sequences)
+    #: The call arguments in force for each call, in order (``{"stop": [...]}`` or ``{}``).
+    received_arguments: list[dict[str, Any]] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.replies, str) or not self.replies:
@@ -154,7 +193,12 @@ class ScriptedChatModel(BaseChatModel):
 
     async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         self.received.append(messages)
-        for token in self._next_tokens():
+        self.received_arguments.append({"stop": list(self.stop)} if self.stop is not None else {})
+        tokens = self._next_tokens()
+        if self.stop:
+            # Cut to nothing, the reply is one empty chunk (a model API still answers).
+            tokens = _cut_at_stop(tokens, self.stop) or [""]
+        for token in tokens:
             if self.delay:
                 await anyio.sleep(self.delay)
             yield AIMessageChunk.from_text(token)
