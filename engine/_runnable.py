@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._bus import Event
     from ._compose import RunnableBinding, RunnableSequence
     from ._log import RunLogStream
+    from ._ratelimit import RateLimiter, RunnableRateLimited
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -150,6 +151,19 @@ class Runnable(Generic[In, Out]):
         merged = dict(config or {})
         merged.update(values)
         return RunnableBinding.wrap(self, RunConfig.coerce(merged, where=f"{self.get_name()}.with_config()"))
+
+    def with_rate_limit(self, limiter: RateLimiter) -> RunnableRateLimited[In, Out]:
+        """This runnable, each run of it waiting its turn on ``limiter`` first.
+
+        Every runnable holding the same limiter shares its limits (see
+        :class:`~engine.RateLimiter`); waiting suspends the run and is cancellable.
+
+        Raises:
+            TypeError: If ``limiter`` is not a ``RateLimiter``.
+        """
+        from ._ratelimit import RunnableRateLimited
+
+        return RunnableRateLimited.wrap(self, limiter)
 
     # -- running ----------------------------------------------------------------------
 
