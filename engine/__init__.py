@@ -43,6 +43,9 @@ from ._functions import RunnablePassthrough as RunnablePassthrough
 from ._functions import chain as chain
 from ._functions import coerce_runnable as coerce_runnable
 from ._functions import run_in_worker_thread as run_in_worker_thread
+from ._ratelimit import RateLimiter as RateLimiter
+from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
+from ._ratelimit import RunnableRateLimited as RunnableRateLimited
 from ._run import RunStream as RunStream
 from ._run import StreamState as StreamState
 from ._runnable import Runnable as Runnable
@@ -66,6 +69,8 @@ __all__ = (
     "EventFilter",
     "EventPhase",
     "Overflow",
+    "RateLimiter",
+    "RateLimiterStatistics",
     "RecursionLimitError",
     "RunCancelled",
     "RunConfig",
@@ -78,6 +83,7 @@ __all__ = (
     "RunnableLambda",
     "RunnableParallel",
     "RunnablePassthrough",
+    "RunnableRateLimited",
     "RunnableSequence",
     "RunnableTimeout",
     "Step",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._compose import RunnableBinding, RunnableSequence
     from ._events import Event
     from ._log import RunLogStream
+    from ._ratelimit import RateLimiter, RunnableRateLimited
     from ._timeout import RunnableTimeout
 
 In = TypeVar("In")
@@ -220,6 +221,19 @@ class Runnable(Generic[In, Out]):
         from ._bind import with_call_arguments
 
         return with_call_arguments(self, arguments)
+
+    def with_rate_limit(self, limiter: RateLimiter) -> RunnableRateLimited[In, Out]:
+        """This runnable, each run of it waiting its turn on ``limiter`` first.
+
+        Every runnable holding the same limiter shares its limits (see
+        :class:`~engine.RateLimiter`); waiting suspends the run and is cancellable.
+
+        Raises:
+            TypeError: If ``limiter`` is not a ``RateLimiter``.
+        """
+        from ._ratelimit import RunnableRateLimited
+
+        return RunnableRateLimited.wrap(self, limiter)
 
     # -- running ----------------------------------------------------------------------
 
