@@ -30,12 +30,17 @@ from ._errors import CompositionError as CompositionError
 from ._errors import ConfigError as ConfigError
 from ._errors import RecursionLimitError as RecursionLimitError
 from ._errors import UnexpectedCancellation as UnexpectedCancellation
+from ._fallbacks import RunnableWithFallbacks as RunnableWithFallbacks
 from ._functions import RunnableGenerator as RunnableGenerator
 from ._functions import RunnableLambda as RunnableLambda
 from ._functions import RunnablePassthrough as RunnablePassthrough
 from ._functions import chain as chain
 from ._functions import coerce_runnable as coerce_runnable
 from ._functions import run_in_worker_thread as run_in_worker_thread
+from ._retry import ExponentialJitterParams as ExponentialJitterParams
+from ._retry import RunnableRetry as RunnableRetry
+from ._retry import is_transient_error as is_transient_error
+from ._retry import retry_after_seconds as retry_after_seconds
 from ._run import RunStream as RunStream
 from ._run import StreamState as StreamState
 from ._runnable import Runnable as Runnable
@@ -54,6 +59,7 @@ __all__ = (
     "Event",
     "EventBus",
     "EventFilter",
+    "ExponentialJitterParams",
     "Overflow",
     "RecursionLimitError",
     "RunCancelled",
@@ -66,7 +72,9 @@ __all__ = (
     "RunnableLambda",
     "RunnableParallel",
     "RunnablePassthrough",
+    "RunnableRetry",
     "RunnableSequence",
+    "RunnableWithFallbacks",
     "Step",
     "StreamState",
     "Subscription",
@@ -79,5 +87,7 @@ __all__ = (
     "concat_chunks",
     "current_step",
     "dispatch_custom_event",
+    "is_transient_error",
+    "retry_after_seconds",
     "run_in_worker_thread",
 )
