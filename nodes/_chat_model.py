@@ -210,11 +210,11 @@ class ScriptedReply:
         if self.error is None and self.error_after:
             raise ValueError(f"error_after={self.error_after} needs an error to raise")
         if self.error_after > count:
-            raise ValueError(f"error_after={self.error_after}, but the reply streams only {count} chunks")
+            raise ValueError(f"error_after={self.error_after}, but the reply streams only {_chunks(count)}")
         if not self.stall and self.stall_before:
             raise ValueError(f"stall_before={self.stall_before} needs a stall of some seconds")
         if self.stall_before > count:
-            raise ValueError(f"stall_before={self.stall_before}, but the reply streams only {count} chunks")
+            raise ValueError(f"stall_before={self.stall_before}, but the reply streams only {_chunks(count)}")
 
     def chunks(self) -> list[AIMessageChunk]:
         """The chunks this reply streams when nothing fails, in order."""
@@ -244,6 +244,10 @@ class ScriptedReply:
         fresh.__cause__ = error.__cause__
         fresh.__suppress_context__ = error.__suppress_context__
         return fresh
+
+
+def _chunks(count: int) -> str:
+    return f"{count} chunk{'s' if count != 1 else ''}"
 
 
 def _message_chunks(message: AIMessage) -> list[AIMessageChunk]:
