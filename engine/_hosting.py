@@ -15,42 +15,51 @@ and released with the first content chunk. After the commit point a failure prop
 unchanged, with the number of chunks delivered added as a note: nothing is retried,
 so no consumer ever sees a chunk twice or a splice of two attempts.
 
-The hosting actor sends from inside the attempt's ``async with`` (an ``await``, never a
-``yield``), so no cancel scope is held across a hand-over to another task.
+Whoever sends through the emitter does so with an ``await`` (never a ``yield``), so no
+cancel scope is held across a hand-over to another task.
 
-:func:`run_attempt` is one attempt done that way (the loop ``with_retry`` and
-``with_fallbacks`` share): it forwards the attempt's output past the commit point,
-raises a failure after it (noted), and returns a failure before it for the wrapper to
-handle. :class:`UsageLog` keeps each attempt's token usage for the hosting step's end
-event.
+:func:`run_attempt` is one attempt done that way (what ``with_retry`` and
+``with_fallbacks`` share): the attempt's nested run is launched with an
+:class:`AttemptOutbox` as its output, so its own tasks offer each chunk to the
+:class:`Attempt` and send what passes the commit point through the emitter (past it, an
+unobserved attempt writes straight into the hosting step's output edge: the wrapper
+costs no hop per chunk). The hosting actor waits for the attempt to end; a failure after
+the commit point is raised (noted), one before it is returned for the wrapper to handle.
+:class:`UsageLog` keeps each attempt's token usage for the hosting step's end event.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 
 from ._actors import LeafNode, aggregate
-from ._edge import Edge
+from ._edge import Accumulation, Edge
 from ._launch import Inbox, Launch, Outbox, Site, TapOutbox
+from ._runnable import Runnable
 from ._step import Step
-
-if TYPE_CHECKING:
-    from ._runnable import Runnable
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-__all__ = ("Attempt", "Emitter", "HostingNode", "UsageLog", "note_delivered", "run_attempt")
+__all__ = (
+    "Attempt",
+    "AttemptOutbox",
+    "Emitter",
+    "HostingNode",
+    "UsageLog",
+    "note_delivered",
+    "run_attempt",
+)
 
 
 class Emitter:
     """The hosting step's output: publishes its stream events, then sends downstream."""
 
-    __slots__ = ("_publishers", "_target", "delivered")
+    __slots__ = ("_base", "_counted", "_publishers", "_target")
 
     def __init__(self, outbox: Outbox[Any], step: Step) -> None:
         publishers = [step] if step.subscribers else []
@@ -63,8 +72,18 @@ class Emitter:
             publisher.share_output_log(publishers[0])
         self._publishers = publishers
         self._target: Outbox[Any] = target
-        #: Chunks sent downstream so far.
-        self.delivered = 0
+        # An edge counts what entered it (this step is its one sender): a send cancelled
+        # after its chunk went in (the first chunk's hand-over checkpoint) still counts.
+        self._base = target.statistics().sent if type(target) is Edge else None
+        self._counted = 0
+
+    @property
+    def delivered(self) -> int:
+        """Chunks sent downstream so far."""
+        target = self._target
+        if self._base is not None and type(target) is Edge:
+            return target.statistics().sent - self._base
+        return self._counted
 
     async def send(self, chunk: Any) -> None:
         """Publish ``chunk``'s stream events and send it downstream."""
@@ -73,26 +92,25 @@ class Emitter:
             if pending is not None:
                 await pending
         await self._target.send(chunk)
-        self.delivered += 1
+        self._counted += 1
 
     async def send_from(self, chunks: AsyncIterator[Any]) -> None:
         """Send everything ``chunks`` yields, as :meth:`send` does for each.
 
         With nobody to publish to and an edge downstream, this is the edge's own loop
-        (``Edge.send_from``: no call per chunk while there is room), and ``delivered``
-        is taken from the edge's count: the committed part of an attempt then costs
-        what an actor's output costs.
+        (``Edge.send_from``: no call per chunk while there is room): the committed part
+        of an attempt then costs what an actor's own output costs.
         """
         target = self._target
         if self._publishers or type(target) is not Edge:
             async for chunk in chunks:
                 await self.send(chunk)
             return
-        before = target.statistics().sent
-        try:
-            await target.send_from(chunks)
-        finally:
-            self.delivered += target.statistics().sent - before
+        await target.send_from(chunks)
+
+    def on_receiver_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once nobody reads the output any more."""
+        self._target.on_receiver_closed(callback)
 
     @property
     def receiver_closed(self) -> bool:
@@ -230,6 +248,107 @@ def _add(total: Any, usage: Any) -> Any:
         return total
 
 
+class AttemptOutbox:
+    """An attempt's outbox: its chunks go downstream from the attempt's own tasks.
+
+    The nested run of an attempt is launched with this as the outbox of its last step,
+    so each chunk is offered to the :class:`Attempt` (held until the commit point) and
+    sent on through the hosting step's :class:`Emitter` by the task that made it; past
+    the commit point, an unobserved attempt's actor sends straight into the hosting
+    step's output edge (:meth:`send_from`). The nested run's own output edge gets
+    nothing: the hosting actor only waits for the attempt to end (or fail). Without this
+    the hosting actor would be one more hop per chunk (about a quarter of the cost of
+    ``prompt | model | parser`` per token).
+    """
+
+    __slots__ = ("_emitter", "_own", "_usage", "accumulation", "attempt")
+
+    def __init__(self, attempt: Attempt, emitter: Emitter, usage: UsageLog | None) -> None:
+        self.attempt = attempt
+        self._emitter = emitter
+        self._usage = usage
+        self._own: Outbox[Any] | None = None
+        self.accumulation: Accumulation = "add"
+
+    def attach(self, own: Outbox[Any]) -> None:
+        """Take the nested run's own output edge (closed when the attempt's steps end)."""
+        self._own = own
+        self.accumulation = own.accumulation
+
+    async def send(self, item: Any, /) -> None:
+        usage = self._usage
+        if usage is not None:
+            usage.count(item)
+        attempt = self.attempt
+        if attempt.committed:
+            await self._emitter.send(item)
+            return
+        for chunk in attempt.offer(item):
+            await self._emitter.send(chunk)
+
+    async def send_from(self, chunks: AsyncIterator[Any]) -> None:
+        """Send everything ``chunks`` yields (read once per actor by ``pump``)."""
+        async for item in chunks:
+            await self.send(item)
+            if self.attempt.committed:
+                break
+        else:
+            return
+        if self._usage is None:
+            # Past the commit point: the edge's own loop, no call per chunk.
+            await self._emitter.send_from(chunks)
+        else:
+            async for item in chunks:
+                await self.send(item)
+
+    def _own_outbox(self) -> Outbox[Any]:
+        assert self._own is not None, "an AttemptOutbox is attached when its run launches"
+        return self._own
+
+    def close(self) -> None:
+        self._own_outbox().close()
+
+    def add_sender(self) -> None:
+        self._own_outbox().add_sender()
+
+    def on_receiver_closed(self, callback: Callable[[], None], /) -> None:
+        # Stopped when the hosting step leaves the attempt or nobody reads its output;
+        # either counts as this one outbox's reader gone, so the callback runs once.
+        called = False
+
+        def once() -> None:
+            nonlocal called
+            if not called:
+                called = True
+                callback()
+
+        self._own_outbox().on_receiver_closed(once)
+        self._emitter.on_receiver_closed(once)
+
+    @property
+    def receiver_closed(self) -> bool:
+        return self._own_outbox().receiver_closed or self._emitter.receiver_closed
+
+
+@attrs.frozen(eq=False)
+class _AttemptRun(Runnable[Any, Any]):
+    """Launches ``runnable`` with an :class:`AttemptOutbox` around its run's output."""
+
+    runnable: Runnable[Any, Any]
+    gate: AttemptOutbox
+
+    def get_name(self) -> str:
+        return self.runnable.get_name()
+
+    @property
+    def output_accumulation(self) -> Accumulation:
+        return self.runnable.output_accumulation
+
+    def _launch(self, launch: Launch, inbox: Inbox[Any], outbox: Outbox[Any], site: Site) -> None:
+        self.gate.attach(outbox)
+        self.runnable._launch(launch, inbox, self.gate, site)
+
+
 async def run_attempt(
     runnable: Runnable[Any, Any],
     value: Any,
@@ -241,7 +360,8 @@ async def run_attempt(
     """Run attempt ``number`` of ``runnable`` on ``value`` as a nested run of ``step``.
 
     Its output goes through ``emitter`` once it passes the commit point (chunks without
-    content held until then); its events carry ``{"attempt": number}`` in their metadata.
+    content held until then), sent by the attempt's own tasks (:class:`AttemptOutbox`);
+    its events carry ``{"attempt": number}`` in their metadata.
 
     Returns:
         ``None`` when the attempt succeeded, or its exception when it failed before the
@@ -258,22 +378,10 @@ async def run_attempt(
     outcome: Outcome = "cancelled"
     failure: BaseException | None = None
     try:
-        async with runnable.astream(value, {"metadata": {"attempt": number}}) as chunks:
-            async for chunk in chunks:
-                if usage is not None:
-                    usage.count(chunk)
-                for item in attempt.offer(chunk):
-                    await emitter.send(item)
-                if attempt.committed:
-                    break
-            if attempt.committed:
-                # Past the commit point: the rest goes straight through.
-                if usage is None:
-                    await emitter.send_from(chunks)
-                else:
-                    async for chunk in chunks:
-                        usage.count(chunk)
-                        await emitter.send(chunk)
+        nested = _AttemptRun(runnable, AttemptOutbox(attempt, emitter, usage))
+        async with nested.astream(value, {"metadata": {"attempt": number}}) as ended:
+            async for _ in ended:
+                pass  # nothing comes here: the output went downstream through the gate
         for item in attempt.release_held():
             await emitter.send(item)
         outcome = "ok"

@@ -20,11 +20,14 @@ from _resilience_helpers import api_error, events_of, stream_error
 from engine import (
     RunnableGenerator,
     RunnableLambda,
+    RunnableParallel,
+    RunnablePassthrough,
     RunnableRetry,
+    current_step,
     is_transient_error,
     retry_after_seconds,
 )
-from engine.testing import check_event_order
+from engine.testing import assert_run_cleaned_up, check_event_order
 from nodes import AIMessageChunk, ScriptedChatModel, ScriptedReply, StrOutputParser, UsageMetadata
 
 NO_WAIT: dict[str, Any] = {"wait_exponential_jitter": False}
@@ -161,6 +164,55 @@ async def test_a_consumer_that_stops_reading_ends_the_run_without_a_retry() -> N
             assert chunk.content == "a"
             break
     assert model.calls == 1
+
+
+async def test_a_consumer_that_leaves_an_observed_run_early_leaves_nothing_running() -> None:
+    """astream_events left after the first chunk: no retry, every task ends, events in order."""
+    model = ScriptedChatModel([["a", "b", "c", "d"] * 20, "x"])
+    events: list[dict[str, Any]] = []
+    async with (model.with_retry(**NO_WAIT) | StrOutputParser()).astream_events("hi", capacity=1) as stream:
+        async for event in stream:
+            events.append(event)
+            if event["event"] == "on_parser_stream":
+                break
+    await assert_run_cleaned_up()
+    check_event_order(events, complete=False)
+    assert model.calls == 1
+
+
+async def test_a_parallel_step_can_be_retried_and_its_branches_all_arrive() -> None:
+    """A retried parallel step (several senders into one attempt): each branch's output once."""
+
+    def branch(make: Any) -> RunnableLambda[str, Any]:
+        async def run(text: str) -> Any:
+            step = current_step()
+            assert step is not None
+            if step.metadata["attempt"] == 1:  # every step of an attempt carries its number
+                raise ConnectionError("the first attempt fails")
+            return make(text)
+
+        return RunnableLambda(run)
+
+    parallel = RunnableParallel({"shout": branch(str.upper), "count": branch(len)})
+    chunks = [c async for c in parallel.with_retry(**NO_WAIT).astream("hi")]
+    assert sorted(chunks, key=lambda c: sorted(c)) == [{"count": 2}, {"shout": "HI"}]
+    await assert_run_cleaned_up()
+
+
+async def test_a_parallel_step_is_committed_by_its_first_branch_to_deliver() -> None:
+    """A branch's output that left the step commits the attempt: a later failure is not retried."""
+    calls: list[int] = []
+
+    async def late_failure(text: str) -> str:
+        calls.append(1)
+        await anyio.wait_all_tasks_blocked()  # the other branch has delivered by now
+        raise ConnectionError("after the other branch delivered")
+
+    parallel = RunnableParallel({"fails": RunnableLambda(late_failure), "echo": RunnablePassthrough()})
+    with pytest.raises(ConnectionError) as caught:
+        await parallel.with_retry(**NO_WAIT).ainvoke("hi")
+    assert calls == [1]
+    assert "had delivered 1 chunk before" in " ".join(caught.value.__notes__)
 
 
 # -- every way of running ---------------------------------------------------------------------------
