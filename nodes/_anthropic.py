@@ -449,8 +449,8 @@ def _error_event(
     cause = anthropic.APIStatusError(str(body), response=response, body=body)
     error = ModelStreamError(
         f"the Messages API stream failed mid-response with {cause.type or 'an error'}: "
-        f"{cause.api_message or raw} {_delivered(delivered)}; a failure after the stream has "
-        "started is not retried",
+        f"{cause.api_message or raw} {_delivered(delivered)}; the SDK does not retry a failure "
+        "after the stream has started (with_retry does, before the first content chunk)",
         chunks_delivered=delivered,
         error_type=cause.type,
         request_id=cause.request_id,
@@ -640,7 +640,8 @@ class ChatAnthropic(BaseChatModel):
                 return None
             raise ModelStreamError(
                 f"the connection to the Messages API broke mid-response ({type(exc).__name__}: {exc}) "
-                f"{_delivered(translator.produced)}; a failure after the stream has started is not retried",
+                f"{_delivered(translator.produced)}; the SDK does not retry a failure after the stream "
+                "has started (with_retry does, before the first content chunk)",
                 chunks_delivered=translator.produced,
                 request_id=reader.response.headers.get("request-id"),
             ) from exc
