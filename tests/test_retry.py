@@ -18,6 +18,7 @@ import trio.testing
 from _resilience_helpers import api_error, events_of, stream_error
 
 from engine import (
+    EventBus,
     RunnableGenerator,
     RunnableLambda,
     RunnableParallel,
@@ -333,6 +334,35 @@ async def test_usage_is_on_the_error_event_when_every_attempt_failed() -> None:
     last = events[-1]
     assert last["event"] == "on_chain_error" and last["name"] == "RunnableRetry"
     assert last["data"]["usage"]["total"] == UsageMetadata(input_tokens=14)
+
+
+@pytest.mark.trio
+async def test_a_cancelled_attempt_counts_the_usage_that_arrived(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A run cancelled while its second attempt stalls: the wrapper's error event reports
+    the failed attempt, the cancelled one (its message-start usage) and the total."""
+    start = AIMessageChunk(content="", usage_metadata=UsageMetadata(input_tokens=6))
+    failed = ScriptedReply("x", preamble=start, error=api_error(529), error_after=1)
+    stalled = ScriptedReply("late words", preamble=start, stall=100, stall_before=1)
+    model = ScriptedChatModel([failed, stalled])
+    bus = EventBus()
+    async with bus.subscribe(capacity=64) as monitor:
+        with trio.move_on_after(5):
+            async with model.with_retry(**NO_WAIT).astream("hi", {"bus": bus}) as stream:
+                async for _ in stream:
+                    pass
+        await anyio.wait_all_tasks_blocked()
+        events = monitor.receive_available(100)
+    check_event_order(events)
+    last = events[-1]
+    assert (last["event"], last["name"]) == ("on_chain_error", "RunnableRetry")
+    usage = last["data"]["usage"]
+    assert [(a["outcome"], a["usage"]) for a in usage["attempts"]] == [
+        ("error", UsageMetadata(input_tokens=6)),
+        ("cancelled", UsageMetadata(input_tokens=6)),
+    ]
+    assert usage["total"] == UsageMetadata(input_tokens=12)
 
 
 # -- waits: MockClock -----------------------------------------------------------------------------
