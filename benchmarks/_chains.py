@@ -38,6 +38,7 @@ __all__ = (
     "rillet_chain",
     "rillet_endless_chain",
     "rillet_prompt_chain",
+    "rillet_retry_prompt_chain",
     "source",
 )
 
@@ -106,10 +107,12 @@ def nodes_status() -> str | None:
     return None
 
 
-def _rillet_prompt_chain_for(reply: str | list[str]) -> Any:
+def _rillet_prompt_chain_for(reply: str | list[str], *, retry: bool = False) -> Any:
     nodes: Any = importlib.import_module("nodes")  # typed Any: its names may not exist yet
     prompt = nodes.ChatPromptTemplate.from_template(PROMPT_TEMPLATE)
     model = nodes.ScriptedChatModel(replies=[reply])
+    if retry:
+        model = model.with_retry()
     return prompt | model | nodes.StrOutputParser()
 
 
@@ -153,6 +156,12 @@ def rillet_prompt_chain(tokens: int) -> Any:
         return _rillet_prompt_chain_for(["x"] * tokens)
     words = max(1, round(tokens * _words_per_chunk()))
     return _rillet_prompt_chain_for("w " * words)
+
+
+def rillet_retry_prompt_chain(tokens: int) -> Any:
+    """``prompt | ScriptedChatModel.with_retry() | StrOutputParser``, ``tokens`` chunks
+    (the model never fails: what the wrapper costs a healthy stream)."""
+    return _rillet_prompt_chain_for(["x"] * tokens, retry=True)
 
 
 # -- langchain-core ---------------------------------------------------------------------

@@ -36,6 +36,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "long_stream": ("bench_long_stream", "1M chunks, slow consumer: peak RSS growth"),
     "cancel": ("bench_cancel", "cancellation latency of a 20-step chain"),
     "anthropic": ("bench_anthropic", "ChatAnthropic vs the SDK's text_stream on the loopback server"),
+    "resilience": ("bench_resilience", "prompt | model.with_retry() | parser vs the bare chain, chunks/s"),
 }
 
 ROOT = Path(__file__).resolve().parent.parent

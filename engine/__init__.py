@@ -37,6 +37,7 @@ from ._events import StreamEvent as StreamEvent
 from ._events import event_name as event_name
 from ._events import kind_of as kind_of
 from ._events import phase_of as phase_of
+from ._fallbacks import RunnableWithFallbacks as RunnableWithFallbacks
 from ._functions import RunnableGenerator as RunnableGenerator
 from ._functions import RunnableLambda as RunnableLambda
 from ._functions import RunnablePassthrough as RunnablePassthrough
@@ -46,6 +47,10 @@ from ._functions import run_in_worker_thread as run_in_worker_thread
 from ._ratelimit import RateLimiter as RateLimiter
 from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
 from ._ratelimit import RunnableRateLimited as RunnableRateLimited
+from ._retry import ExponentialJitterParams as ExponentialJitterParams
+from ._retry import RunnableRetry as RunnableRetry
+from ._retry import is_transient_error as is_transient_error
+from ._retry import retry_after_seconds as retry_after_seconds
 from ._run import RunStream as RunStream
 from ._run import StreamState as StreamState
 from ._runnable import Runnable as Runnable
@@ -68,6 +73,7 @@ __all__ = (
     "EventBus",
     "EventFilter",
     "EventPhase",
+    "ExponentialJitterParams",
     "Overflow",
     "RateLimiter",
     "RateLimiterStatistics",
@@ -86,6 +92,8 @@ __all__ = (
     "RunnableRateLimited",
     "RunnableSequence",
     "RunnableTimeout",
+    "RunnableRetry",
+    "RunnableWithFallbacks",
     "Step",
     "StreamEvent",
     "StepTimeout",
@@ -104,5 +112,7 @@ __all__ = (
     "event_name",
     "kind_of",
     "phase_of",
+    "is_transient_error",
+    "retry_after_seconds",
     "run_in_worker_thread",
 )

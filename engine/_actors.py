@@ -45,6 +45,9 @@ async def pump(source: AsyncIterator[Any], outbox: Outbox[Any], step: Step) -> N
             await _pump_observed(source, outbox, step)
         elif type(outbox) is Edge:
             await outbox.send_from(source)
+        elif (send_from := getattr(outbox, "send_from", None)) is not None:
+            # An outbox with a loop of its own (a hosting step's attempt: _hosting.py).
+            await send_from(source)
         else:
             send = outbox.send
             async for chunk in source:

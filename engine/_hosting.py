@@ -15,31 +15,51 @@ and released with the first content chunk. After the commit point a failure prop
 unchanged, with the number of chunks delivered added as a note: nothing is retried,
 so no consumer ever sees a chunk twice or a splice of two attempts.
 
-The hosting actor sends from inside the attempt's ``async with`` (an ``await``, never a
-``yield``), so no cancel scope is held across a hand-over to another task.
+Whoever sends through the emitter does so with an ``await`` (never a ``yield``), so no
+cancel scope is held across a hand-over to another task.
+
+:func:`run_attempt` is one attempt done that way (what ``with_retry`` and
+``with_fallbacks`` share): the attempt's nested run is launched with an
+:class:`AttemptOutbox` as its output, so its own tasks offer each chunk to the
+:class:`Attempt` and send what passes the commit point through the emitter (past it, an
+unobserved attempt writes straight into the hosting step's output edge: the wrapper
+costs no hop per chunk). The hosting actor waits for the attempt to end; a failure after
+the commit point is raised (noted), one before it is returned for the wrapper to handle.
+:class:`UsageLog` keeps each attempt's token usage for the hosting step's end event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 
 from ._actors import LeafNode, aggregate
+from ._edge import Accumulation, Edge
 from ._launch import Inbox, Launch, Outbox, Site, TapOutbox
+from ._runnable import Runnable
 from ._step import Step
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-__all__ = ("Attempt", "Emitter", "HostingNode")
+__all__ = (
+    "Attempt",
+    "AttemptOutbox",
+    "Emitter",
+    "HostingNode",
+    "UsageLog",
+    "note_delivered",
+    "run_attempt",
+)
 
 
 class Emitter:
     """The hosting step's output: publishes its stream events, then sends downstream."""
 
-    __slots__ = ("_publishers", "_target", "delivered")
+    __slots__ = ("_base", "_counted", "_publishers", "_target")
 
     def __init__(self, outbox: Outbox[Any], step: Step) -> None:
         publishers = [step] if step.subscribers else []
@@ -52,8 +72,18 @@ class Emitter:
             publisher.share_output_log(publishers[0])
         self._publishers = publishers
         self._target: Outbox[Any] = target
-        #: Chunks sent downstream so far.
-        self.delivered = 0
+        # An edge counts what entered it (this step is its one sender): a send cancelled
+        # after its chunk went in (the first chunk's hand-over checkpoint) still counts.
+        self._base = target.statistics().sent if type(target) is Edge else None
+        self._counted = 0
+
+    @property
+    def delivered(self) -> int:
+        """Chunks sent downstream so far."""
+        target = self._target
+        if self._base is not None and type(target) is Edge:
+            return target.statistics().sent - self._base
+        return self._counted
 
     async def send(self, chunk: Any) -> None:
         """Publish ``chunk``'s stream events and send it downstream."""
@@ -62,7 +92,30 @@ class Emitter:
             if pending is not None:
                 await pending
         await self._target.send(chunk)
-        self.delivered += 1
+        self._counted += 1
+
+    async def send_from(self, chunks: AsyncIterator[Any]) -> None:
+        """Send everything ``chunks`` yields, as :meth:`send` does for each.
+
+        With nobody to publish to and an edge downstream, this is the edge's own loop
+        (``Edge.send_from``: no call per chunk while there is room): the committed part
+        of an attempt then costs what an actor's own output costs.
+        """
+        target = self._target
+        if self._publishers or type(target) is not Edge:
+            async for chunk in chunks:
+                await self.send(chunk)
+            return
+        await target.send_from(chunks)
+
+    def on_receiver_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once nobody reads the output any more."""
+        self._target.on_receiver_closed(callback)
+
+    @property
+    def receiver_closed(self) -> bool:
+        """Whether nobody reads the output any more (a send failing then is no attempt's fault)."""
+        return self._target.receiver_closed
 
 
 @attrs.define(eq=False)
@@ -93,6 +146,257 @@ class Attempt:
         self.committed = True
         released, self.held = self.held, []
         return released
+
+
+Outcome = Literal["ok", "error", "cancelled"]
+
+#: The usage log of the hosting step an attempt runs under, if it keeps one: a hosting
+#: step nested inside an attempt reports its own total there (see UsageLog.close).
+_ENCLOSING_LOG: ContextVar[UsageLog | None] = ContextVar("rillet_enclosing_usage_log", default=None)
+
+
+@attrs.define(eq=False)
+class UsageLog:
+    """The token usage of each attempt of a hosting step, for its end (or error) event.
+
+    An attempt's usage is the sum of the ``usage_metadata`` its output chunks carried
+    (a chat model's ``AIMessageChunk``s), counted as they arrive, so a failed, timed-out
+    or cancelled attempt counts what it had sent. When the attempt runs hosting steps of
+    its own (``with_retry`` inside ``with_fallbacks``), their totals replace what this
+    log counted for it: they saw every one of their attempts, failed ones too, and their
+    output is what this log saw. The step's end event gets ``data["usage"]``::
+
+        {"total": <sum over attempts, or None>,
+         "attempts": [{"attempt": 1, "name": "ChatAnthropic", "outcome": "error",
+                       "error": <the exception>, "usage": <sum, or None>}, ...]}
+
+    ``outcome`` is ``"ok"``, ``"error"`` or ``"cancelled"``. Usage values are added with
+    ``+`` (``nodes.UsageMetadata``); ``None`` where nothing was reported.
+    """
+
+    attempts: list[dict[str, Any]] = attrs.field(factory=list)
+    enclosing: UsageLog | None = None
+    _counted: Any = attrs.field(default=None, init=False)
+    _nested: Any = attrs.field(default=None, init=False)
+    _has_nested: bool = attrs.field(default=False, init=False)
+    _token: Any = attrs.field(default=None, init=False)
+
+    @classmethod
+    def open(cls, step: Step) -> UsageLog | None:
+        """A log for ``step``'s attempts when someone will read it (the step's end event,
+        or an enclosing hosting step's log); else ``None``, and nothing is counted."""
+        enclosing = _ENCLOSING_LOG.get()
+        if not step.subscribers and enclosing is None:
+            return None
+        log = cls(enclosing=enclosing)
+        # Set in the hosting actor's own task: the attempts' tasks start from it.
+        log._token = _ENCLOSING_LOG.set(log)
+        return log
+
+    def begin(self, number: int, name: str) -> None:
+        """Attempt ``number`` (of the runnable called ``name``) starts."""
+        self._counted = self._nested = None
+        self._has_nested = False
+        self.attempts.append({"attempt": number, "name": name, "outcome": "cancelled", "error": None})
+
+    def count(self, chunk: Any) -> None:
+        """Count the usage ``chunk`` carries (if any) for the current attempt."""
+        usage = getattr(chunk, "usage_metadata", None)
+        if usage is not None:
+            self._counted = _add(self._counted, usage)
+
+    def add_nested(self, usage: Any) -> None:
+        """A hosting step inside the current attempt reports its total."""
+        self._has_nested = True
+        if usage is not None:
+            self._nested = _add(self._nested, usage)
+
+    def end(self, outcome: Outcome, error: BaseException | None) -> None:
+        """The current attempt ended so."""
+        record = self.attempts[-1]
+        record["outcome"] = outcome
+        record["error"] = error
+        record["usage"] = self._nested if self._has_nested else self._counted
+
+    def total(self) -> Any:
+        """Every attempt's usage added up (``None`` when none was reported)."""
+        total = None
+        for record in self.attempts:
+            if record.get("usage") is not None:
+                total = _add(total, record["usage"])
+        return total
+
+    def close(self, step: Step) -> None:
+        """Put the roll-up on ``step``'s end event and report the total to the
+        enclosing log. Call it in the hosting actor's task, when its attempts are over."""
+        if self._token is not None:
+            _ENCLOSING_LOG.reset(self._token)
+            self._token = None
+        total = self.total()
+        step.add_end_data("usage", {"total": total, "attempts": self.attempts})
+        if self.enclosing is not None:
+            self.enclosing.add_nested(total)
+
+
+def _add(total: Any, usage: Any) -> Any:
+    if total is None:
+        return usage
+    try:
+        return total + usage
+    except Exception:
+        # Observing never changes a run's result: an odd usage value is not counted.
+        return total
+
+
+class AttemptOutbox:
+    """An attempt's outbox: its chunks go downstream from the attempt's own tasks.
+
+    The nested run of an attempt is launched with this as the outbox of its last step,
+    so each chunk is offered to the :class:`Attempt` (held until the commit point) and
+    sent on through the hosting step's :class:`Emitter` by the task that made it; past
+    the commit point, an unobserved attempt's actor sends straight into the hosting
+    step's output edge (:meth:`send_from`). The nested run's own output edge gets
+    nothing: the hosting actor only waits for the attempt to end (or fail). Without this
+    the hosting actor would be one more hop per chunk (about a quarter of the cost of
+    ``prompt | model | parser`` per token).
+    """
+
+    __slots__ = ("_emitter", "_own", "_usage", "accumulation", "attempt")
+
+    def __init__(self, attempt: Attempt, emitter: Emitter, usage: UsageLog | None) -> None:
+        self.attempt = attempt
+        self._emitter = emitter
+        self._usage = usage
+        self._own: Outbox[Any] | None = None
+        self.accumulation: Accumulation = "add"
+
+    def attach(self, own: Outbox[Any]) -> None:
+        """Take the nested run's own output edge (closed when the attempt's steps end)."""
+        self._own = own
+        self.accumulation = own.accumulation
+
+    async def send(self, item: Any, /) -> None:
+        usage = self._usage
+        if usage is not None:
+            usage.count(item)
+        attempt = self.attempt
+        if attempt.committed:
+            await self._emitter.send(item)
+            return
+        for chunk in attempt.offer(item):
+            await self._emitter.send(chunk)
+
+    async def send_from(self, chunks: AsyncIterator[Any]) -> None:
+        """Send everything ``chunks`` yields (read once per actor by ``pump``)."""
+        async for item in chunks:
+            await self.send(item)
+            if self.attempt.committed:
+                break
+        else:
+            return
+        if self._usage is None:
+            # Past the commit point: the edge's own loop, no call per chunk.
+            await self._emitter.send_from(chunks)
+        else:
+            async for item in chunks:
+                await self.send(item)
+
+    def _own_outbox(self) -> Outbox[Any]:
+        assert self._own is not None, "an AttemptOutbox is attached when its run launches"
+        return self._own
+
+    def close(self) -> None:
+        self._own_outbox().close()
+
+    def add_sender(self) -> None:
+        self._own_outbox().add_sender()
+
+    def on_receiver_closed(self, callback: Callable[[], None], /) -> None:
+        # Stopped when the hosting step leaves the attempt or nobody reads its output;
+        # either counts as this one outbox's reader gone, so the callback runs once.
+        called = False
+
+        def once() -> None:
+            nonlocal called
+            if not called:
+                called = True
+                callback()
+
+        self._own_outbox().on_receiver_closed(once)
+        self._emitter.on_receiver_closed(once)
+
+    @property
+    def receiver_closed(self) -> bool:
+        return self._own_outbox().receiver_closed or self._emitter.receiver_closed
+
+
+@attrs.frozen(eq=False)
+class _AttemptRun(Runnable[Any, Any]):
+    """Launches ``runnable`` with an :class:`AttemptOutbox` around its run's output."""
+
+    runnable: Runnable[Any, Any]
+    gate: AttemptOutbox
+
+    def get_name(self) -> str:
+        return self.runnable.get_name()
+
+    @property
+    def output_accumulation(self) -> Accumulation:
+        return self.runnable.output_accumulation
+
+    def _launch(self, launch: Launch, inbox: Inbox[Any], outbox: Outbox[Any], site: Site) -> None:
+        self.gate.attach(outbox)
+        self.runnable._launch(launch, inbox, self.gate, site)
+
+
+async def run_attempt(
+    runnable: Runnable[Any, Any],
+    value: Any,
+    number: int,
+    emitter: Emitter,
+    step: Step,
+    usage: UsageLog | None,
+) -> BaseException | None:
+    """Run attempt ``number`` of ``runnable`` on ``value`` as a nested run of ``step``.
+
+    Its output goes through ``emitter`` once it passes the commit point (chunks without
+    content held until then), sent by the attempt's own tasks (:class:`AttemptOutbox`);
+    its events carry ``{"attempt": number}`` in their metadata.
+
+    Returns:
+        ``None`` when the attempt succeeded, or its exception when it failed before the
+        commit point (nothing of it was delivered: the caller may try again).
+
+    Raises:
+        Exception: The attempt's own exception when it failed after the commit point,
+            unchanged but for a note saying how many chunks were delivered; a failure
+            to deliver (nobody reads the output any more) and cancellations, as they are.
+    """
+    attempt = Attempt(runnable.carries_content)
+    if usage is not None:
+        usage.begin(number, runnable.get_name())
+    outcome: Outcome = "cancelled"
+    failure: BaseException | None = None
+    try:
+        nested = _AttemptRun(runnable, AttemptOutbox(attempt, emitter, usage))
+        async with nested.astream(value, {"metadata": {"attempt": number}}) as ended:
+            async for _ in ended:
+                pass  # nothing comes here: the output went downstream through the gate
+        for item in attempt.release_held():
+            await emitter.send(item)
+        outcome = "ok"
+        return None
+    except Exception as exc:
+        if emitter.receiver_closed:
+            raise  # nobody reads the output: the step's quiet stop, not a failed attempt
+        outcome, failure = "error", exc
+        if attempt.committed:
+            note_delivered(exc, step.name, emitter.delivered)
+            raise
+        return exc
+    finally:
+        if usage is not None:
+            usage.end(outcome, failure)
 
 
 def note_delivered(error: BaseException, step_name: str, delivered: int) -> None:

@@ -23,8 +23,10 @@ from ._run import RunStream
 if TYPE_CHECKING:
     from ._compose import RunnableBinding, RunnableSequence
     from ._events import Event
+    from ._fallbacks import RunnableWithFallbacks
     from ._log import RunLogStream
     from ._ratelimit import RateLimiter, RunnableRateLimited
+    from ._retry import ExponentialJitterParams, RunnableRetry
     from ._timeout import RunnableTimeout
 
 In = TypeVar("In")
@@ -234,6 +236,98 @@ class Runnable(Generic[In, Out]):
         from ._ratelimit import RunnableRateLimited
 
         return RunnableRateLimited.wrap(self, limiter)
+
+    def with_retry(
+        self,
+        *,
+        retry_if_exception_type: tuple[type[BaseException], ...] | None = None,
+        stop_after_attempt: int = 3,
+        wait_exponential_jitter: bool = True,
+        exponential_jitter_params: ExponentialJitterParams | None = None,
+        respect_retry_after: bool = True,
+        max_retry_after: float = 60.0,
+    ) -> RunnableRetry[In, Out]:
+        """This runnable, tried again when it fails before its commit point.
+
+        Works the same for every way of running it (``invoke``, ``batch``: each input on
+        its own; ``astream``, ``astream_events``). An attempt that fails before its first
+        chunk with content left the step (a chat model's message-start chunk is held
+        back) is retried after a backoff wait; one that fails after it is not, and its
+        error is raised as it is, with a note of the chunks delivered: the consumer never
+        sees a chunk twice or a splice of two attempts. Each attempt is a nested run with
+        ``{"attempt": n}`` in its events' metadata; the wrapper's end event carries every
+        attempt's token usage (``data["usage"]``).
+
+        Args:
+            retry_if_exception_type: The exception types worth another attempt. ``None``
+                (the default): what is transient for a model API
+                (:func:`engine.is_transient_error`: timeouts, connection errors, HTTP 429
+                and 5xx (529 included), an ``overloaded_error`` or ``rate_limit_error``
+                mid-stream), and nothing else.
+            stop_after_attempt: How many attempts in all (>= 1).
+            wait_exponential_jitter: Wait between attempts with an exponential backoff
+                and jitter (else retry at once).
+            exponential_jitter_params: ``initial`` (1 s), ``max`` (60 s), ``exp_base``
+                (2), ``jitter`` (1 s): the wait after attempt n is
+                ``min(initial * exp_base ** (n - 1) + uniform(0, jitter), max)``.
+            respect_retry_after: When the error carries the server's ``retry-after``
+                (the anthropic SDK's errors carry the response), wait exactly that long.
+            max_retry_after: A ``retry-after`` longer than this (seconds) is not waited
+                for: the error is raised.
+
+        The waits are cancellable (and take no real time under trio's ``MockClock``).
+        The last attempt's error is raised when every attempt failed.
+
+        Raises:
+            ValueError: For ``stop_after_attempt`` < 1, a negative or unknown backoff
+                parameter or a negative ``max_retry_after`` (at once).
+            TypeError: For ``retry_if_exception_type`` holding a non-exception type.
+        """
+        from ._retry import RunnableRetry
+
+        return RunnableRetry(
+            self,
+            retry_if_exception_type=retry_if_exception_type,
+            stop_after_attempt=stop_after_attempt,
+            wait_exponential_jitter=wait_exponential_jitter,
+            exponential_jitter_params=exponential_jitter_params,  # type: ignore[arg-type]
+            respect_retry_after=respect_retry_after,
+            max_retry_after=max_retry_after,
+        )
+
+    def with_fallbacks(
+        self,
+        fallbacks: Sequence[Runnable[In, Out]],
+        *,
+        exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,),
+        exception_key: str | None = None,
+    ) -> RunnableWithFallbacks[In, Out]:
+        """This runnable, with others to take over when it fails before its commit point.
+
+        The fallbacks are tried in order, each when the one before failed with one of
+        ``exceptions_to_handle`` before its first chunk with content left the step, in
+        ``astream`` as in ``invoke``. A failure after that point is raised as it is,
+        with a note of the chunks delivered (a fallback would splice two replies). When
+        all fail, the first error is raised (as in langchain-core), with the others in a
+        note. Each runnable tried is a nested run with ``{"attempt": n}`` in its events'
+        metadata (the primary is 1).
+
+        Args:
+            fallbacks: The runnables to try next, in order.
+            exceptions_to_handle: The exception types that hand over to the next one.
+            exception_key: When set, the input must be a dict, and each fallback gets
+                the previous runnable's exception under this key.
+
+        Raises:
+            ValueError: For an empty ``fallbacks`` (at once).
+            TypeError: For a fallback that is not a runnable, or a bad
+                ``exceptions_to_handle`` or ``exception_key`` (at once).
+        """
+        from ._fallbacks import RunnableWithFallbacks
+
+        return RunnableWithFallbacks(
+            self, fallbacks, exceptions_to_handle=exceptions_to_handle, exception_key=exception_key
+        )
 
     # -- running ----------------------------------------------------------------------
 

@@ -117,6 +117,7 @@ class Step:
     depth: int = 0
     recursion_limit: int = DEFAULT_RECURSION_LIMIT
     bound_buses: tuple[EventBus, ...] = ()
+    _end_extras: dict[str, Any] | None = None
 
     @property
     def root_run_id(self) -> str:
@@ -323,6 +324,17 @@ class Step:
         data["output"] = self._outputs.total() if self._outputs is not None else None
         return data
 
+    def add_end_data(self, key: str, value: Any) -> None:
+        """Add ``key: value`` to the ``data`` of this step's end or error event.
+
+        For what a step knows only once it is over (a hosting step's usage roll-up);
+        call it before the step finishes. Only a step someone listens to keeps it.
+        """
+        if self.subscribers:
+            if self._end_extras is None:
+                self._end_extras = {}
+            self._end_extras[key] = value
+
     def _publish_terminal(self, error: BaseException | None) -> None:
         if error is None:
             phase, data = EventPhase.END, self.end_data()
@@ -332,6 +344,8 @@ class Step:
                 data["input"] = self.input_value
             elif self._inputs:
                 data["input"] = self._inputs.total()
+        if self._end_extras:
+            data.update(self._end_extras)
         event = self._event(phase, data)
         announced = self._announced
         for subscriber in self.subscribers:

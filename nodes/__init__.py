@@ -13,6 +13,7 @@ from ._anthropic import MissingCredentialsError as MissingCredentialsError
 from ._anthropic import ModelStreamError as ModelStreamError
 from ._chat_model import BaseChatModel as BaseChatModel
 from ._chat_model import ScriptedChatModel as ScriptedChatModel
+from ._chat_model import ScriptedReply as ScriptedReply
 from ._chat_model import split_tokens as split_tokens
 from ._exceptions import OutputParserException as OutputParserException
 from ._json_stream import IncrementalJsonParser as IncrementalJsonParser
@@ -70,6 +71,7 @@ __all__ = (
     "PromptValue",
     "PromptVariableError",
     "ScriptedChatModel",
+    "ScriptedReply",
     "StrOutputParser",
     "StringPromptValue",
     "SystemMessage",

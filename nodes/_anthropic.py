@@ -80,6 +80,10 @@ _BASE_URL_ENV: Final = "ANTHROPIC_BASE_URL"
 _CLEANUP_SECONDS: Final = 5.0
 
 
+# The error types of an ``event: error`` worth another attempt: the stream forms of 529, 429, 500.
+_TRANSIENT_ERROR_TYPES: Final = frozenset({"overloaded_error", "rate_limit_error", "api_error"})
+
+
 class MissingCredentialsError(RuntimeError):
     """No API key: neither the ``api_key`` argument nor the ``ANTHROPIC_API_KEY`` variable is set."""
 
@@ -117,6 +121,22 @@ class ModelStreamError(RuntimeError):
         self.chunks_delivered = chunks_delivered
         self.error_type = error_type
         self.request_id = request_id
+
+    @property
+    def transient(self) -> bool:
+        """Whether another attempt may well succeed (read by ``engine.is_transient_error``).
+
+        True for an ``overloaded_error``, ``rate_limit_error`` or ``api_error`` event (the
+        API's 529, 429 and 500 sent mid-stream) and for a connection that broke; false
+        for anything else (a malformed event, a stream cut short without an error). Only
+        a failure before the commit point is retried: ``with_retry`` decides that, not
+        this error.
+        """
+        if self.error_type in _TRANSIENT_ERROR_TYPES:
+            return True
+        import httpx2
+
+        return isinstance(self.__cause__, httpx2.TransportError)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # BaseException's reduce re-calls the class with ``args`` alone, which would drop
@@ -429,8 +449,8 @@ def _error_event(
     cause = anthropic.APIStatusError(str(body), response=response, body=body)
     error = ModelStreamError(
         f"the Messages API stream failed mid-response with {cause.type or 'an error'}: "
-        f"{cause.api_message or raw} {_delivered(delivered)}; a failure after the stream has "
-        "started is not retried",
+        f"{cause.api_message or raw} {_delivered(delivered)}; the SDK does not retry a failure "
+        "after the stream has started (with_retry does, before the first content chunk)",
         chunks_delivered=delivered,
         error_type=cause.type,
         request_id=cause.request_id,
@@ -657,7 +677,8 @@ class ChatAnthropic(BaseChatModel):
                 return None
             raise ModelStreamError(
                 f"the connection to the Messages API broke mid-response ({type(exc).__name__}: {exc}) "
-                f"{_delivered(translator.produced)}; a failure after the stream has started is not retried",
+                f"{_delivered(translator.produced)}; the SDK does not retry a failure after the stream "
+                "has started (with_retry does, before the first content chunk)",
                 chunks_delivered=translator.produced,
                 request_id=reader.response.headers.get("request-id"),
             ) from exc

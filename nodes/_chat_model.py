@@ -8,6 +8,8 @@ node implements only :meth:`BaseChatModel.stream_chunks`.
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -17,9 +19,16 @@ import attrs
 
 from engine import AggregateNode, Step
 
-from ._messages import AIMessage, AIMessageChunk, BaseMessage, coerce_to_messages
+from ._messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ToolCallChunk,
+    UsageMetadata,
+    coerce_to_messages,
+)
 
-__all__ = ("BaseChatModel", "ScriptedChatModel", "split_tokens")
+__all__ = ("BaseChatModel", "ScriptedChatModel", "ScriptedReply", "split_tokens")
 
 
 class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
@@ -132,18 +141,189 @@ def _cut_at_stop(tokens: list[str], stop: tuple[str, ...]) -> list[str]:
     return kept
 
 
+def _reply_content(value: Any) -> str | tuple[str, ...] | AIMessage:
+    if isinstance(value, str | AIMessage):
+        return value
+    if isinstance(value, Sequence) and all(isinstance(token, str) for token in value):
+        return tuple(value)
+    raise TypeError(
+        f"a scripted reply's content must be a string, a list of strings or an AIMessage, got {value!r}"
+    )
+
+
+def _preamble(value: Any) -> AIMessageChunk | None:
+    if value is None:
+        return None
+    chunk = AIMessageChunk(content="", id=value) if isinstance(value, str) else value
+    if not isinstance(chunk, AIMessageChunk):
+        raise TypeError(f"a preamble must be an AIMessageChunk or an id string, got {value!r}")
+    if chunk.content or chunk.tool_call_chunks:
+        raise ValueError(f"a preamble carries no content (it is held back as such), got {chunk!r}")
+    return chunk
+
+
+def _usage(value: Any) -> UsageMetadata | None:
+    if value is None or isinstance(value, UsageMetadata):
+        return value
+    if isinstance(value, Mapping):
+        return UsageMetadata(**value)
+    raise TypeError(f"usage must be a UsageMetadata or a dict of token counts, got {value!r}")
+
+
+def _error(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None or isinstance(value, BaseException):
+        return
+    if isinstance(value, type) and issubclass(value, BaseException):
+        return
+    raise TypeError(f"error must be an exception or an exception class, got {value!r}")
+
+
+def _non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be an int >= 0, got {value!r}")
+
+
+def _non_negative_seconds(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{attribute.name} must be a number of seconds >= 0, got {value!r}")
+
+
+@attrs.frozen
+class ScriptedReply:
+    """One scripted call of :class:`ScriptedChatModel`: what it streams, how it stalls or fails.
+
+    The chunks of a reply are numbered in the order they stream: the ``preamble`` (if
+    any), the content chunks, then a chunk with the ``usage`` (if any). ``error_after``
+    and ``stall_before`` count in those numbers, so a reply with a preamble and
+    ``error_after=1`` fails mid-stream before its first chunk with content (before the
+    commit point), and ``error_after=0`` fails before anything was streamed.
+
+    Attributes:
+        content: The reply. A string is streamed as word tokens (:func:`split_tokens`), a
+            list of strings as exactly those tokens, an :class:`AIMessage` as its text
+            (word tokens) then, for each tool call, a chunk with its name and id and a
+            chunk with its JSON arguments (so the chunks add up to the message's tool
+            calls); its ``id`` goes on the first content chunk and its
+            ``usage_metadata`` is reported unless ``usage`` is given.
+        preamble: A first chunk without content, as a provider's message-start: an
+            ``AIMessageChunk`` (an id, usage figures...) or a string, taken as its id.
+        usage: Token counts (``UsageMetadata`` or a dict), reported on a last chunk
+            without content, as a provider reports usage when the message ends.
+        error: Raised after ``error_after`` chunks instead of the rest of the reply: an
+            exception (a copy, with its ``__cause__``, is raised on each call, so notes
+            added downstream do not pile up on the script) or an exception class
+            (called with no arguments).
+        error_after: How many chunks stream before ``error`` is raised.
+        stall: Seconds to wait (``anyio.sleep``: virtual under trio's ``MockClock``)
+            before chunk number ``stall_before`` (or before the end, or before the
+            error, when it is that number).
+        stall_before: Where the stall happens.
+
+    Raises:
+        ValueError: For ``error_after``/``stall_before`` beyond the reply's chunks or
+            without an ``error``/``stall``, a negative number, or a preamble with content.
+        TypeError: For a value of the wrong kind.
+    """
+
+    content: str | tuple[str, ...] | AIMessage = attrs.field(default="", converter=_reply_content)
+    preamble: AIMessageChunk | None = attrs.field(default=None, converter=_preamble)
+    usage: UsageMetadata | None = attrs.field(default=None, converter=_usage)
+    error: BaseException | type[BaseException] | None = attrs.field(default=None, validator=_error)
+    error_after: int = attrs.field(default=0, validator=_non_negative_int)
+    stall: float = attrs.field(default=0.0, validator=_non_negative_seconds)
+    stall_before: int = attrs.field(default=0, validator=_non_negative_int)
+
+    def __attrs_post_init__(self) -> None:
+        count = len(self.chunks())
+        if self.error is None and self.error_after:
+            raise ValueError(f"error_after={self.error_after} needs an error to raise")
+        if self.error_after > count:
+            raise ValueError(f"error_after={self.error_after}, but the reply streams only {_chunks(count)}")
+        if not self.stall and self.stall_before:
+            raise ValueError(f"stall_before={self.stall_before} needs a stall of some seconds")
+        if self.stall_before > count:
+            raise ValueError(f"stall_before={self.stall_before}, but the reply streams only {_chunks(count)}")
+
+    def chunks(self) -> list[AIMessageChunk]:
+        """The chunks this reply streams when nothing fails, in order."""
+        chunks: list[AIMessageChunk] = [] if self.preamble is None else [self.preamble]
+        content = self.content
+        usage = self.usage
+        if isinstance(content, AIMessage):
+            chunks.extend(_message_chunks(content))
+            usage = usage if usage is not None else content.usage_metadata
+        else:
+            tokens = split_tokens(content) if isinstance(content, str) else content
+            chunks.extend(AIMessageChunk.from_text(token) for token in tokens)
+        if usage is not None:
+            chunks.append(AIMessageChunk(content="", usage_metadata=usage))
+        return chunks
+
+    def raised(self) -> BaseException:
+        """A fresh exception for ``error`` (which must be set)."""
+        error = self.error
+        assert error is not None
+        if isinstance(error, type):
+            return error()
+        try:
+            fresh = copy.copy(error)
+        except Exception:
+            return error  # an exception that cannot be copied is raised itself
+        fresh.__cause__ = error.__cause__
+        fresh.__suppress_context__ = error.__suppress_context__
+        return fresh
+
+
+def _chunks(count: int) -> str:
+    return f"{count} chunk{'s' if count != 1 else ''}"
+
+
+def _message_chunks(message: AIMessage) -> list[AIMessageChunk]:
+    text = message.content
+    chunks: list[AIMessageChunk] = []
+    if isinstance(text, str):
+        chunks.extend(AIMessageChunk.from_text(token) for token in split_tokens(text))
+    elif text:
+        chunks.append(AIMessageChunk(content=text))
+    # Tool calls are content blocks after the text, as the Messages API numbers them.
+    first_index = 1 if chunks else 0
+    for offset, call in enumerate(message.tool_calls):
+        index = first_index + offset
+        start = ToolCallChunk(name=call.name, id=call.id, args="", index=index)
+        chunks.append(AIMessageChunk(content="", tool_call_chunks=[start]))
+        arguments = ToolCallChunk(args=json.dumps(call.args), index=index)
+        chunks.append(AIMessageChunk(content="", tool_call_chunks=[arguments]))
+    if message.id is not None and chunks:
+        chunks[0] = AIMessageChunk(
+            content=chunks[0].content, tool_call_chunks=chunks[0].tool_call_chunks, id=message.id
+        )
+    return chunks
+
+
+Reply = str | Sequence[str] | AIMessage | ScriptedReply
+
+
+def _is_reply(reply: object) -> bool:
+    if isinstance(reply, str | AIMessage | ScriptedReply):
+        return True
+    return isinstance(reply, Sequence) and all(isinstance(token, str) for token in reply)
+
+
 @attrs.define(eq=False, repr=False)
 class ScriptedChatModel(BaseChatModel):
     """A chat model that streams scripted replies: for tests, examples and offline use.
 
-    Each call takes the next reply (cycling). A reply given as a string is split into
-    word tokens (see :func:`split_tokens`); a reply given as a list of strings is
-    streamed as exactly those tokens. Each token is one ``AIMessageChunk``, after
-    ``delay`` seconds (instant under trio's mock clock).
+    Each call takes the next reply (cycling), so a list of replies scripts what each
+    attempt of a retried call does. A reply given as a string is split into word tokens
+    (see :func:`split_tokens`); a reply given as a list of strings is streamed as exactly
+    those tokens; an ``AIMessage`` is streamed with its tool calls; a
+    :class:`ScriptedReply` also scripts a preamble chunk, usage figures, a stall and a
+    failure. Each chunk is one ``AIMessageChunk``, after ``delay`` seconds (instant
+    under trio's mock clock).
 
     Args:
         replies: The replies, used in turn.
-        delay: Seconds to wait before each token.
+        delay: Seconds to wait before each chunk.
         name: The name events carry (default ``"ScriptedChatModel"``).
         stop: Stop sequences, as a model API takes them: a reply ends right before the
             first place any of them occurs (the token there is cut short), and the rest
@@ -151,8 +331,8 @@ class ScriptedChatModel(BaseChatModel):
             a copy (with its own call count and ``received`` logs).
 
     Raises:
-        ValueError: If ``replies`` is empty, ``delay`` is negative or a stop sequence is
-            empty.
+        ValueError: If ``replies`` is empty or holds something that is not a reply,
+            ``delay`` is negative or a stop sequence is empty.
         TypeError: If ``stop`` is a string rather than a list of strings.
     """
 
@@ -160,7 +340,7 @@ class ScriptedChatModel(BaseChatModel):
     #: ``bind(stop=[...])`` sets :attr:`stop` on a copy.
     call_arguments: ClassVar[Mapping[str, str]] = {"stop": "stop"}
 
-    replies: Sequence[str | Sequence[str]]
+    replies: Sequence[Reply]
     delay: float = 0.0
     name_: str = attrs.field(default="ScriptedChatModel", alias="name")
     _calls: int = attrs.field(default=0, init=False)
@@ -173,8 +353,11 @@ class ScriptedChatModel(BaseChatModel):
         if isinstance(self.replies, str) or not self.replies:
             raise ValueError("ScriptedChatModel needs a non-empty list of replies")
         for reply in self.replies:
-            if not isinstance(reply, str) and not all(isinstance(t, str) for t in reply):
-                raise ValueError(f"a scripted reply must be a string or a list of strings, got {reply!r}")
+            if not _is_reply(reply):
+                raise ValueError(
+                    "a scripted reply must be a string, a list of strings, an AIMessage or a "
+                    f"ScriptedReply, got {reply!r}"
+                )
         if self.delay < 0:
             raise ValueError(f"delay must be >= 0, got {self.delay}")
 
@@ -186,22 +369,44 @@ class ScriptedChatModel(BaseChatModel):
         """How many times the model was called."""
         return self._calls
 
-    def _next_tokens(self) -> list[str]:
+    def _next_reply(self) -> Reply:
         reply = self.replies[self._calls % len(self.replies)]
         self._calls += 1
-        return split_tokens(reply) if isinstance(reply, str) else list(reply)
+        return reply
 
-    async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+    def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         self.received.append(messages)
         self.received_arguments.append({"stop": list(self.stop)} if self.stop is not None else {})
-        tokens = self._next_tokens()
+        reply = self._next_reply()
+        if isinstance(reply, ScriptedReply):
+            return self._stream_scripted(reply)
+        if isinstance(reply, AIMessage):
+            return self._stream_scripted(ScriptedReply(reply))
+        tokens = split_tokens(reply) if isinstance(reply, str) else list(reply)
         if self.stop:
             # Cut to nothing, the reply is one empty chunk (a model API still answers).
             tokens = _cut_at_stop(tokens, self.stop) or [""]
+        return self._stream_tokens(tokens)
+
+    async def _stream_tokens(self, tokens: list[str]) -> AsyncGenerator[AIMessageChunk, None]:
+        # The plain path (benchmarks stream it): one chunk per token, nothing else per chunk.
         for token in tokens:
             if self.delay:
                 await anyio.sleep(self.delay)
             yield AIMessageChunk.from_text(token)
+
+    async def _stream_scripted(self, reply: ScriptedReply) -> AsyncGenerator[AIMessageChunk, None]:
+        chunks = reply.chunks()
+        for position in range(len(chunks) + 1):
+            if reply.stall and position == reply.stall_before:
+                await anyio.sleep(reply.stall)
+            if reply.error is not None and position == reply.error_after:
+                raise reply.raised()
+            if position == len(chunks):
+                return
+            if self.delay:
+                await anyio.sleep(self.delay)
+            yield chunks[position]
 
     def __repr__(self) -> str:
         return f"ScriptedChatModel(replies={len(self.replies)}, delay={self.delay})"

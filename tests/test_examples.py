@@ -37,6 +37,7 @@ SCRIPTS: dict[str, list[str]] = {
     "structured_concurrency": ["structured_concurrency.py"],
     "ctrl_c": ["structured_concurrency.py", "--deadline", "60"],
     "service_help": ["service.py", "--help"],
+    "resilience": ["resilience.py"],
 }
 
 
@@ -295,3 +296,24 @@ def test_service_example_parses_its_arguments(ran: dict[str, Ran]) -> None:
     """service.py imports cleanly and describes its --port option."""
     out = ok(ran, "service_help")
     assert "--port" in out.stdout
+
+
+def test_resilience_example_retries_before_the_commit_point_only(ran: dict[str, Ran]) -> None:
+    """resilience.py: a 529 and a mid-stream error retried, no retry after two tokens, a
+    fallback, each attempt in the events, and every attempt's usage."""
+    out = ok(ran, "resilience")
+    lines = [line.strip() for line in out.lines]
+    assert lines[1:3] == ["Why| did| the| parrot| talk?", "the model was called 2 times"]
+    assert lines[4] == "|Because| it| could."
+    assert lines[6].startswith("It| was  -> ModelStreamError:")
+    assert "RunnableRetry had delivered 2 chunks" in lines[6]
+    assert lines[7] == "the model was called 1 time"
+    assert lines[9] == "A| parrot| walks| into| a| bar.|"
+    assert [line for line in lines if line.startswith(("on_chat_model_start", "on_chat_model_error"))] == [
+        "on_chat_model_start claude-primary (attempt 1)",
+        "on_chat_model_error claude-primary (attempt 1): ModelStreamError",
+        "on_chat_model_start claude-primary (attempt 2)",
+        "on_chat_model_error claude-primary (attempt 2): ModelStreamError",
+        "on_chat_model_start claude-backup (attempt 2)",
+    ]
+    assert lines[-1] == "total: UsageMetadata(input_tokens=36, output_tokens=7, total_tokens=43)"
