@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Self, TypeVar
 
+import anyio
 import attrs
 
 from ._actors import LeafNode, launch_fused
@@ -173,10 +174,15 @@ def _fan_out(
                 if check is not None:
                     check(chunk)
                 for edge in edges:
-                    # A branch that stopped reading is left out; the fan-out itself is
-                    # stopped once every branch has (see Launch.spawn).
+                    # A branch that stopped reading is left out (also when it stops
+                    # while this send waits); the fan-out itself is stopped once every
+                    # branch has (see Launch.spawn).
                     if not edge.receiver_closed:
-                        await edge.send(chunk)
+                        try:
+                            await edge.send(chunk)
+                        except anyio.BrokenResourceError:
+                            if not edge.receiver_closed:
+                                raise
         finally:
             for edge in edges:
                 edge.close()
