@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import anyio
 
 from ._chunks import ChunkSum
-from ._edge import CHECKPOINT_EVERY, ConstantInbox, Edge
+from ._edge import ConstantInbox, Edge
 from ._errors import is_cancellation
 from ._launch import DiscardOutbox, Inbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
 from ._runnable import Runnable
@@ -78,9 +78,7 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
                 await pending
         if discard:
             # Nobody reads the output: still let other tasks in now and then.
-            pace.ops += 1
-            if pace.ops >= CHECKPOINT_EVERY:
-                pace.ops = 0
+            if pace.tick():
                 await checkpoint()
         else:
             await send(chunk)

@@ -9,8 +9,16 @@ out, which the event bus relies on for causal order.
 
 Every ``send``/``receive`` that does not have to wait still counts towards a checkpoint
 once every ``CHECKPOINT_EVERY`` operations (counted per run, see :class:`Pace`), so a
-busy pipeline stays fair and cancellable without paying a trip through the scheduler
-for every chunk.
+busy pipeline stays fair without paying a trip through the scheduler for every chunk.
+Every receive is a cancel point all the same: it hands out a ready item only while no
+cancellation is pending for the receiving task (:class:`~engine._signal.TaskWatch`), and
+checkpoints first otherwise.
+
+The send side has one append (:meth:`Edge.put_nowait`) and one tick (:meth:`Pace.tick`),
+written out only in :meth:`Edge.send_from`, the loop every actor's output goes through.
+The receive side has one fast path, :meth:`Edge.poll`, written out in ``__anext__``
+(each generator step's ``async for`` over its input): a call there costs about 500
+instructions per chunk and step, more than the fast path itself.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Final, Generic, Literal, TypeVar
 import anyio
 import attrs
 
-from ._signal import Signal, checkpoint
+from ._signal import NOT_WATCHED, Signal, TaskWatch, cancel_pending, checkpoint, watch_current_task
 
 T = TypeVar("T")
 
@@ -110,6 +118,14 @@ class Pace:
     def __init__(self) -> None:
         self.ops = 0
 
+    def tick(self) -> bool:
+        """Count one operation; return whether a checkpoint is due (the count restarts)."""
+        self.ops += 1
+        if self.ops >= CHECKPOINT_EVERY:
+            self.ops = 0
+            return True
+        return False
+
 
 class _SendWaiter:
     __slots__ = ("delivered", "event", "item")
@@ -122,6 +138,10 @@ class _SendWaiter:
 
 class Edge(Generic[T]):
     """A bounded, single-consumer memory channel between actors.
+
+    Every receive is a cancel point: an item is handed out without a trip through the
+    scheduler only while no cancellation is pending for the receiving task (see
+    :class:`~engine._signal.TaskWatch`); otherwise the receive takes its checkpoint first.
 
     Args:
         capacity: Items buffered before ``send`` waits (``0`` is a rendezvous).
@@ -144,6 +164,7 @@ class Edge(Generic[T]):
         "_receiver_closed",
         "_send_waiters",
         "_sent",
+        "_watch",
         "accumulation",
         "name",
     )
@@ -167,6 +188,8 @@ class Edge(Generic[T]):
         self._sent = 0
         self._pace = pace if pace is not None else Pace()
         self._on_receiver_closed: list[Callable[[], None]] = []
+        # The receiving task's watch, remade whenever a receive waits or checkpoints.
+        self._watch: TaskWatch = NOT_WATCHED
         self.name = name
         self.accumulation: Accumulation = accumulation
 
@@ -189,26 +212,14 @@ class Edge(Generic[T]):
             raise anyio.BrokenResourceError(f"{self.name}: the receiving side is closed")
         if self._open_senders == 0:
             raise anyio.ClosedResourceError(f"{self.name}: send after close")
-        buffer = self._buffer
-        if len(buffer) < self._capacity and not self._send_waiters:
-            buffer.append(item)
-            self._sent += 1
-            if len(buffer) > self._peak:
-                self._peak = len(buffer)
-            waiter = self._receive_waiter
-            if waiter is not None:
-                self._receive_waiter = None
-                waiter.set()
-                if self._sent == 1:
-                    # The stream's first item: let the consumer have it now rather than
-                    # after this producer has filled the buffer (time to first chunk).
-                    self._pace.ops = 0
-                    await checkpoint()
-                    return
-            pace = self._pace
-            pace.ops += 1
-            if pace.ops >= CHECKPOINT_EVERY:
-                pace.ops = 0
+        consumer_waits = self._receive_waiter is not None
+        if self.put_nowait(item):
+            if consumer_waits and self._sent == 1:
+                # The stream's first item: let the consumer have it now rather than after
+                # this producer has filled the buffer (time to first chunk).
+                self._pace.ops = 0
+                await checkpoint()
+            elif self._pace.tick():
                 await checkpoint()
             return
         await self.send_waiting(item)
@@ -245,8 +256,9 @@ class Edge(Generic[T]):
     async def send_from(self, chunks: AsyncIterator[T]) -> None:
         """Send everything ``chunks`` yields (an actor's whole output, in one loop).
 
-        The same as ``await send(c)`` for each chunk, with the fast path written out
-        in the loop: an actor's output costs no call per chunk while there is room.
+        The same as ``await send(c)`` for each chunk (a test holds them equal), with
+        :meth:`put_nowait` and :meth:`Pace.tick` written out in the loop: this is the one
+        per-chunk path that pays no call per chunk while there is room.
         """
         buffer = self._buffer
         capacity = self._capacity
@@ -278,7 +290,8 @@ class Edge(Generic[T]):
         """Put ``item`` if there is room and nobody is queued ahead; else return False.
 
         With ``past_capacity``, put it in any case (for the few items that must never
-        wait). This runs once per published event, so the append is written out here.
+        wait). This is the edge's one append (``send`` and ``force_put`` go through it;
+        ``send_from`` writes it out), and runs once per published event.
         """
         buffer = self._buffer
         if not past_capacity and (len(buffer) >= self._capacity or self._send_waiters):
@@ -315,6 +328,116 @@ class Edge(Generic[T]):
 
     # -- consumer side -------------------------------------------------------------
 
+    def poll(self) -> T | Nothing:
+        """The next item if one is ready, no checkpoint is due and no cancellation is
+        pending for the receiving task; else :data:`NOTHING`.
+
+        The receive fast path: a consumer calls it directly (a plain call instead of a
+        coroutine per item), and on :data:`NOTHING` awaits :meth:`receive`, which waits,
+        or takes the checkpoint that is due (delivering the pending cancellation) before
+        the item.
+        """
+        buffer = self._buffer
+        pace = self._pace
+        if buffer and pace.ops < CHECKPOINT_EVERY:
+            # TaskWatch.cancel_pending(), read inline: a call would cost more than the reads.
+            watch = self._watch
+            state = watch.anyio_state
+            if state is None:
+                try:
+                    if watch.trio_task._cancel_status.effectively_cancelled:
+                        return NOTHING
+                except AttributeError:  # the status is None: the task finished, remake the watch
+                    return NOTHING
+            elif (
+                state.cancel_scope is not watch.innermost
+                or watch.scope0._cancel_called
+                or watch.scope1._cancel_called
+                or watch.scope2._cancel_called
+            ):
+                return NOTHING
+            pace.ops += 1
+            item = buffer.popleft()
+            if self._send_waiters and len(buffer) <= self._capacity >> 1:
+                self._admit_waiters()
+            return item
+        return NOTHING
+
+    async def receive(self) -> T:
+        """Take the next item, waiting while the buffer is empty (a cancel point).
+
+        Raises:
+            anyio.EndOfStream: Every sender closed and the buffer is drained.
+            anyio.ClosedResourceError: This side was closed.
+            anyio.BusyResourceError: Another task is already waiting to receive.
+        """
+        item = self.poll()
+        if item is NOTHING:
+            item = await self._receive_slowly()
+        return item
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        # poll() written out: this runs once per chunk in every generator step.
+        buffer = self._buffer
+        pace = self._pace
+        if buffer and pace.ops < CHECKPOINT_EVERY:
+            watch = self._watch
+            state = watch.anyio_state
+            if state is None:
+                try:
+                    pending = watch.trio_task._cancel_status.effectively_cancelled
+                except AttributeError:
+                    pending = True
+            else:
+                pending = (
+                    state.cancel_scope is not watch.innermost
+                    or watch.scope0._cancel_called
+                    or watch.scope1._cancel_called
+                    or watch.scope2._cancel_called
+                )
+            if not pending:
+                pace.ops += 1
+                item = buffer.popleft()
+                if self._send_waiters and len(buffer) <= self._capacity >> 1:
+                    self._admit_waiters()
+                return item
+        try:
+            return await self._receive_slowly()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def _receive_slowly(self) -> T:
+        # What poll() could not do: wait for an item, or give way first (a checkpoint is
+        # due, or a cancellation is pending, or the receiving task is not known yet).
+        self._watch = watch = watch_current_task(self._watch)
+        while True:
+            if self._buffer or self._send_waiters:
+                pace = self._pace
+                if pace.ops >= CHECKPOINT_EVERY or watch.cancel_pending():
+                    pace.ops = 0
+                    await checkpoint()
+                    if not (self._buffer or self._send_waiters):
+                        continue  # closed or taken while we gave way
+                pace.ops += 1
+                return self._take()
+            if self._receiver_closed:
+                raise anyio.ClosedResourceError(f"{self.name}: receive after close")
+            if self._open_senders == 0:
+                await checkpoint()
+                raise anyio.EndOfStream
+            if self._receive_waiter is not None:
+                raise anyio.BusyResourceError("receiving from")
+            self._pace.ops = 0
+            event = self._receive_waiter = Signal()
+            try:
+                await event.wait()
+            finally:
+                if self._receive_waiter is event:
+                    self._receive_waiter = None
+
     def _take(self) -> T:
         buffer = self._buffer
         if buffer:
@@ -342,57 +465,15 @@ class Edge(Generic[T]):
         if len(buffer) > self._peak:
             self._peak = len(buffer)
 
-    async def receive(self) -> T:
-        """Take the next item, waiting while the buffer is empty.
-
-        Raises:
-            anyio.EndOfStream: Every sender closed and the buffer is drained.
-            anyio.ClosedResourceError: This side was closed.
-        """
-        while True:
-            if self._buffer or self._send_waiters:
-                item = self._take()
-                pace = self._pace
-                pace.ops += 1
-                if pace.ops >= CHECKPOINT_EVERY:
-                    pace.ops = 0
-                    await checkpoint()
-                return item
-            if self._receiver_closed:
-                raise anyio.ClosedResourceError(f"{self.name}: receive after close")
-            if self._open_senders == 0:
-                await checkpoint()
-                raise anyio.EndOfStream
-            if self._receive_waiter is not None:
-                raise anyio.BusyResourceError("receiving from")
-            self._pace.ops = 0
-            event = self._receive_waiter = Signal()
-            try:
-                await event.wait()
-            finally:
-                if self._receive_waiter is event:
-                    self._receive_waiter = None
-
-    def poll(self) -> T | Nothing:
-        """The next item if one is ready and no checkpoint is due, else :data:`NOTHING`.
-
-        A consumer's fast path: a plain call instead of a coroutine per item. On
-        :data:`NOTHING` the consumer awaits :meth:`receive` (which waits, or takes the
-        checkpoint that is due).
-        """
-        buffer = self._buffer
-        pace = self._pace
-        if buffer and pace.ops < CHECKPOINT_EVERY - 1:
-            pace.ops += 1
-            item = buffer.popleft()
-            if self._send_waiters and len(buffer) <= self._capacity >> 1:
-                self._admit_waiters()
-            return item
-        return NOTHING
-
     def receive_available(self, limit: int) -> list[T]:
-        """Take up to ``limit`` items that are ready now, without waiting."""
+        """Take up to ``limit`` items that are ready now, without waiting.
+
+        Nothing while a cancellation is pending for the calling task: its next awaited
+        receive delivers it.
+        """
         out: list[T] = []
+        if cancel_pending():
+            return out
         while len(out) < limit and (self._buffer or self._send_waiters):
             out.append(self._take())
         return out
@@ -433,27 +514,6 @@ class Edge(Generic[T]):
     def exhausted(self) -> bool:
         """Whether every sender closed and nothing is left to receive."""
         return self._open_senders == 0 and not self._buffer and not self._send_waiters
-
-    def __aiter__(self) -> AsyncIterator[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        # The receive fast path inlined: this runs once per chunk per hop.
-        buffer = self._buffer
-        if buffer:
-            item = buffer.popleft()
-            if self._send_waiters and len(buffer) <= self._capacity >> 1:
-                self._admit_waiters()
-            pace = self._pace
-            pace.ops += 1
-            if pace.ops >= CHECKPOINT_EVERY:
-                pace.ops = 0
-                await checkpoint()
-            return item
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
 
     def statistics(self) -> EdgeStatistics:
         """Return a frozen snapshot of the edge's state."""

@@ -96,20 +96,10 @@ class _Run(Generic[T]):
         self.loop_thread: int | None = None
         self.call_soon_threadsafe: Callable[[Callable[[], None]], object] | None = None
 
-    def start(self, *, shielded: bool) -> RunSource[T]:
-        """Make what the run needs on its loop (called once, in the consumer's task).
-
-        ``shielded``: a structured run's host scope is cancelled by the stream only
-        (never by the consumer's own scopes reaching in). On asyncio, a child task's
-        cancel scope that was cancelled by another task and exits while its parent scope
-        is cancelled passes its pending un-cancellations up to the parent's task: the
-        consumer's task would be un-cancelled once too often and swallow a
-        ``task.cancel()``. A shielded scope keeps them in the host's task. The consumer's
-        cancellation still reaches the run: every way out of the consumer's code
-        (leaving the block, a receive that raised) cancels the host first.
-        """
+    def start(self) -> RunSource[T]:
+        """Make what the run needs on its loop (called once, in the consumer's task)."""
         self.done = anyio.Event()
-        self.cancel_scope = anyio.CancelScope(shield=shielded)
+        self.cancel_scope = anyio.CancelScope()
         if self.cancel_requested:
             self.cancel_scope.cancel()
         self.loop_thread = threading.get_ident()
@@ -127,7 +117,7 @@ class _Run(Generic[T]):
         """Run the task group; keep its failure for the consumer instead of raising it."""
         assert self.done is not None and self.cancel_scope is not None
         try:
-            with self.cancel_scope:
+            with self.cancel_scope as scope:
                 try:
                     async with anyio.create_task_group() as task_group:
                         await self.plan.launch(task_group)
@@ -139,6 +129,8 @@ class _Run(Generic[T]):
                     ):
                         raise
                     self.error = collapsed
+                finally:
+                    _settle_uncancellations_here(scope)
         finally:
             self.plan.finish()
             self.done.set()
@@ -260,7 +252,7 @@ class RunStream(Generic[T]):
         if self._state is StreamState.NEW:
             self._state = state
             guard_against_keyboard_interrupt()
-            source = run.start(shielded=state is StreamState.STRUCTURED)
+            source = run.start()
             self._poll = getattr(source, "poll", None)
             if state is StreamState.DETACHED:
                 _host_detached(run)
@@ -423,6 +415,31 @@ class RunStream(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<RunStream {self._state.value}>"
+
+
+def _settle_uncancellations_here(scope: anyio.CancelScope) -> None:
+    """Un-cancel the host's task for the cancellations its own scope delivered to it,
+    so that none are handed up to the consumer's task (asyncio only).
+
+    anyio on asyncio counts the ``Task.cancel()`` calls a cancel scope makes on its own
+    task and undoes them when the scope exits, but a scope that exits while its parent
+    scope is cancelled too hands its count up to the parent, even when the parent
+    belongs to another task: here the consumer's task group. The consumer's task was
+    then un-cancelled once too often and a ``task.cancel()`` that landed inside
+    ``ainvoke``/``async with astream`` was swallowed (``task.cancelling()`` 0, not 1).
+    Settling the count in the host's own task, just before its scope exits, keeps the
+    consumer's bookkeeping its own. The count is an anyio internal: if it is not there
+    (trio, or another anyio), there is nothing to settle.
+    """
+    pending = getattr(scope, "_pending_uncancellations", None)
+    if not pending:
+        return
+    task = asyncio.current_task()
+    if task is None:
+        return
+    for _ in range(pending):
+        task.uncancel()
+    scope._pending_uncancellations = 0  # type: ignore[attr-defined]
 
 
 def _raise_closed() -> NoReturn:

@@ -9,16 +9,23 @@ tell the backends apart by the flag trio sets while it runs (sniffio's own first
 Both honour cancellation like any checkpoint. anyio runs only on asyncio and trio, so
 "not trio" means asyncio.
 
-The one other backend-specific concern of the runtime lives here too: on trio, the run's
-own tasks are protected from ``KeyboardInterrupt`` (see
-:func:`guard_against_keyboard_interrupt`).
+Two more backend-specific concerns of the runtime live here: telling cheaply whether a
+cancellation is pending for a task (:func:`watch_current_task`: an edge that hands out a
+ready item without a trip through the scheduler asks it first, so that every receive is
+a cancel point), and protecting the run's own tasks on trio from ``KeyboardInterrupt``
+(see :func:`guard_against_keyboard_interrupt`).
+
+Every wait of the engine (:func:`checkpoint` and :meth:`Signal.wait`) first calls the
+wait-point hook, if one is set (:func:`set_wait_point_hook`): tests use it (through
+``engine.testing.observe_wait_points``) to count the engine's wait points and to act at
+one of them. Unset, it costs one global read per wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sniffio import thread_local as _sniffio_thread
 
@@ -26,11 +33,17 @@ if TYPE_CHECKING:
     import trio
 
 __all__ = (
+    "NOT_WATCHED",
     "Signal",
+    "TaskWatch",
+    "WaitPointHook",
+    "cancel_pending",
     "checkpoint",
     "guard_against_keyboard_interrupt",
     "keyboard_interrupt_safe",
     "running_trio",
+    "set_wait_point_hook",
+    "watch_current_task",
 )
 
 _trio: Any = None
@@ -82,8 +95,29 @@ def running_trio() -> bool:
     return _sniffio_thread.name == "trio"
 
 
+#: What the wait-point hook is given: ``"checkpoint"`` (a :func:`checkpoint`) or
+#: ``"wait"`` (a :meth:`Signal.wait`).
+WaitPointHook = Callable[[str], None]
+
+_wait_point_hook: WaitPointHook | None = None
+
+
+def set_wait_point_hook(hook: WaitPointHook | None) -> WaitPointHook | None:
+    """Call ``hook`` at every engine wait, before it waits; return the hook it replaces.
+
+    The hook runs synchronously in the waiting task, so a cancellation it requests (or an
+    exception it raises) is delivered right at that wait. ``None`` removes it. For tests:
+    ``engine.testing.observe_wait_points`` sets and restores it.
+    """
+    global _wait_point_hook
+    previous, _wait_point_hook = _wait_point_hook, hook
+    return previous
+
+
 async def checkpoint() -> None:
     """Let other tasks run and deliver a pending cancellation (``anyio.lowlevel.checkpoint``)."""
+    if _wait_point_hook is not None:
+        _wait_point_hook("checkpoint")
     if _sniffio_thread.name == "trio":
         await (_trio or _trio_module()).lowlevel.checkpoint()
     else:
@@ -120,6 +154,8 @@ class Signal:
 
     async def wait(self) -> None:
         """Block until ``set()`` (a checkpoint: it may raise the backend's cancellation)."""
+        if _wait_point_hook is not None:
+            _wait_point_hook("wait")
         if _sniffio_thread.name == "trio":
             trio_ = _trio or _trio_module()
             if self._flag:
@@ -143,3 +179,220 @@ class Signal:
         # that a later set() does not reschedule a task that is no longer parked.
         self._parked = None
         return _trio.lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
+
+
+# -- is a cancellation pending? ------------------------------------------------------------
+#
+# An edge hands out a ready item with a plain call and passes through the scheduler only
+# once every few dozen items; yet a consumer whose scope was cancelled must not get one
+# more item. A cancellation can be pending without having been delivered: on trio, for a
+# task that was already rescheduled when its scope was cancelled (or that cancelled its own
+# scope); on asyncio under anyio, for a task that was running or ready to run when its
+# scope was cancelled (anyio calls ``Task.cancel()`` only on a task that waits). So every
+# receive reads the receiving task's watch, and checkpoints first when it says so.
+#
+# Cost per call, counted with callgrind (a Python call alone is ~500 instructions here):
+# trio's public ``current_effective_deadline() == -inf`` ~16,000 (it walks the deadlines
+# up the scope chain), anyio's ~13,000; finding the current task ~1,000 (trio) and ~1,500
+# (asyncio). So a watch is made once per receiving task (an edge remakes it whenever a
+# receive has to wait or checkpoint, which is also when a new task starts reading: until
+# then, a stream handed to another task mid-way is checked against the task that had it),
+# and the edge reads its fields inline. Three such reads per chunk (benchmarks/RESULTS.md,
+# chain3) cost +5% instructions on trio and +8% on asyncio; as a method call, +11% and +25%.
+
+
+class _NeverCancelled:
+    """Reads like an anyio cancel scope that is not cancelled (pads a short chain)."""
+
+    def __init__(self) -> None:
+        # Instance attributes, not class ones, here and below: Python reads those faster.
+        self._cancel_called = False
+
+
+class _AskTheWatch:
+    """Stands in a watch's inline scopes where they cannot tell it all (a chain longer than
+    three scopes; a task anyio has no state for yet): reading ``_cancel_called`` asks the
+    watch's :meth:`TaskWatch.cancel_pending`, a call paid only by such tasks."""
+
+    def __init__(self, watch: TaskWatch) -> None:
+        self._watch = watch
+
+    @property
+    def _cancel_called(self) -> bool:
+        return self._watch.cancel_pending()
+
+
+class _StateOf:
+    """Reads like anyio's state of a task whose innermost scope is ``cancel_scope``."""
+
+    def __init__(self, cancel_scope: object) -> None:
+        self.cancel_scope = cancel_scope
+
+
+_NEVER_CANCELLED: Any = _NeverCancelled()
+# A task not watched yet: its "innermost scope" is never the watch's, so it reads as pending.
+_NOT_WATCHED_STATE: Any = _StateOf(object())
+# A task anyio has no state for (yet: it makes one when the task first enters a scope).
+_NO_STATE: Any = _StateOf(None)
+# A task on a backend whose internals are not as expected.
+_NEVER_PENDING: Any = _StateOf(None)
+
+
+class TaskWatch:
+    """A few fields that tell whether a cancellation is pending for one task.
+
+    Made by :func:`watch_current_task` for the task that calls it. The edge's receive fast
+    path reads the fields inline (a method call would cost more than the reads):
+
+    * on trio (``anyio_state`` is ``None``), ``trio_task._cancel_status.effectively_cancelled``,
+      the flag trio's own ``checkpoint()`` tests, which trio keeps up to date as scopes are
+      cancelled;
+    * on asyncio, anyio's state of the task: its ``cancel_scope`` is the task's innermost
+      scope, and while that is still ``innermost``, the scopes that can cancel the task are
+      the chain up to the first shielded one, read as ``scope0``, ``scope1``, ``scope2``
+      (padded with a scope that is never cancelled). One of them with ``_cancel_called``
+      set is a cancellation anyio has not delivered yet. Once the task entered or left a
+      scope, the watch reads as pending until it is remade.
+
+    :meth:`cancel_pending` is the same test, for everything else. Where a backend's
+    internals are not as expected, the watch never reads as pending: a cancellation then
+    waits for the next amortised checkpoint, as it did before watches.
+
+    Attributes:
+        task: The task watched (trio's or asyncio's); ``None`` for :data:`NOT_WATCHED`.
+    """
+
+    __slots__ = ("anyio_state", "innermost", "scope0", "scope1", "scope2", "task", "trio_task")
+
+    def __init__(self, task: Any = None) -> None:
+        # As made here, the watch of a task not known yet: it reads as pending.
+        self.task = task
+        self.trio_task: Any = None
+        self.anyio_state: Any = _NOT_WATCHED_STATE
+        self.innermost: Any = None
+        self.scope0: Any = _NEVER_CANCELLED
+        self.scope1: Any = _NEVER_CANCELLED
+        self.scope2: Any = _NEVER_CANCELLED
+
+    def cancel_pending(self) -> bool:
+        """Whether the task's next checkpoint would raise its backend's cancellation."""
+        state = self.anyio_state
+        if state is None:
+            # None once the task finished: the watch is stale, so read as pending (the
+            # caller then remakes it for the task that is receiving now).
+            status = self.trio_task._cancel_status
+            return status is None or status.effectively_cancelled
+        task = self.task
+        if task is None:
+            return True
+        if state is _NEVER_PENDING:
+            return False
+        if getattr(task, "_must_cancel", False):
+            return True  # the task called cancel() on itself: due at its next suspension
+        if state is _NO_STATE:
+            state = _anyio_state(task)
+            if state is None:
+                return False
+        elif state.cancel_scope is not self.innermost:
+            return True
+        scope = state.cancel_scope
+        while scope is not None:
+            if scope._cancel_called:
+                return True
+            if scope._shield:
+                return False
+            scope = scope._parent_scope
+        return False
+
+
+#: The watch of an edge nobody received from yet. It reads as pending, so the first
+#: receive takes the slow path, which makes the receiving task's watch.
+NOT_WATCHED: Final = TaskWatch()
+
+
+def _trio_watch(task: Any) -> TaskWatch:
+    watch = TaskWatch(task)
+    if hasattr(getattr(task, "_cancel_status", None), "effectively_cancelled"):
+        watch.trio_task = task
+        watch.anyio_state = None
+    else:  # pragma: no cover - a trio that renamed them
+        watch.anyio_state = _NEVER_PENDING
+    return watch
+
+
+def _asyncio_watch(task: asyncio.Task[Any] | None) -> TaskWatch:
+    watch = TaskWatch(task)
+    state = None if task is None else _anyio_state(task)
+    if state is None:
+        if task is not None and _anyio_task_states is not False:
+            watch.anyio_state = _NO_STATE
+            watch.scope0 = _AskTheWatch(watch)
+        else:  # pragma: no cover - outside a task, or an anyio that moved its internals
+            watch.anyio_state = _NEVER_PENDING
+        return watch
+    watch.anyio_state = state
+    chain: list[Any] = []
+    scope = watch.innermost = state.cancel_scope
+    while scope is not None:
+        chain.append(scope)
+        if scope._shield:
+            break
+        scope = scope._parent_scope
+    if len(chain) > 3:
+        chain[2] = _AskTheWatch(watch)
+    watch.scope0, watch.scope1, watch.scope2 = (*chain, *[_NEVER_CANCELLED] * 3)[:3]
+    return watch
+
+
+# anyio's table of asyncio task states (private: read here only, and only if its scopes
+# look as expected; without it a pending cancellation waits for the next amortised
+# checkpoint, as it did before watches).
+_anyio_task_states: Any = None
+
+
+def _anyio_state(task: asyncio.Task[Any]) -> Any:
+    global _anyio_task_states
+    if _anyio_task_states is None:
+        try:
+            from anyio._backends._asyncio import CancelScope, _task_states
+        except ImportError:  # pragma: no cover - an anyio that moved them
+            _anyio_task_states = False
+        else:
+            scope = CancelScope()
+            names = ("_cancel_called", "_shield", "_parent_scope")
+            _anyio_task_states = _task_states if all(hasattr(scope, n) for n in names) else False
+    if _anyio_task_states is False:  # pragma: no cover
+        return None
+    return _anyio_task_states.get(task)
+
+
+def watch_current_task(previous: TaskWatch | None = None) -> TaskWatch:
+    """A :class:`TaskWatch` for the task that calls this (inside an event loop).
+
+    ``previous`` is returned when it still fits: it watches this task, and the task is in
+    the same innermost cancel scope (finding the current task is the cheap part).
+    """
+    if _sniffio_thread.name == "trio":
+        task = (_trio or _trio_module()).lowlevel.current_task()
+        if previous is not None and task is previous.task:
+            return previous
+        return _trio_watch(task)
+    task = asyncio.current_task()
+    if (
+        previous is not None
+        and task is previous.task
+        and (state := previous.anyio_state) is not _NO_STATE
+        and state.cancel_scope is previous.innermost
+    ):
+        return previous
+    return _asyncio_watch(task)
+
+
+def cancel_pending() -> bool:
+    """Whether a cancellation is pending for the current task (its next checkpoint raises).
+
+    ``False`` outside any task (a plain call from synchronous code, say).
+    """
+    if _sniffio_thread.name != "trio" and asyncio._get_running_loop() is None:
+        return False
+    return watch_current_task().cancel_pending()

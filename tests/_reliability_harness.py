@@ -21,7 +21,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from engine import EdgeStatistics, EventBus, RunnableGenerator, Subscription
-from engine.testing import assert_run_cleaned_up, check_event_order, rillet_tasks
+from engine.testing import assert_run_cleaned_up, check_event_order, observe_wait_points, rillet_tasks
 from nodes import AIMessageChunk, BaseChatModel, BaseMessage
 
 __all__ = [
@@ -190,10 +190,15 @@ class WaitPoints:
     ``after`` runs at every later point (in whichever task reaches it).
 
     A wait point is a call of ``anyio.lowlevel.checkpoint``, ``anyio.Event.wait`` (the
-    running backend's class), the edges' own ``Signal.wait`` or ``anyio.to_thread.run_sync``: every place where rillet's
-    actors, hosts, edges and subscriptions (and the test's own tasks) can be suspended,
-    cancelled or interrupted. The action runs synchronously in the task that reached the
-    point, before the wait itself, so a cancellation it requests is delivered right there.
+    running backend's class) or ``anyio.to_thread.run_sync``, or one of the engine's own
+    waits, seen through ``engine.testing.observe_wait_points``: its checkpoints (an edge
+    giving way every few dozen items, or handing over a stream's first item) and its
+    blocking waits (a full or empty edge). Together: every place where rillet's actors,
+    hosts, edges and subscriptions (and the test's own tasks) can be suspended, cancelled
+    or interrupted. The action runs synchronously in the task that reached the point,
+    before the wait itself, so a cancellation it requests is delivered right there.
+    ``kinds[k - 1]`` says what point k was (``"anyio checkpoint"``, ``"anyio event"``,
+    ``"thread"``, ``"engine checkpoint"``, ``"engine wait"``).
     """
 
     def __init__(
@@ -208,9 +213,11 @@ class WaitPoints:
         self.after = after
         self.count = 0
         self.fired = False
+        self.kinds: list[str] = []
 
-    def _point(self) -> None:
+    def _point(self, kind: str) -> None:
         self.count += 1
+        self.kinds.append(kind)
         if not self.fired and self.count == self.fire_at:
             self.fired = True
             if self.action is not None:
@@ -218,44 +225,38 @@ class WaitPoints:
         elif self.fired and self.after is not None:
             self.after()
 
+    def engine_points(self) -> list[int]:
+        """The numbers of the points that were the engine's own waits."""
+        return [number for number, kind in enumerate(self.kinds, 1) if kind.startswith("engine ")]
+
     @contextlib.contextmanager
     def installed(self) -> Iterator[WaitPoints]:
         """Patch the wait points for the duration of the block (inside an event loop)."""
-        waiting_classes: list[Any] = [type(anyio.Event())]
-        try:
-            from engine._signal import Signal  # the edges' own wake-up, where present
-        except ImportError:  # pragma: no cover - older engines wait on anyio.Event only
-            pass
-        else:
-            waiting_classes.append(Signal)
-        original_waits = [(cls, cls.wait) for cls in waiting_classes]
+        event_class: Any = type(anyio.Event())
+        original_wait = event_class.wait
         original_checkpoint = anyio.lowlevel.checkpoint
         original_run_sync = anyio.to_thread.run_sync
 
-        def counted(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
-            async def wait(waiter: Any) -> None:
-                self._point()
-                await original(waiter)
-
-            return wait
+        async def wait(event: Any) -> None:
+            self._point("anyio event")
+            await original_wait(event)
 
         async def checkpoint() -> None:
-            self._point()
+            self._point("anyio checkpoint")
             await original_checkpoint()
 
         async def run_sync(*args: Any, **kwargs: Any) -> Any:
-            self._point()
+            self._point("thread")
             return await original_run_sync(*args, **kwargs)
 
-        for cls, original in original_waits:
-            cls.wait = counted(original)
+        event_class.wait = wait
         anyio.lowlevel.checkpoint = checkpoint  # type: ignore[assignment]
         anyio.to_thread.run_sync = run_sync
         try:
-            yield self
+            with observe_wait_points(lambda kind: self._point(f"engine {kind}")):
+                yield self
         finally:
-            for cls, original in original_waits:
-                cls.wait = original
+            event_class.wait = original_wait
             anyio.lowlevel.checkpoint = original_checkpoint  # type: ignore[assignment]
             anyio.to_thread.run_sync = original_run_sync
 
@@ -290,13 +291,20 @@ def seed_scheduler(seed: int) -> None:
     trio_run._r.seed(seed)
 
 
-def sample_points(total: int, count: int, seed: int) -> list[int]:
-    """``count`` wait-point numbers among ``1..total`` (always the first and the last), seeded."""
+def sample_points(total: int, count: int, seed: int, engine_points: Sequence[int] = ()) -> list[int]:
+    """``count`` wait-point numbers among ``1..total``, seeded: always the first and the last,
+    then (when ``count`` leaves room) one of ``engine_points`` (the engine's own waits, which
+    a sample must not miss), then any."""
     if total <= count:
         return list(range(1, total + 1))
     chooser = random.Random(seed)
-    middle = chooser.sample(range(2, total), count - 2)
-    return sorted({1, total, *middle})
+    chosen = {1, total}
+    inner_engine_points = [point for point in engine_points if 1 < point < total]
+    if count > 2 and inner_engine_points:
+        chosen.add(chooser.choice(inner_engine_points))
+    rest = [point for point in range(2, total) if point not in chosen]
+    chosen.update(chooser.sample(rest, count - len(chosen)))
+    return sorted(chosen)
 
 
 def assert_edges_settled(statistics: Iterable[EdgeStatistics]) -> None:

@@ -16,7 +16,7 @@ raises a KeyboardInterrupt-like ``BaseException``, right in its wait when it is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -307,9 +307,15 @@ async def sweep(
     """
     unstopped, _ = await run_stopped_at(make_pipe, style, way, None, seed, **options)
     total = unstopped.count
-    chosen = range(1, total + 1) if sample is None else sample_points(total, sample, seed=total)
+    engine_points = unstopped.engine_points()
+    if sample is None:
+        chosen: Sequence[int] = range(1, total + 1)
+    else:
+        chosen = sample_points(total, sample, seed=total, engine_points=engine_points)
     tally("wait points of unstopped runs", total)
+    tally("engine wait points of unstopped runs", len(engine_points))
     tally("wait points chosen to stop at", len(chosen))
+    tally("engine wait points chosen to stop at", len(set(chosen) & set(engine_points)))
     stopped = 0
     for point in chosen:
         points, _ = await run_stopped_at(make_pipe, style, way, point, seed, **options)

@@ -11,8 +11,11 @@ got a terminal event for every step it saw start, no rillet task is left, nothin
 logged, and the caller saw exactly the cancellation, the ``TimeoutError`` or the
 ``BaseException`` it caused.
 
-By default each (style, way) pair is stopped at a seeded sample of its wait points; the
-``slow`` variant stops it at every one.
+By default each (style, way) pair is stopped at a seeded sample of its wait points (the
+first, the last, one of the engine's own waits, one more); the ``slow`` variant stops it
+at every one. The engine's own checkpoints and waits are wait points like anyio's (seen
+through ``engine.testing.observe_wait_points``): on trio, 28 of the 40 points of the
+``with`` style (20 waits, 8 checkpoints; before issue 12 the 8 checkpoints went uncounted).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import anyio
 import pytest
 from _reliability_harness import Lifecycle, LifecycleModel, Monitor, lifecycle_generator, settle
-from _reliability_stops import COMBINATIONS, sweep
+from _reliability_stops import COMBINATIONS, run_stopped_at, sweep
 
 from engine import EventBus, RunCancelled, RunnableLambda, RunnablePassthrough
 from engine.testing import GatedSource, Probe, check_event_order
@@ -31,8 +34,8 @@ from nodes import StrOutputParser
 
 TOKENS = ["t1", " t2", " t3", " t4", " t5"]
 EXPECTED = [token.upper() for token in TOKENS]
-DEFAULT_SAMPLE = 3  # wait points per (style, way) in the default run
-# Both backends x 15 pairs x 3 points = 90 stopped runs by default.
+DEFAULT_SAMPLE = 4  # wait points per (style, way) in the default run
+# Both backends x 15 pairs x 4 points = 120 stopped runs by default.
 
 
 class Pipeline:
@@ -100,6 +103,18 @@ async def test_stopping_at_every_wait_point_leaves_nothing_behind(
     total, stopped = await sweep(Pipeline, style, way, None, seed=capacity, capacity=capacity)
     assert stopped == total
     _no_warnings_logged(caplog)
+
+
+@pytest.mark.parametrize("kind", ["engine checkpoint", "engine wait"])
+@pytest.mark.parametrize("style", ["with", "events"])
+async def test_the_sweep_stops_runs_at_the_engines_own_wait_points(style: str, kind: str) -> None:
+    """The engine's own checkpoints and waits are counted wait points, and a run stopped at one cleans up."""
+    unstopped, _ = await run_stopped_at(Pipeline, style, "cancel", None, seed=0)
+    points = [number for number, seen in enumerate(unstopped.kinds, 1) if seen == kind]
+    assert points, f"the sweep saw no {kind}: {unstopped.kinds}"
+    for point in (points[0], points[len(points) // 2], points[-1]):
+        stopped, _ = await run_stopped_at(Pipeline, style, "cancel", point, seed=0)
+        assert stopped.fired and stopped.kinds[point - 1] == kind
 
 
 # Found by this suite: a run stopped while its launch waited to publish start events to a

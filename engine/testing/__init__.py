@@ -15,6 +15,7 @@ from ._sources import GatedSource as GatedSource
 from ._sources import Probe as Probe
 from ._sources import ProbeRecord as ProbeRecord
 from ._sources import RecordingSink as RecordingSink
+from ._wait_points import observe_wait_points as observe_wait_points
 
 __all__ = (
     "CountingSource",
@@ -27,5 +28,6 @@ __all__ = (
     "assert_run_cleaned_up",
     "check_event_order",
     "cleanup_guard",
+    "observe_wait_points",
     "rillet_tasks",
 )
