@@ -8,6 +8,8 @@ Offline, with scripted models that fail the way a model API does:
    second attempt;
 3. an error after two tokens (after the commit point): not retried, the consumer keeps
    the two tokens and gets the original error, with a note;
+3b. a model that goes silent before its first token, stopped by ``with_timeout(idle=...)``
+   and retried (a ``StepTimeout`` before the commit point is retryable);
 4. a primary model that stays overloaded, and a fallback model that takes over;
 
 then the event view of case 4's attempts (each attempt is a nested run with its attempt
@@ -90,9 +92,19 @@ async def no_retry_after_the_commit_point() -> None:
 
 
 # -- a stall caught by ``idle`` ------------------------------------------------------------
-# The timeout wrapper (``with_timeout(first_chunk=, idle=, total=)``, its own part of
-# issue 13) is not in this change: its example, a model silent mid-stream whose
-# ``StepTimeout`` is retried by ``with_retry``, goes here.
+
+
+async def stall_caught_by_idle() -> None:
+    # The first attempt goes silent after its message-start chunk (before any text, so
+    # before the commit point) for a minute; ``idle`` stops it after 0.2 s whatever the
+    # provider does, and the StepTimeout (a TimeoutError) is retried.
+    start = AIMessageChunk(content="", id="msg_1")
+    silent = ScriptedReply("never streamed", preamble=start, stall=60.0, stall_before=1)
+    model = ScriptedChatModel([silent, "A parrot, mid-sentence."])
+    guarded = model.with_timeout(idle=0.2).with_retry(stop_after_attempt=2, wait_exponential_jitter=False)
+    print("3b. a model silent for a minute before its first token: idle stops it, retried")
+    print("  ", await tokens_of(guarded | StrOutputParser()))
+    print(f"   the model was called {model.calls} times")
 
 
 def fallback_chain() -> Runnable[Any, str]:
@@ -146,6 +158,7 @@ async def main() -> None:
     await retry_a_529()
     await retry_before_the_commit_point()
     await no_retry_after_the_commit_point()
+    await stall_caught_by_idle()
     await fall_back()
 
 

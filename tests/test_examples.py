@@ -300,7 +300,7 @@ def test_service_example_parses_its_arguments(ran: dict[str, Ran]) -> None:
 
 def test_resilience_example_retries_before_the_commit_point_only(ran: dict[str, Ran]) -> None:
     """resilience.py: a 529 and a mid-stream error retried, no retry after two tokens, a
-    fallback, each attempt in the events, and every attempt's usage."""
+    stall stopped by idle and retried, a fallback, each attempt in the events, and every attempt's usage."""
     out = ok(ran, "resilience")
     lines = [line.strip() for line in out.lines]
     assert lines[1:3] == ["Why| did| the| parrot| talk?", "the model was called 2 times"]
@@ -308,7 +308,8 @@ def test_resilience_example_retries_before_the_commit_point_only(ran: dict[str, 
     assert lines[6].startswith("It| was  -> ModelStreamError:")
     assert "RunnableRetry had delivered 2 chunks" in lines[6]
     assert lines[7] == "the model was called 1 time"
-    assert lines[9] == "A| parrot| walks| into| a| bar.|"
+    assert lines[9:11] == ["A| parrot,| mid-sentence.", "the model was called 2 times"]  # idle, retried
+    assert lines[12] == "A| parrot| walks| into| a| bar.|"
     assert [line for line in lines if line.startswith(("on_chat_model_start", "on_chat_model_error"))] == [
         "on_chat_model_start claude-primary (attempt 1)",
         "on_chat_model_error claude-primary (attempt 1): ModelStreamError",

@@ -558,3 +558,19 @@ def test_only_a_runnable_can_be_wrapped() -> None:
 
     with pytest.raises(CompositionError, match="with_timeout wraps a runnable"):
         RunnableTimeout(lambda x: x, idle=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.trio
+async def test_a_timeout_before_the_commit_point_is_retried(autojump_clock: MockClock) -> None:
+    """A StepTimeout before the first content is retried by with_retry; the consumer sees only the retry's chunks."""
+    from nodes import AIMessageChunk, ScriptedChatModel, ScriptedReply, StrOutputParser
+
+    start = AIMessageChunk(content="", id="msg_1")
+    silent = ScriptedReply("never streamed", preamble=start, stall=60.0, stall_before=1)
+    model = ScriptedChatModel([silent, "second try"])
+    guarded = model.with_timeout(idle=1).with_retry(stop_after_attempt=2, wait_exponential_jitter=False)
+    started = trio.current_time()
+    chunks = [chunk async for chunk in (guarded | StrOutputParser()).astream("hi")]
+    assert "".join(chunks) == "second try"
+    assert model.calls == 2
+    assert trio.current_time() - started < 60  # the stall was cut short by idle, not waited out
