@@ -107,12 +107,16 @@ def nodes_status() -> str | None:
     return None
 
 
-def _rillet_prompt_chain_for(reply: str | list[str], *, retry: bool = False) -> Any:
+def _rillet_prompt_chain_for(
+    reply: str | list[str], *, retry: bool = False, idle: float | None = None
+) -> Any:
     nodes: Any = importlib.import_module("nodes")  # typed Any: its names may not exist yet
     prompt = nodes.ChatPromptTemplate.from_template(PROMPT_TEMPLATE)
     model = nodes.ScriptedChatModel(replies=[reply])
     if retry:
         model = model.with_retry()
+    if idle is not None:
+        model = model.with_timeout(idle=idle)
     return prompt | model | nodes.StrOutputParser()
 
 
@@ -156,6 +160,12 @@ def rillet_prompt_chain(tokens: int) -> Any:
         return _rillet_prompt_chain_for(["x"] * tokens)
     words = max(1, round(tokens * _words_per_chunk()))
     return _rillet_prompt_chain_for("w " * words)
+
+
+def rillet_retry_timeout_prompt_chain(tokens: int) -> Any:
+    """``prompt | ScriptedChatModel.with_retry().with_timeout(idle=30) | StrOutputParser``,
+    ``tokens`` chunks (the chain of issue 13's benchmark target; nothing fails or stalls)."""
+    return _rillet_prompt_chain_for(["x"] * tokens, retry=True, idle=30.0)
 
 
 def rillet_retry_prompt_chain(tokens: int) -> Any:

@@ -16,6 +16,8 @@ Cases (each on trio and on asyncio):
 * ``events``: ``astream_events`` of prompt | model | parser, per token (3 events);
 * ``retry_prompt_model_parser``: ``astream`` of prompt | model.with_retry() | parser, per
   token (compare with ``prompt_model_parser``: what the retry wrapper costs a healthy stream).
+* ``retry_timeout_prompt_model_parser``: the same with ``.with_timeout(idle=30)`` around the
+  retry wrapper (issue 13's benchmark chain).
 """
 
 from __future__ import annotations
@@ -31,13 +33,26 @@ import anyio
 
 __all__ = ("main",)
 
-CASES = ("chain3", "prompt_model_parser", "with_unmatched_bus", "events", "retry_prompt_model_parser")
+CASES = (
+    "chain3",
+    "prompt_model_parser",
+    "with_unmatched_bus",
+    "events",
+    "retry_prompt_model_parser",
+    "retry_timeout_prompt_model_parser",
+)
 BACKENDS = ("trio", "asyncio")
 
 
 async def _run_case(case: str, items: int) -> int:
     """Run one case with ``items`` chunks or tokens; return how many the consumer got."""
-    from ._chains import PROMPT_INPUT, rillet_chain, rillet_prompt_chain, rillet_retry_prompt_chain
+    from ._chains import (
+        PROMPT_INPUT,
+        rillet_chain,
+        rillet_prompt_chain,
+        rillet_retry_prompt_chain,
+        rillet_retry_timeout_prompt_chain,
+    )
 
     count = 0
     if case == "chain3":
@@ -53,6 +68,9 @@ async def _run_case(case: str, items: int) -> int:
         async with bus.subscribe(include_names=["no-step-has-this-name"]):
             async for _ in rillet_prompt_chain(items).astream(PROMPT_INPUT, {"bus": bus}):
                 count += 1
+    elif case == "retry_timeout_prompt_model_parser":
+        async for _ in rillet_retry_timeout_prompt_chain(items).astream(PROMPT_INPUT):
+            count += 1
     elif case == "retry_prompt_model_parser":
         async for _ in rillet_retry_prompt_chain(items).astream(PROMPT_INPUT):
             count += 1
