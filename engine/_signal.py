@@ -222,6 +222,25 @@ class _AskTheWatch:
         return self._watch.cancel_pending()
 
 
+class _RestOfChain:
+    """Stands in a watch's last inline scope for a chain longer than three scopes (an
+    actor's own stop scope, its run's scopes, its caller's): reading ``_cancel_called``
+    reads the rest of the chain, already cut at its first shielded scope, without
+    walking it again from the innermost scope."""
+
+    __slots__ = ("_scopes",)
+
+    def __init__(self, scopes: tuple[Any, ...]) -> None:
+        self._scopes = scopes
+
+    @property
+    def _cancel_called(self) -> bool:
+        for scope in self._scopes:  # noqa: SIM110 - per chunk: any() builds a generator
+            if scope._cancel_called:
+                return True
+        return False
+
+
 class _StateOf:
     """Reads like anyio's state of a task whose innermost scope is ``cancel_scope``."""
 
@@ -339,7 +358,7 @@ def _asyncio_watch(task: asyncio.Task[Any] | None) -> TaskWatch:
             break
         scope = scope._parent_scope
     if len(chain) > 3:
-        chain[2] = _AskTheWatch(watch)
+        chain[2] = _RestOfChain(tuple(chain[2:]))
     watch.scope0, watch.scope1, watch.scope2 = (*chain, *[_NEVER_CANCELLED] * 3)[:3]
     return watch
 
