@@ -32,7 +32,7 @@ from ._step import _CURRENT_STEP, RunCancelled, Step
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-__all__ = ("AggregateNode", "LeafNode", "TransformNode", "launch_fused", "pump")
+__all__ = ("AggregateNode", "LeafNode", "TransformNode", "launch_fused", "publishers_of", "pump")
 
 
 async def pump(source: AsyncIterator[Any], outbox: Outbox[Any], step: Step) -> None:
@@ -58,9 +58,10 @@ async def pump(source: AsyncIterator[Any], outbox: Outbox[Any], step: Step) -> N
             await aclose()
 
 
-async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: Step) -> None:
-    # The composite steps whose output this is (taps around the outbox) publish each
-    # chunk right after this step, in the same loop; they share one output log.
+def publishers_of(outbox: Outbox[Any], step: Step) -> tuple[list[Step], Any]:
+    """The steps that publish a stream event for each chunk ``step`` sends to ``outbox``
+    (itself if observed, then the composite steps whose taps wrap the outbox: their
+    output is this step's, so they share one output log), and the outbox under the taps."""
     publishers = [step] if step.subscribers else []
     target: Any = outbox
     while type(target) is TapOutbox:
@@ -68,6 +69,12 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
         target = target.outbox
     for publisher in publishers[1:]:
         publisher.share_output_log(publishers[0])
+    return publishers, target
+
+
+async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: Step) -> None:
+    # The taps around the outbox publish each chunk right after this step, in the same loop.
+    publishers, target = publishers_of(outbox, step)
     discard = type(target) is DiscardOutbox
     send = target.send
     pace = step.scope.pace

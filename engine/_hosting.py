@@ -36,9 +36,9 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 
-from ._actors import LeafNode, aggregate
+from ._actors import LeafNode, aggregate, publishers_of
 from ._edge import Accumulation, Edge
-from ._launch import Inbox, Launch, Outbox, Site, TapOutbox
+from ._launch import Inbox, Launch, Outbox, Site
 from ._runnable import Runnable
 from ._step import Step
 
@@ -62,14 +62,7 @@ class Emitter:
     __slots__ = ("_base", "_counted", "_publishers", "_target")
 
     def __init__(self, outbox: Outbox[Any], step: Step) -> None:
-        publishers = [step] if step.subscribers else []
-        target: Any = outbox
-        # Composite steps whose output this is publish right after this step.
-        while type(target) is TapOutbox:
-            publishers.append(target.step)
-            target = target.outbox
-        for publisher in publishers[1:]:
-            publisher.share_output_log(publishers[0])
+        publishers, target = publishers_of(outbox, step)
         self._publishers = publishers
         self._target: Outbox[Any] = target
         # An edge counts what entered it (this step is its one sender): a send cancelled
