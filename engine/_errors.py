@@ -93,6 +93,11 @@ def is_cancellation(exc: BaseException) -> bool:
     return isinstance(exc, anyio.get_cancelled_exc_class())
 
 
+def only_cancellations(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation, or a group of nothing but cancellations."""
+    return all(is_cancellation(leaf) for leaf in _leaves(exc))
+
+
 def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         found: list[BaseException] = []

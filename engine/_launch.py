@@ -23,7 +23,7 @@ import attrs
 
 from ._chunks import AddableDict
 from ._edge import Accumulation, ConstantInbox, Edge
-from ._errors import carry_interrupt, stray_cancellation
+from ._errors import carry_interrupt, only_cancellations, stray_cancellation
 from ._signal import keyboard_interrupt_safe
 from ._step import RunScope, Step, make_step, set_current_step
 
@@ -232,7 +232,7 @@ class Launch:
     def __init__(self, scope: RunScope) -> None:
         self.scope = scope
         self._starts: list[tuple[Step, Runnable[Any, Any]]] = []
-        self._units: list[tuple[Step, Callable[[], Awaitable[None]]]] = []
+        self._units: list[_Unit] = []
         self._feeders: list[tuple[Edge[Any], AsyncIterable[Any]]] = []
         self.root_step: Step | None = None
         self._claims: list[Step] = []
@@ -297,7 +297,7 @@ class Launch:
         its input stops everything upstream of it, and the run ends with the output it has.
         """
         step.add_unit()
-        self._units.append((step, partial(_until_unread, body, inbox, tuple(outboxes))))
+        self._units.append(_Unit(step, body, inbox, tuple(outboxes)))
 
     def claim(self, step: Step) -> None:
         """Count a unit of ``step`` that another step's task will end (fused stages)."""
@@ -326,13 +326,15 @@ class Launch:
                     else:
                         await step.emit_start()
         except BaseException as exc:
-            for step in [*claims, *(step for step, _ in units)]:
+            for step in [*claims, *(unit.step for unit in units)]:
                 step.unit_done(exc)
             raise
         finally:
             self._starts.clear()
-        for step, body in units:
-            task_group.start_soon(_unit, step, body, name=f"rillet {step.kind} {step.name}")
+        for unit in units:
+            step = unit.step
+            handle = task_group.start_soon(unit.run, name=f"rillet {step.kind} {step.name}")
+            unit.stop_when_unread(handle)
 
 
 async def _feed(edge: Edge[Any], inputs: AsyncIterable[Any]) -> None:
@@ -347,52 +349,95 @@ async def _feed(edge: Edge[Any], inputs: AsyncIterable[Any]) -> None:
             await aclose()
 
 
-async def _until_unread(
-    body: Callable[[], Awaitable[None]], inbox: Inbox[Any] | None, outboxes: tuple[Outbox[Any], ...]
-) -> None:
-    """Run ``body`` until it ends or nobody reads any of ``outboxes``; then close ``inbox``."""
-    try:
-        if not outboxes:
-            await body()
+class _Readers:
+    """Counts the readers of a task's outboxes and stops the task when the last one left.
+
+    Kept apart from :class:`_Unit`: the outboxes keep this callback, and a callback that
+    held the unit (and so its body, which holds the outboxes) would make a cycle.
+    """
+
+    __slots__ = ("handle", "left")
+
+    def __init__(self, outboxes: int) -> None:
+        self.left = outboxes
+        self.handle: anyio.TaskHandle[None] | None = None
+
+    def one_gone(self) -> None:
+        self.left -= 1
+        if self.left == 0 and self.handle is not None:
+            self.handle.cancel()
+
+
+class _Unit:
+    """One task of a step: its body, what it reads and what it writes to.
+
+    The task is stopped quietly once nobody reads any of its outboxes: through the cancel
+    scope anyio gives every task it starts (its task handle's), not a scope of its own,
+    because every scope a task is in is one more for each of its receives to check for a
+    pending cancellation (``engine/_signal.py``, ``TaskWatch``). When the task ends,
+    however it ends, its inbox is closed, which stops its upstream the same way.
+    """
+
+    __slots__ = ("body", "inbox", "outboxes", "readers", "step")
+
+    def __init__(
+        self,
+        step: Step,
+        body: Callable[[], Awaitable[None]],
+        inbox: Inbox[Any] | None,
+        outboxes: tuple[Outbox[Any], ...],
+    ) -> None:
+        self.step = step
+        self.body = body
+        self.inbox = inbox
+        self.outboxes = outboxes
+        self.readers = _Readers(len(outboxes))
+
+    def stop_when_unread(self, handle: anyio.TaskHandle[None]) -> None:
+        """Cancel the started task (``handle``) once every outbox's reader is gone."""
+        if not self.outboxes:
             return
-        # The scope belongs to this task and is cancelled only by a reader that closed
-        # its side; it is nested in the run's own scope (see _run.py on why the run's
-        # structured host scope is shielded on both backends).
-        with anyio.CancelScope() as unread:
-            waiting = len(outboxes)
+        self.readers.handle = handle
+        for outbox in self.outboxes:
+            outbox.on_receiver_closed(self.readers.one_gone)
 
-            def one_reader_gone() -> None:
-                nonlocal waiting
-                waiting -= 1
-                if waiting == 0:
-                    unread.cancel()
+    def stopped_by(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is how the task stopped because nobody reads it any more: the
+        cancellation of its scope, or a send that found its reader gone (unless some
+        other resource of the step broke)."""
+        if not self.outboxes or self.readers.left > 0:
+            return False
+        if isinstance(exc, anyio.BrokenResourceError):
+            return all(outbox.receiver_closed for outbox in self.outboxes)
+        return only_cancellations(exc)
 
-            for outbox in outboxes:
-                outbox.on_receiver_closed(one_reader_gone)
+    @keyboard_interrupt_safe
+    async def run(self) -> None:
+        """The task: run the body, close the inbox, end the step's unit exactly once."""
+        step = self.step
+        set_current_step(step)
+        try:
             try:
-                await body()
-            except anyio.BrokenResourceError:
-                # A send found its reader gone: the same quiet stop, unless some other
-                # resource of the step broke.
-                if not all(outbox.receiver_closed for outbox in outboxes):
-                    raise
-    finally:
-        if inbox is not None:
-            inbox.close_receiver()
-
-
-@keyboard_interrupt_safe
-async def _unit(step: Step, body: Callable[[], Awaitable[None]]) -> None:
-    set_current_step(step)
-    try:
-        await body()
-    except BaseException as exc:
-        error = stray_cancellation(step.name, exc)
-        step.unit_done(error or exc)
-        if error is not None:
-            raise error from exc
-        carried = carry_interrupt(exc)
-        if carried is not exc:
-            raise carried from None
-        raise
-    step.unit_done(None)
+                await self.body()
+            finally:
+                if self.inbox is not None:
+                    self.inbox.close_receiver()
+        except BaseException as exc:
+            if self.stopped_by(exc):
+                step.unit_done(None)
+                if isinstance(exc, anyio.BrokenResourceError):
+                    return
+                raise  # the task's own scope was cancelled: it ends the cancellation
+            error = stray_cancellation(step.name, exc)
+            step.unit_done(error or exc)
+            if error is not None:
+                raise error from exc
+            carried = carry_interrupt(exc)
+            if carried is not exc:
+                raise carried from None
+            raise
+        finally:
+            # The handle keeps the task's exception, whose traceback holds this unit:
+            # forgetting it leaves no cycle for the garbage collector.
+            self.readers.handle = None
+        step.unit_done(None)

@@ -224,7 +224,8 @@ class _AskTheWatch:
 
 class _RestOfChain:
     """Stands in a watch's last inline scope for a chain longer than three scopes (an
-    actor's own stop scope, its run's scopes, its caller's): reading ``_cancel_called``
+    actor's task scope, its run's task group and host scopes are three; a nested run's
+    actor or a caller's own scopes make more): reading ``_cancel_called``
     reads the rest of the chain, already cut at its first shielded scope, without
     walking it again from the innermost scope."""
 
