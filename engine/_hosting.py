@@ -30,7 +30,7 @@ the commit point is raised (noted), one before it is returned for the wrapper to
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Literal, TypeVar
 
@@ -53,53 +53,76 @@ __all__ = (
     "UsageLog",
     "note_delivered",
     "run_attempt",
+    "run_gated",
 )
 
 
 class Emitter:
     """The hosting step's output: publishes its stream events, then sends downstream."""
 
-    __slots__ = ("_base", "_counted", "_publishers", "_target")
+    __slots__ = ("_base", "_counted", "_publishers", "_sending", "_target")
 
     def __init__(self, outbox: Outbox[Any], step: Step) -> None:
         publishers, target = publishers_of(outbox, step)
         self._publishers = publishers
         self._target: Outbox[Any] = target
-        # An edge counts what entered it (this step is its one sender): a send cancelled
-        # after its chunk went in (the first chunk's hand-over checkpoint) still counts.
-        self._base = target.statistics().sent if type(target) is Edge else None
+        # What the target counted so far, when it counts what went in (an edge, of which
+        # this step is the one sender, or another hosting step's attempt): a send
+        # cancelled after its chunk went in (the first chunk's hand-over checkpoint), or
+        # a batch handed on whole (send_from), still counts.
+        self._base = _sent_so_far(target)
         self._counted = 0
+        self._sending = False
 
     @property
     def delivered(self) -> int:
         """Chunks sent downstream so far."""
-        target = self._target
-        if self._base is not None and type(target) is Edge:
-            return target.statistics().sent - self._base
+        if self._base is not None:
+            sent = _sent_so_far(self._target)
+            assert sent is not None
+            return sent - self._base
         return self._counted
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a send is waiting for downstream to take a chunk (the consumer, or a
+        lossless subscriber, is slower than the step: the step itself is not idle)."""
+        target = self._target
+        if type(target) is Edge:
+            return target.statistics().waiting_senders > 0
+        if type(target) is AttemptOutbox:
+            return target.waiting
+        return self._sending
 
     async def send(self, chunk: Any) -> None:
         """Publish ``chunk``'s stream events and send it downstream."""
+        self._sending = True
         for publisher in self._publishers:
             pending = publisher.publish_stream(chunk)
             if pending is not None:
                 await pending
         await self._target.send(chunk)
+        self._sending = False
         self._counted += 1
 
     async def send_from(self, chunks: AsyncIterator[Any]) -> None:
         """Send everything ``chunks`` yields, as :meth:`send` does for each.
 
-        With nobody to publish to and an edge downstream, this is the edge's own loop
-        (``Edge.send_from``: no call per chunk while there is room): the committed part
-        of an attempt then costs what an actor's own output costs.
+        With nobody to publish to, this is the target's own loop: an edge's
+        (``Edge.send_from``: no call per chunk while there is room), or the attempt
+        gate of an enclosing hosting step (``AttemptOutbox.send_from``, which ends in
+        an edge's): the committed part of an attempt then costs what an actor's own
+        output costs, however many hosting steps wrap it.
         """
         target = self._target
-        if self._publishers or type(target) is not Edge:
+        if self._publishers:
             async for chunk in chunks:
                 await self.send(chunk)
-            return
-        await target.send_from(chunks)
+        elif type(target) is Edge or type(target) is AttemptOutbox:
+            await target.send_from(chunks)
+        else:
+            async for chunk in chunks:
+                await self.send(chunk)
 
     def on_receiver_closed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once nobody reads the output any more."""
@@ -109,6 +132,15 @@ class Emitter:
     def receiver_closed(self) -> bool:
         """Whether nobody reads the output any more (a send failing then is no attempt's fault)."""
         return self._target.receiver_closed
+
+
+def _sent_so_far(target: Any) -> int | None:
+    """How many chunks ``target`` took so far, if it counts them (else ``None``)."""
+    if type(target) is Edge:
+        return target.statistics().sent
+    if type(target) is AttemptOutbox:
+        return target.delivered
+    return None
 
 
 @attrs.define(eq=False)
@@ -123,8 +155,12 @@ class Attempt:
     carries_content: Callable[[Any], bool]
     committed: bool = False
     held: list[Any] = attrs.field(factory=list)
+    #: Chunks offered so far (the gate offers only those before the commit point; past
+    #: it, the emitter's ``delivered`` counts): progress a timeout's watchdog can read.
+    offered: int = 0
 
     def offer(self, chunk: Any) -> list[Any]:
+        self.offered += 1
         if self.committed:
             return [chunk]
         if not self.carries_content(chunk):
@@ -294,6 +330,20 @@ class AttemptOutbox:
             async for item in chunks:
                 await self.send(item)
 
+    @property
+    def delivered(self) -> int:
+        """Chunks this attempt sent on through the hosting step's emitter."""
+        return self._emitter.delivered
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a send is waiting for downstream (see :attr:`Emitter.waiting`)."""
+        return self._emitter.waiting
+
+    async def send_released(self, chunk: Any) -> None:
+        """Send a chunk the attempt released at its end (held, without content)."""
+        await self._emitter.send(chunk)
+
     def _own_outbox(self) -> Outbox[Any]:
         assert self._own is not None, "an AttemptOutbox is attached when its run launches"
         return self._own
@@ -342,6 +392,20 @@ class _AttemptRun(Runnable[Any, Any]):
         self.runnable._launch(launch, inbox, self.gate, site)
 
 
+async def run_gated(
+    runnable: Runnable[Any, Any], value: Any, gate: AttemptOutbox, config: Mapping[str, Any] | None = None
+) -> None:
+    """Run ``runnable`` on ``value`` as a nested run whose output goes through ``gate``
+    (sent on by the nested run's own tasks), then release what the gate still holds (a
+    reply of chunks without content is the output after all). Returns when the run ended."""
+    nested = _AttemptRun(runnable, gate)
+    async with nested.astream(value, config) as ended:
+        async for _ in ended:
+            pass  # nothing comes here: the output went downstream through the gate
+    for item in gate.attempt.release_held():
+        await gate.send_released(item)
+
+
 async def run_attempt(
     runnable: Runnable[Any, Any],
     value: Any,
@@ -371,12 +435,8 @@ async def run_attempt(
     outcome: Outcome = "cancelled"
     failure: BaseException | None = None
     try:
-        nested = _AttemptRun(runnable, AttemptOutbox(attempt, emitter, usage))
-        async with nested.astream(value, {"metadata": {"attempt": number}}) as ended:
-            async for _ in ended:
-                pass  # nothing comes here: the output went downstream through the gate
-        for item in attempt.release_held():
-            await emitter.send(item)
+        gate = AttemptOutbox(attempt, emitter, usage)
+        await run_gated(runnable, value, gate, {"metadata": {"attempt": number}})
         outcome = "ok"
         return None
     except Exception as exc:

@@ -168,7 +168,10 @@ class Runnable(Generic[In, Out]):
           silence for longer than it may pause between tokens.
         * ``idle``: between one chunk (any chunk) and the next, and, when ``first_chunk``
           is not given, from the start to the first chunk. Time spent handing a chunk to
-          a slow consumer is not counted.
+          a slow consumer is not counted. Nothing is timed per chunk: the step's
+          progress is looked at every ``idle / 8`` seconds, so a stall is caught between
+          ``idle`` and ``idle * 9 / 8`` seconds after the last chunk, never earlier
+          (``RunnableTimeout.looks_per_idle``).
         * ``total``: the whole of the step's work, from when its input is complete to its
           last chunk delivered.
 
