@@ -1,8 +1,9 @@
-"""Scenario 10: what ``with_retry`` costs a healthy stream, in chunks per second.
+"""Scenario 10: what the resilience wrappers cost a healthy stream, in chunks per second.
 
-``astream`` of ``prompt | model.with_retry() | StrOutputParser`` against the bare
-``prompt | model | StrOutputParser`` (the model never fails: every chunk passes the
-commit point and goes straight through). Both sides run once in every round; the
+``astream`` of ``prompt | model.with_retry() | StrOutputParser`` and of issue 13's chain
+``prompt | model.with_retry().with_timeout(idle=30) | StrOutputParser`` against the bare
+``prompt | model | StrOutputParser`` (the model never fails nor stalls: every chunk
+passes the commit point and goes straight through). Both sides run once in every round; the
 finding is the median of the rounds' ratios (steadier on a shared machine than the
 ratio of two medians). Target (issue 13): the wrapped chain within 10% of the bare one.
 """
@@ -11,7 +12,13 @@ from __future__ import annotations
 
 import functools
 
-from ._chains import PROMPT_INPUT, nodes_status, rillet_prompt_chain, rillet_retry_prompt_chain
+from ._chains import (
+    PROMPT_INPUT,
+    nodes_status,
+    rillet_prompt_chain,
+    rillet_retry_prompt_chain,
+    rillet_retry_timeout_prompt_chain,
+)
 from ._harness import (
     Budget,
     Contender,
@@ -30,18 +37,25 @@ __all__ = ("run",)
 KEY = "resilience"
 TARGET_RATIO = 0.90
 # Labels without "|": they go in markdown tables.
-SIDES = (("bare chain", rillet_prompt_chain), ("model.with_retry()", rillet_retry_prompt_chain))
+SIDES = (
+    ("bare chain", rillet_prompt_chain),
+    ("model.with_retry()", rillet_retry_prompt_chain),
+    ("model.with_retry().with_timeout(idle=30)", rillet_retry_timeout_prompt_chain),
+)
 
 
 def run(budget: Budget) -> Section:
     """Run scenario 10 and return its report section."""
-    section = Section(KEY, "10. with_retry on a healthy stream: chunks/s against the bare chain")
+    section = Section(
+        KEY, "10. with_retry and with_timeout on a healthy stream: chunks/s against the bare chain"
+    )
     section.notes.append(
         "Each repetition streams the whole output once with a bare `async for`; chunks/s is "
         "chunks divided by the time from the `astream` call to the end of the stream. "
         "`with_retry()` wraps the model with the default arguments; its one attempt "
-        "succeeds. For figures the machine's load cannot move, see "
-        "`python -m benchmarks.instructions --only prompt_model_parser --only retry_prompt_model_parser`."
+        "succeeds; `with_timeout(idle=30)` never trips. For figures the machine's load cannot "
+        "move, see `python -m benchmarks.instructions --only prompt_model_parser "
+        "--only retry_prompt_model_parser --only retry_timeout_prompt_model_parser`."
     )
     reason = nodes_status()
     if reason is not None:
@@ -59,7 +73,7 @@ def run(budget: Budget) -> Section:
         for label, make in SIDES
     ]
     reps = budget.reps(11, 3)
-    samples = run_alternating(contenders, reps, name="resilience with_retry")
+    samples = run_alternating(contenders, reps, name="resilience wrappers")
     table = Table(
         ["contender", "chunks", "median chunks/s", "min", "max"],
         caption=f"prompt | model | StrOutputParser, {tokens:,} tokens, {reps} reps",
@@ -77,15 +91,16 @@ def run(budget: Budget) -> Section:
     section.tables.append(table)
     for backend in budget.backends:
         bare = samples[f"bare chain [{backend}]"]["seconds"]
-        wrapped = samples[f"model.with_retry() [{backend}]"]["seconds"]
-        # chunks/s with_retry / chunks/s bare, round by round (same chunk count on both sides).
-        ratios = stat([b / w for b, w in zip(bare, wrapped, strict=True)])
-        section.findings.append(
-            target_at_least(
-                f"with_retry chunks/s / bare chunks/s on {backend} (median of {ratios.count} rounds)",
-                ratios.median,
-                TARGET_RATIO,
-                lambda v: f"{v:.2f}x",
+        for label, _ in SIDES[1:]:
+            wrapped = samples[f"{label} [{backend}]"]["seconds"]
+            # wrapped chunks/s / bare chunks/s, round by round (same chunk count on both sides).
+            ratios = stat([b / w for b, w in zip(bare, wrapped, strict=True)])
+            section.findings.append(
+                target_at_least(
+                    f"{label} chunks/s / bare chunks/s on {backend} (median of {ratios.count} rounds)",
+                    ratios.median,
+                    TARGET_RATIO,
+                    lambda v: f"{v:.2f}x",
+                )
             )
-        )
     return section
