@@ -158,14 +158,14 @@ class TextBlock:
 
 @attrs.frozen(eq=False)
 class ThinkingBlock:
-    """A ``thinking`` block: ``thinking_delta`` events, then ``signature_delta`` events.
+    """A ``thinking`` block: ``thinking_delta`` events, then one ``signature_delta``.
 
-    The API sends the block's signature in one ``signature_delta`` just before the
-    block's ``content_block_stop``; more than one piece tests that they join.
+    The API sends the block's whole signature in one ``signature_delta`` just before the
+    block's ``content_block_stop`` (the SDK's accumulator takes each one as the whole).
     """
 
     thinking: Sequence[str] = attrs.field(converter=_as_tuple)
-    signature: Sequence[str] = attrs.field(default=("sig",), converter=_as_tuple)
+    signature: str = "sig"
 
 
 @attrs.frozen(eq=False)
@@ -192,7 +192,7 @@ def _block_deltas(block: Block) -> list[dict[str, Any]]:
         return [{"type": "text_delta", "text": token} for token in block.tokens]
     if isinstance(block, ThinkingBlock):
         return [{"type": "thinking_delta", "thinking": piece} for piece in block.thinking] + [
-            {"type": "signature_delta", "signature": piece} for piece in block.signature
+            {"type": "signature_delta", "signature": block.signature}
         ]
     if isinstance(block, ToolUseBlock):
         return [{"type": "input_json_delta", "partial_json": fragment} for fragment in block.json_fragments]

@@ -15,7 +15,7 @@ import anyio
 import pytest
 from anthropic_server import AnthropicServer
 
-from nodes import ChatAnthropic, HumanMessage, ToolMessage
+from nodes import AIMessage, ChatAnthropic, HumanMessage, ToolCall, ToolMessage
 
 MODEL = "claude-test-model"
 GUARD = 10.0  # seconds; bounds a call that should end at once, never paces a test
@@ -117,8 +117,6 @@ async def test_a_path_is_read_and_encoded_by_the_sdk(server: AnthropicServer, tm
 
 async def test_an_image_returned_by_a_tool_is_converted_in_its_result(server: AnthropicServer) -> None:
     """A ToolMessage whose content holds an image_url block sends the API's image inside tool_result."""
-    from nodes import AIMessage, ToolCall
-
     call = AIMessage("", tool_calls=[ToolCall(name="snap", args={}, id="t1")])
     result = ToolMessage(
         [{"type": "image_url", "image_url": "https://example.com/cat.png"}], tool_call_id="t1"

@@ -29,6 +29,7 @@ from nodes import (
     ChatAnthropic,
     HumanMessage,
     ModelStreamError,
+    StrOutputParser,
     ToolCall,
     ToolCallChunk,
     ToolMessage,
@@ -152,16 +153,13 @@ async def test_binding_max_tokens_below_the_budget_fails_before_any_request(serv
 async def test_thinking_and_signature_deltas_stream_as_blocks_that_add_up(server: AnthropicServer) -> None:
     """Each thinking and signature delta is a chunk; the sum holds the whole signed block, then the text."""
     server.script(
-        MessageStream(
-            [ThinkingBlock(["Let me", " think."], signature=["sig-", "abc"]), TextBlock(["Hel", "lo"])]
-        )
+        MessageStream([ThinkingBlock(["Let me", " think."], signature="sig-abc"), TextBlock(["Hel", "lo"])])
     )
     chunks = await stream(chat(server, thinking=ENABLED), "hi")
     assert [chunk.content for chunk in chunks[:-1]] == [
         [thinking("Let me", 0)],
         [thinking(" think.", 0)],
-        [signature("sig-", 0)],
-        [signature("abc", 0)],
+        [signature("sig-abc", 0)],
         "Hel",
         "lo",
     ]
@@ -184,7 +182,7 @@ async def test_thinking_and_signature_deltas_stream_as_blocks_that_add_up(server
 
 async def test_thinking_chunks_carry_content_for_the_commit_point(server: AnthropicServer) -> None:
     """carries_content is true for a thinking delta and a signature delta, false for the usage chunk."""
-    server.script(MessageStream([ThinkingBlock(["hm"], signature=["s"]), TextBlock(["ok"])]))
+    server.script(MessageStream([ThinkingBlock(["hm"], signature="s"), TextBlock(["ok"])]))
     model = chat(server, thinking=ENABLED)
     chunks = await stream(model, "hi")
     assert [model.carries_content(chunk) for chunk in chunks] == [True, True, True, False]
@@ -210,7 +208,7 @@ async def test_an_error_before_the_first_thinking_delta_is_retried(server: Anthr
     server.script_many(
         [
             MessageStream([ThinkingBlock(["a"])], error_after=0),
-            MessageStream([ThinkingBlock(["a"], signature=["s"]), TextBlock(["x"])]),
+            MessageStream([ThinkingBlock(["a"], signature="s"), TextBlock(["x"])]),
         ]
     )
     with anyio.fail_after(GUARD):
@@ -226,7 +224,7 @@ async def test_redacted_thinking_arrives_whole_and_opaque(server: AnthropicServe
     """A redacted_thinking block is one chunk with its data unchanged, kept in order in the sum."""
     data = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIw=="
     server.script(
-        MessageStream([RedactedThinkingBlock(data), ThinkingBlock(["b"], signature=["s"]), TextBlock(["t"])])
+        MessageStream([RedactedThinkingBlock(data), ThinkingBlock(["b"], signature="s"), TextBlock(["t"])])
     )
     chunks = await stream(chat(server, thinking=ENABLED), "hi")
     assert chunks[0].content == [{"type": "redacted_thinking", "data": data, "index": 0}]
@@ -257,7 +255,7 @@ async def test_thinking_tokens_are_reported_as_reasoning_output(server: Anthropi
 async def test_the_summed_reply_goes_back_with_its_signed_thinking(server: AnthropicServer) -> None:
     """ainvoke's message, sent back, is the thinking block with its signature then the text, no index."""
     server.script(
-        MessageStream([ThinkingBlock(["Let me", " think."], signature=["sig-", "abc"]), TextBlock(["42"])])
+        MessageStream([ThinkingBlock(["Let me", " think."], signature="sig-abc"), TextBlock(["42"])])
     )
     model = chat(server, thinking=ENABLED)
     with anyio.fail_after(GUARD):
@@ -281,10 +279,10 @@ async def test_thinking_and_tool_calls_go_back_in_their_order_with_inputs(server
     server.script(
         MessageStream(
             [
-                ThinkingBlock(["first"], signature=["s1"]),
+                ThinkingBlock(["first"], signature="s1"),
                 ToolUseBlock("get_weather", "toolu_1", ['{"city": ', '"Paris"}']),
                 RedactedThinkingBlock("opaque=="),
-                ThinkingBlock(["second"], signature=["s2"]),
+                ThinkingBlock(["second"], signature="s2"),
                 ToolUseBlock("get_weather", "toolu_2", ['{"city": "Oslo"}']),
             ],
             stop_reason="tool_use",
@@ -328,7 +326,7 @@ async def test_thinking_and_tool_calls_go_back_in_their_order_with_inputs(server
 
 async def test_an_omitted_thinking_display_goes_back_with_empty_thinking(server: AnthropicServer) -> None:
     """With display 'omitted' only a signature streams; the block goes back with thinking ''."""
-    server.script(MessageStream([ThinkingBlock([], signature=["only-sig"]), TextBlock(["x"])]))
+    server.script(MessageStream([ThinkingBlock([], signature="only-sig"), TextBlock(["x"])]))
     model = chat(server, thinking={"type": "adaptive", "display": "omitted"})
     with anyio.fail_after(GUARD):
         reply = await model.ainvoke("q")
@@ -372,3 +370,12 @@ async def test_with_thinking_asked_for_a_tool_call_is_a_content_block_from_the_s
         {"type": "text", "text": "Checking."},
         {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Rome"}},
     ]
+
+
+async def test_a_str_parser_after_a_thinking_model_passes_only_the_text(server: AnthropicServer) -> None:
+    """model | StrOutputParser streams the reply's text; thinking chunks contribute empty strings."""
+    server.script(MessageStream([ThinkingBlock(["private"]), TextBlock(["Hel", "lo"])]))
+    with anyio.fail_after(GUARD):
+        texts = [text async for text in (chat(server, thinking=ENABLED) | StrOutputParser()).astream("hi")]
+    assert "".join(texts) == "Hello"
+    assert [text for text in texts if text] == ["Hel", "lo"]
