@@ -36,12 +36,20 @@ import json
 import os
 import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
 import anyio
 import anyio.to_thread
 import attrs
 
+from ._anthropic_options import (
+    check_tool_choice,
+    merge_output_config,
+    to_effort,
+    to_output_config,
+    to_tool_choice,
+    with_parallel_tool_calls,
+)
 from ._chat_model import BaseChatModel
 from ._messages import (
     AIMessage,
@@ -470,25 +478,6 @@ def _to_tools(value: Sequence[Tool | Mapping[str, Any]]) -> tuple[dict[str, Any]
     return tuple(_tool_schema(tool) for tool in value)
 
 
-_TOOL_CHOICE_TYPES: Final = ("auto", "any", "none")
-
-
-def _to_tool_choice(value: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if not value:
-            raise ValueError("tool_choice must name a tool or be one of 'auto', 'any', 'none'")
-        # langchain-anthropic's shorthand: a mode, or the name of the tool to call.
-        return {"type": value} if value in _TOOL_CHOICE_TYPES else {"type": "tool", "name": value}
-    if isinstance(value, Mapping) and isinstance(value.get("type"), str):
-        return dict(value)
-    raise TypeError(
-        "tool_choice must be 'auto', 'any', 'none', a tool's name, or a dict with a 'type' "
-        f"(the API's tool_choice), got {value!r}"
-    )
-
-
 def _check_temperature(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise ValueError(f"temperature must be between 0 and 1, got {value}")
@@ -521,15 +510,24 @@ class ChatAnthropic(BaseChatModel):
         tools: Tool definitions sent with each request (see :meth:`bind_tools`): ``Tool``
             objects (sent as ``Tool.to_anthropic()``) or dicts (sent as given).
         tool_choice: How the model must use the tools: ``"auto"``, ``"any"``, ``"none"``,
-            a tool's name (``{"type": "tool", "name": ...}``), or the API's dict as is.
+            a tool's name (``{"type": "tool", "name": ...}``), or the API's dict
+            (which may carry ``disable_parallel_tool_use``). A choice that forces a
+            tool that is not bound is refused before any request.
+        output_config: The API's ``output_config`` as a dict, such as ``{"format":
+            {"type": "json_schema", "schema": {...}}}``; keys set to ``None`` are left out.
+        effort: The ``output_config.effort`` level: ``"low"``, ``"medium"``,
+            ``"high"``, ``"xhigh"`` or ``"max"``; merged into ``output_config``.
 
     ``model.bind(...)`` takes ``stop`` (sent as ``stop_sequences``), ``max_tokens``,
-    ``temperature``, ``tools`` and ``tool_choice``, and returns a copy with them set,
-    checked as the constructor checks them.
+    ``temperature``, ``tools``, ``tool_choice``, ``output_config`` and ``effort``, and
+    returns a copy with them set, checked as the constructor checks them. A bound
+    ``output_config`` merges into the model's, key by key (a key bound to ``None`` is
+    removed), so ``bind(output_config={"format": ...})`` keeps an effort set before.
 
     Raises:
         ValueError: For a bad argument value (at construction).
-        TypeError: If ``stop`` is a string rather than a list of strings.
+        TypeError: If ``stop`` is a string rather than a list of strings, or an option
+            is not of the API's shape.
 
     A call (a run of this step) raises:
 
@@ -550,6 +548,8 @@ class ChatAnthropic(BaseChatModel):
         "temperature": "temperature",
         "tools": "tools",
         "tool_choice": "tool_choice",
+        "output_config": "output_config",
+        "effort": "effort",
     }
 
     model: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -562,25 +562,57 @@ class ChatAnthropic(BaseChatModel):
     timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
     name_: str = attrs.field(default="ChatAnthropic", alias="name")
     tools: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=_to_tools)
-    tool_choice: dict[str, Any] | None = attrs.field(default=None, converter=_to_tool_choice)
+    tool_choice: dict[str, Any] | None = attrs.field(default=None, converter=to_tool_choice)
+    output_config: dict[str, Any] | None = attrs.field(default=None, converter=to_output_config)
+    effort: str | None = attrs.field(default=None, converter=to_effort)
+
+    def __attrs_post_init__(self) -> None:
+        merge_output_config(self.output_config, self.effort, self.get_name())
+        if self.tools:
+            # Without tools the choice may still be waiting for bind_tools; the call checks it.
+            check_tool_choice(self.tool_choice, self.tools, self.get_name())
 
     def get_name(self) -> str:
         return self.name_
 
-    def bind_tools(self, tools: Sequence[Tool | Mapping[str, Any]]) -> ChatAnthropic:
+    def bind_tools(
+        self,
+        tools: Sequence[Tool | Mapping[str, Any]],
+        *,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> ChatAnthropic:
         """A copy of this model that offers ``tools`` to the model (replacing any bound before).
 
         Args:
             tools: ``Tool`` objects (sent as ``Tool.to_anthropic()``) or tool-definition
-                dicts (sent as given).
+                dicts (sent as given, so a dict may carry ``cache_control``).
+            tool_choice: How the model must use them: ``"auto"``, ``"any"``, ``"none"``,
+                a tool's name (forces that tool), or the API's dict such as ``{"type":
+                "tool", "name": ...}``. ``None`` keeps the choice bound before, if any.
+            parallel_tool_calls: ``False`` sends ``disable_parallel_tool_use: true`` (at
+                most one tool call per turn; with no ``tool_choice``, on ``"auto"``).
 
         Returns:
             The new model; this one is unchanged.
 
         Raises:
-            TypeError: If an item is neither a ``Tool`` nor a dict.
+            TypeError: If an item is neither a ``Tool`` nor a dict, or ``tool_choice`` is
+                of no accepted shape.
+            ValueError: If ``tool_choice`` names a tool that is not among ``tools``.
         """
-        return attrs.evolve(self, tools=tuple(_tool_schema(tool) for tool in tools))
+        choice = self.tool_choice if tool_choice is None else to_tool_choice(tool_choice)
+        if parallel_tool_calls is not None:
+            choice = with_parallel_tool_calls(choice, parallel_tool_calls)
+        return attrs.evolve(self, tools=tuple(_tool_schema(tool) for tool in tools), tool_choice=choice)
+
+    def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
+        config = arguments.get("output_config")
+        if self.output_config and isinstance(config, Mapping):
+            # Bound key by key, so that binding a format keeps an effort (and the reverse);
+            # a key bound to None is dropped by the converter.
+            arguments = {**arguments, "output_config": {**self.output_config, **config}}
+        return super().with_call_arguments(arguments)
 
     def request_params(self, messages: Sequence[BaseMessage]) -> dict[str, Any]:
         """The keyword arguments of ``messages.create`` for ``messages`` (without ``stream``).
@@ -590,12 +622,13 @@ class ChatAnthropic(BaseChatModel):
 
         Returns:
             ``model``, ``max_tokens`` and ``messages``, plus ``system``,
-            ``stop_sequences``, ``tools``, ``tool_choice`` and ``extra_body`` (holding
-            ``temperature``) where set.
+            ``stop_sequences``, ``tools``, ``tool_choice``, ``output_config`` and
+            ``extra_body`` (holding ``temperature``) where set.
 
         Raises:
             ValueError: If the messages cannot be expressed in the API (see
-                :func:`to_anthropic_messages`).
+                :func:`to_anthropic_messages`), or ``tool_choice`` forces a tool that
+                is not bound.
         """
         system, converted = to_anthropic_messages(messages)
         params: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens, "messages": converted}
@@ -610,7 +643,11 @@ class ChatAnthropic(BaseChatModel):
         if self.tools:
             params["tools"] = [dict(tool) for tool in self.tools]
         if self.tool_choice is not None:
+            check_tool_choice(self.tool_choice, self.tools, self.get_name())
             params["tool_choice"] = dict(self.tool_choice)
+        output_config = merge_output_config(self.output_config, self.effort, self.get_name())
+        if output_config is not None:
+            params["output_config"] = output_config
         return params
 
     def _credentials(self) -> tuple[str, str | None]:
@@ -716,6 +753,10 @@ class ChatAnthropic(BaseChatModel):
             shown.append(f"tools={[tool.get('name') for tool in self.tools]!r}")
         if self.tool_choice is not None:
             shown.append(f"tool_choice={self.tool_choice!r}")
+        if self.output_config is not None:
+            shown.append(f"output_config={self.output_config!r}")
+        if self.effort is not None:
+            shown.append(f"effort={self.effort!r}")
         if self.name_ != "ChatAnthropic":
             shown.append(f"name={self.name_!r}")
         return f"ChatAnthropic({', '.join(shown)})"
