@@ -369,13 +369,20 @@ class _Ref:
 
     name: str
     target: _Node | None = None
+    _describing: bool = False
 
     def convert(self, value: Any) -> Any:
         assert self.target is not None
         return self.target.convert(value)
 
     def describe(self) -> str:
-        return self.name
+        if self.target is None or self._describing:
+            return self.name  # a description that reaches itself again stops at the name
+        self._describing = True
+        try:
+            return self.target.describe()
+        finally:
+            self._describing = False
 
 
 @attrs.frozen
@@ -397,7 +404,8 @@ class _Checked:
         return result
 
     def describe(self) -> str:
-        return self.node.describe()
+        limits = ", ".join(expected for _, _, expected in self.checks if expected)
+        return f"{self.node.describe()} ({limits})" if limits else self.node.describe()
 
 
 @attrs.frozen
