@@ -2,9 +2,13 @@
 
 How a call goes:
 
-* The input messages become a Messages API request (:func:`to_anthropic_messages`): system
-  messages become the ``system`` field, tool results become ``tool_result`` blocks, and
-  consecutive messages of one role are merged, as the API requires.
+* The input messages become a Messages API request (:func:`to_anthropic_messages`, in
+  ``_anthropic_input``): system messages become the ``system`` field, tool results become
+  ``tool_result`` blocks, images and documents take the API's form, an earlier reply's
+  thinking blocks go back signed, and consecutive messages of one role are merged, as the
+  API requires. The request options in the API's own shapes (thinking, tool choice,
+  output config, cache control) are checked by ``_anthropic_options`` when the model is
+  built or bound.
 * The request goes out through the SDK (``messages.create(stream=True)``), so authentication,
   retries of 408/409/429/5xx/connection failures and the SDK's exception types all apply
   before the first byte of the stream arrives.
@@ -42,24 +46,23 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from ._anthropic_input import SystemContent, to_anthropic_messages
 from ._anthropic_options import (
+    check_thinking_budget,
     check_tool_choice,
     merge_output_config,
+    to_cache_control,
     to_effort,
     to_output_config,
+    to_thinking,
     to_tool_choice,
     with_parallel_tool_calls,
 )
 from ._chat_model import BaseChatModel
 from ._messages import (
-    AIMessage,
     AIMessageChunk,
     BaseMessage,
-    HumanMessage,
-    MessageContent,
-    SystemMessage,
     ToolCallChunk,
-    ToolMessage,
     UsageMetadata,
 )
 from ._tools import Tool
@@ -77,9 +80,6 @@ __all__ = (
     "SystemContent",
     "to_anthropic_messages",
 )
-
-#: The ``system`` field of a request: a string, a list of text blocks, or nothing.
-SystemContent = str | list[dict[str, Any]] | None
 
 _API_KEY_ENV: Final = "ANTHROPIC_API_KEY"
 _BASE_URL_ENV: Final = "ANTHROPIC_BASE_URL"
@@ -157,107 +157,6 @@ class ModelStreamError(RuntimeError):
         return (functools.partial(type(self), **keywords), self.args, self.__dict__)
 
 
-# -- input conversion -------------------------------------------------------------------
-
-
-def _text_blocks(content: MessageContent) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        # The API rejects empty text blocks; an empty string contributes nothing to a merge.
-        return [{"type": "text", "text": content}] if content else []
-    return list(content)
-
-
-def _assistant_content(message: BaseMessage) -> MessageContent:
-    calls = message.tool_calls if isinstance(message, AIMessage | AIMessageChunk) else []
-    if not calls:
-        return message.content if isinstance(message.content, str) else list(message.content)
-    blocks = _text_blocks(message.content)
-    # Content that already carries a call's tool_use block (a reply passed back as it came)
-    # must not carry it twice.
-    present = {block.get("id") for block in blocks if block.get("type") == "tool_use"}
-    for call in calls:
-        if call.id is None:
-            raise ValueError(
-                f"the AI message's tool call {call.name!r} has no id; Anthropic needs the id to pair "
-                "the tool_use block with its tool_result"
-            )
-        if call.id not in present:
-            blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": dict(call.args)})
-    return blocks
-
-
-def _tool_result(message: ToolMessage) -> list[dict[str, Any]]:
-    content = message.content if isinstance(message.content, str) else list(message.content)
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": content}
-    if message.status == "error":
-        block["is_error"] = True
-    return [block]
-
-
-def _system(parts: list[MessageContent]) -> SystemContent:
-    if not parts:
-        return None
-    if all(isinstance(part, str) for part in parts):
-        joined = "\n\n".join(part for part in parts if isinstance(part, str) and part)
-        return joined or None
-    blocks: list[dict[str, Any]] = []
-    for part in parts:
-        blocks.extend(_text_blocks(part))
-    return blocks or None
-
-
-def to_anthropic_messages(messages: Sequence[BaseMessage]) -> tuple[SystemContent, list[dict[str, Any]]]:
-    """Turn chat messages into the ``system`` field and ``messages`` list of a Messages API request.
-
-    * System messages, wherever they are, become the ``system`` field: their strings joined
-      with a blank line, or their blocks concatenated if any has a list of blocks.
-    * Human messages become ``"user"`` messages; AI messages become ``"assistant"`` messages
-      with their text and one ``tool_use`` block per tool call; a tool message becomes a
-      ``"user"`` message holding one ``tool_result`` block (``is_error`` when its status is
-      ``"error"``).
-    * Consecutive messages of one role merge into one message whose content blocks are
-      theirs concatenated (string content becomes a text block), since the API wants the
-      roles to alternate.
-    * Content that is already a list of blocks passes through (the list is copied, the
-      blocks are not).
-
-    Args:
-        messages: The conversation.
-
-    Returns:
-        ``(system, messages)``: the ``system`` field (``None`` when no system message has
-        content) and the API's message dicts.
-
-    Raises:
-        ValueError: If an AI message has a tool call without an id, or a message has a
-            type the API has no role for.
-    """
-    system_parts: list[MessageContent] = []
-    converted: list[dict[str, Any]] = []
-    for message in messages:
-        role: str
-        content: MessageContent
-        if isinstance(message, SystemMessage):
-            system_parts.append(message.content)
-            continue
-        if isinstance(message, HumanMessage):
-            role, content = "user", message.content
-        elif isinstance(message, AIMessage | AIMessageChunk):
-            role, content = "assistant", _assistant_content(message)
-        elif isinstance(message, ToolMessage):
-            role, content = "user", _tool_result(message)
-        else:
-            raise ValueError(f"Anthropic has no role for a {type(message).__name__} ({message.type!r})")
-        if converted and converted[-1]["role"] == role:
-            previous = converted[-1]
-            previous["content"] = _text_blocks(previous["content"]) + _text_blocks(content)
-        else:
-            converted.append(
-                {"role": role, "content": content if isinstance(content, str) else list(content)}
-            )
-    return _system(system_parts), converted
-
-
 # -- the stream -------------------------------------------------------------------------
 
 
@@ -278,9 +177,42 @@ def _prompt_tokens(usage: Mapping[str, Any]) -> int:
     return sum(value for key in keys if isinstance(value := usage.get(key), int))
 
 
+# usage.py: the cache counts, under langchain-core's InputTokenDetails names.
+_CACHE_DETAILS: Final = (
+    ("cache_read_input_tokens", "cache_read"),
+    ("cache_creation_input_tokens", "cache_creation"),
+)
+
+
+def _cache_details(usage: Mapping[str, Any]) -> dict[str, int] | None:
+    details = {name: value for key, name in _CACHE_DETAILS if isinstance(value := usage.get(key), int)}
+    return details or None
+
+
+def _reasoning_tokens(usage: Mapping[str, Any]) -> int | None:
+    # output_tokens_details.py: thinking_tokens, a part of output_tokens.
+    details = usage.get("output_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("thinking_tokens"), int):
+        return int(details["thinking_tokens"])
+    return None
+
+
+# The content blocks that carry thinking; once one is seen, tool_use blocks join the content
+# too, so that the summed message keeps thinking and tool calls in the order the API wants back.
+_THINKING_BLOCKS: Final = frozenset({"thinking", "redacted_thinking"})
+
+
 @attrs.define
 class _Translator:
     """Turns Messages API stream events into ``AIMessageChunk``s, one event at a time.
+
+    Text deltas are string content (the common path costs no dict per token). A
+    thinking block streams as content blocks ``{"type": "thinking", "thinking": ...,
+    "index": i}`` then ``{"type": "thinking", "signature": ..., "index": i}``, which add
+    up (by ``index``) to the whole block; a redacted thinking block arrives whole. After
+    a thinking block (or from the start, when thinking was asked for), a tool call also puts
+    its ``tool_use`` block in the content, so the blocks of the summed message stay in the
+    API's order.
 
     Attributes:
         produced: How many chunks it has produced (the first carries the message id).
@@ -291,8 +223,12 @@ class _Translator:
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_details: dict[str, int] | None = None
+    reasoning_tokens: int | None = None
     stop_reason: str | None = None
     stop_sequence: str | None = None
+    stop_details: dict[str, Any] | None = None
+    thinking_seen: bool = False
     produced: int = 0
     complete: bool = False
 
@@ -308,24 +244,8 @@ class _Translator:
         Raises:
             _MalformedEventError: If the event lacks a field it must have.
         """
-        if event == "message_start":
-            message = _field(data, "message", dict, event)
-            self.message_id = message.get("id")
-            self.model = message.get("model")
-            usage = message.get("usage")
-            if isinstance(usage, dict):
-                self.input_tokens = _prompt_tokens(usage)
-            return None
-        if event == "content_block_start":
-            index = _field(data, "index", int, event)
-            block = _field(data, "content_block", dict, event)
-            if block.get("type") == "tool_use":
-                call = ToolCallChunk(name=block.get("name"), id=block.get("id"), args="", index=index)
-                return self._chunk(content="", tool_call_chunks=[call])
-            if block.get("type") == "text" and block.get("text"):
-                return self._chunk(content=block["text"])
-            return None
         if event == "content_block_delta":
+            # The per-token path: text and tool-argument deltas are handled here, inline.
             index = _field(data, "index", int, event)
             delta = _field(data, "delta", dict, event)
             kind = delta.get("type")
@@ -334,27 +254,95 @@ class _Translator:
             if kind == "input_json_delta":
                 fragment = _field(delta, "partial_json", str, event)
                 return self._chunk(content="", tool_call_chunks=[ToolCallChunk(args=fragment, index=index)])
-            # Thinking, signature and citation deltas are not part of this node's output.
+            return self._thinking_delta(index, delta)
+        if event == "content_block_start":
+            return self._block_start(data)
+        if event == "message_start":
+            message = _field(data, "message", dict, event)
+            self.message_id = message.get("id")
+            self.model = message.get("model")
+            usage = message.get("usage")
+            if isinstance(usage, dict):
+                self.input_tokens = _prompt_tokens(usage)
+                self.cache_details = _cache_details(usage)
+                self.reasoning_tokens = _reasoning_tokens(usage)
             return None
         if event == "message_delta":
-            delta = _field(data, "delta", dict, event)
-            self.stop_reason = delta.get("stop_reason", self.stop_reason)
-            self.stop_sequence = delta.get("stop_sequence", self.stop_sequence)
-            usage = data.get("usage")
-            # The output count is cumulative: the last one is the total. The prompt count
-            # stays message_start's, which is the one that always has the cache counts.
-            if isinstance(usage, dict) and isinstance(usage.get("output_tokens"), int):
-                self.output_tokens = usage["output_tokens"]
+            self._message_delta(data)
             return None
         if event == "message_stop":
             self.complete = True
-            metadata: dict[str, Any] = {"model_name": self.model, "stop_reason": self.stop_reason}
-            if self.stop_sequence is not None:
-                metadata["stop_sequence"] = self.stop_sequence
-            usage_metadata = UsageMetadata(input_tokens=self.input_tokens, output_tokens=self.output_tokens)
-            return self._chunk(content="", usage_metadata=usage_metadata, response_metadata=metadata)
+            return self._chunk(content="", usage_metadata=self._usage(), response_metadata=self._metadata())
         # content_block_stop, and event types newer than this code, carry nothing to stream.
         return None
+
+    def _block_start(self, data: Mapping[str, Any]) -> AIMessageChunk | None:
+        event = "content_block_start"
+        index = _field(data, "index", int, event)
+        block = _field(data, "content_block", dict, event)
+        kind = block.get("type")
+        if kind == "text":
+            return self._chunk(content=block["text"]) if block.get("text") else None
+        if kind == "tool_use":
+            call = ToolCallChunk(name=block.get("name"), id=block.get("id"), args="", index=index)
+            if not self.thinking_seen:
+                return self._chunk(content="", tool_call_chunks=[call])
+            use = {"type": "tool_use", "id": block.get("id"), "name": block.get("name"), "input": {}}
+            return self._chunk(content=[{**use, "index": index}], tool_call_chunks=[call])
+        if kind in _THINKING_BLOCKS:
+            self.thinking_seen = True
+            if kind == "thinking" and not block.get("thinking") and not block.get("signature"):
+                # An empty start, as the API sends it: the deltas carry the block.
+                return None
+            return self._chunk(content=[{**block, "index": index}])
+        # Server tool blocks and block types newer than this code are not streamed.
+        return None
+
+    def _thinking_delta(self, index: int, delta: Mapping[str, Any]) -> AIMessageChunk | None:
+        event = "content_block_delta"
+        kind = delta.get("type")
+        if kind == "thinking_delta":
+            thinking = _field(delta, "thinking", str, event)
+            return self._chunk(content=[{"type": "thinking", "thinking": thinking, "index": index}])
+        if kind == "signature_delta":
+            signature = _field(delta, "signature", str, event)
+            return self._chunk(content=[{"type": "thinking", "signature": signature, "index": index}])
+        # Citation deltas are not part of this node's output.
+        return None
+
+    def _message_delta(self, data: Mapping[str, Any]) -> None:
+        delta = _field(data, "delta", dict, "message_delta")
+        self.stop_reason = delta.get("stop_reason", self.stop_reason)
+        self.stop_sequence = delta.get("stop_sequence", self.stop_sequence)
+        if isinstance(delta.get("stop_details"), dict):
+            self.stop_details = delta["stop_details"]
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            return
+        # The output count is cumulative: the last one is the total. The prompt count
+        # stays message_start's, which is the one that always has the cache counts.
+        if isinstance(usage.get("output_tokens"), int):
+            self.output_tokens = usage["output_tokens"]
+        reasoning = _reasoning_tokens(usage)
+        if reasoning is not None:
+            self.reasoning_tokens = reasoning
+
+    def _usage(self) -> UsageMetadata:
+        reasoning = None if self.reasoning_tokens is None else {"reasoning": self.reasoning_tokens}
+        return UsageMetadata(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            input_token_details=self.cache_details,
+            output_token_details=reasoning,
+        )
+
+    def _metadata(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"model_name": self.model, "stop_reason": self.stop_reason}
+        if self.stop_sequence is not None:
+            metadata["stop_sequence"] = self.stop_sequence
+        if self.stop_details is not None:
+            metadata["stop_details"] = self.stop_details
+        return metadata
 
 
 class _EventReader:
@@ -490,8 +478,18 @@ class ChatAnthropic(BaseChatModel):
     Each text delta is yielded as an ``AIMessageChunk`` as soon as it arrives. A tool call
     streams as ``tool_call_chunks`` (name and id first, then the JSON argument fragments),
     so the chunks add up to a message with parsed ``tool_calls``. The first chunk carries
-    the message id; a final chunk with empty content carries ``usage_metadata`` and
-    ``response_metadata`` (``stop_reason``, ``model_name``).
+    the message id; a final chunk with empty content carries ``usage_metadata`` (with the
+    prompt cache's counts in ``input_token_details`` and thinking tokens in
+    ``output_token_details``, when reported) and ``response_metadata`` (``model_name``,
+    ``stop_reason``, and ``stop_sequence``/``stop_details`` when the API sends them; the
+    message's ``stop_reason``, ``truncated`` and ``refused`` properties read them).
+
+    With thinking on, each thinking or signature delta is a chunk whose content is one
+    block, ``{"type": "thinking", "thinking": ..., "index": i}`` or ``{"type":
+    "thinking", "signature": ..., "index": i}``; they add up to the whole signed block,
+    in order with the text and (after a thinking block) ``tool_use`` blocks, and the
+    summed message sent back on the next turn gives the API the blocks it sent. A
+    ``redacted_thinking`` block arrives whole and goes back unchanged.
 
     Args:
         model: The model name, such as ``"claude-sonnet-4-5"``.
@@ -517,12 +515,21 @@ class ChatAnthropic(BaseChatModel):
             {"type": "json_schema", "schema": {...}}}``; keys set to ``None`` are left out.
         effort: The ``output_config.effort`` level: ``"low"``, ``"medium"``,
             ``"high"``, ``"xhigh"`` or ``"max"``; merged into ``output_config``.
+        thinking: The API's thinking config: ``{"type": "enabled", "budget_tokens":
+            n}`` (``n`` at least 1024 and less than ``max_tokens``, checked at once),
+            ``{"type": "adaptive"}``, ``{"type": "disabled"}`` or ``{"type":
+            "between_tools"}``, with an optional ``"display"``.
+        cache_control: The request's top-level ``cache_control`` (``{"type":
+            "ephemeral"}``, optionally with ``"ttl": "1h"``), with which the API marks
+            the last cacheable block itself. Blocks, system blocks and tool dicts carry
+            their own ``cache_control`` as given.
 
     ``model.bind(...)`` takes ``stop`` (sent as ``stop_sequences``), ``max_tokens``,
-    ``temperature``, ``tools``, ``tool_choice``, ``output_config`` and ``effort``, and
-    returns a copy with them set, checked as the constructor checks them. A bound
-    ``output_config`` merges into the model's, key by key (a key bound to ``None`` is
-    removed), so ``bind(output_config={"format": ...})`` keeps an effort set before.
+    ``temperature``, ``tools``, ``tool_choice``, ``output_config``, ``effort``,
+    ``thinking`` and ``cache_control``, and returns a copy with them set, checked as the
+    constructor checks them. A bound ``output_config`` merges into the model's, key by
+    key (a key bound to ``None`` is removed), so ``bind(output_config={"format": ...})``
+    keeps an effort set before.
 
     Raises:
         ValueError: For a bad argument value (at construction).
@@ -550,6 +557,8 @@ class ChatAnthropic(BaseChatModel):
         "tool_choice": "tool_choice",
         "output_config": "output_config",
         "effort": "effort",
+        "thinking": "thinking",
+        "cache_control": "cache_control",
     }
     #: Claude's native structured output (``output_config.format``): the API holds the
     #: reply to the schema, and it streams as text deltas (see ANTHROPIC-SDK-NOTES.md).
@@ -568,15 +577,21 @@ class ChatAnthropic(BaseChatModel):
     tool_choice: dict[str, Any] | None = attrs.field(default=None, converter=to_tool_choice)
     output_config: dict[str, Any] | None = attrs.field(default=None, converter=to_output_config)
     effort: str | None = attrs.field(default=None, converter=to_effort)
+    thinking: dict[str, Any] | None = attrs.field(default=None, converter=to_thinking)
+    cache_control: dict[str, Any] | None = attrs.field(default=None, converter=to_cache_control)
 
     def __attrs_post_init__(self) -> None:
         merge_output_config(self.output_config, self.effort, self.get_name())
+        check_thinking_budget(self.thinking, self.max_tokens, self.get_name())
         if self.tools:
             # Without tools the choice may still be waiting for bind_tools; the call checks it.
             check_tool_choice(self.tool_choice, self.tools, self.get_name())
 
     def get_name(self) -> str:
         return self.name_
+
+    def _thinking_on(self) -> bool:
+        return self.thinking is not None and self.thinking["type"] != "disabled"
 
     def bind_tools(
         self,
@@ -625,8 +640,9 @@ class ChatAnthropic(BaseChatModel):
 
         Returns:
             ``model``, ``max_tokens`` and ``messages``, plus ``system``,
-            ``stop_sequences``, ``tools``, ``tool_choice``, ``output_config`` and
-            ``extra_body`` (holding ``temperature``) where set.
+            ``stop_sequences``, ``tools``, ``tool_choice``, ``output_config``,
+            ``thinking``, ``cache_control`` and ``extra_body`` (holding ``temperature``)
+            where set.
 
         Raises:
             ValueError: If the messages cannot be expressed in the API (see
@@ -651,6 +667,10 @@ class ChatAnthropic(BaseChatModel):
         output_config = merge_output_config(self.output_config, self.effort, self.get_name())
         if output_config is not None:
             params["output_config"] = output_config
+        if self.thinking is not None:
+            params["thinking"] = dict(self.thinking)
+        if self.cache_control is not None:
+            params["cache_control"] = dict(self.cache_control)
         return params
 
     def _credentials(self) -> tuple[str, str | None]:
@@ -685,7 +705,8 @@ class ChatAnthropic(BaseChatModel):
             stream = await client.messages.create(**params, stream=True)
             reader = _EventReader(stream.response)
             try:
-                translator = _Translator()
+                # With thinking asked for, tool_use blocks join the content from the start.
+                translator = _Translator(thinking_seen=self._thinking_on())
                 while (event := await self._next_event(reader, translator)) is not None:
                     chunk = self._chunk_for(event, translator, reader.response)
                     if chunk is not None:
@@ -760,6 +781,10 @@ class ChatAnthropic(BaseChatModel):
             shown.append(f"output_config={self.output_config!r}")
         if self.effort is not None:
             shown.append(f"effort={self.effort!r}")
+        if self.thinking is not None:
+            shown.append(f"thinking={self.thinking!r}")
+        if self.cache_control is not None:
+            shown.append(f"cache_control={self.cache_control!r}")
         if self.name_ != "ChatAnthropic":
             shown.append(f"name={self.name_!r}")
         return f"ChatAnthropic({', '.join(shown)})"

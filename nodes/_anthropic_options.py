@@ -14,10 +14,13 @@ from typing import Any, Final
 
 __all__ = (
     "EFFORT_LEVELS",
+    "check_thinking_budget",
     "check_tool_choice",
     "merge_output_config",
+    "to_cache_control",
     "to_effort",
     "to_output_config",
+    "to_thinking",
     "to_tool_choice",
     "with_parallel_tool_calls",
 )
@@ -160,3 +163,80 @@ def merge_output_config(
             f"{model}: effort={effort!r} and output_config={{'effort': {given!r}}} disagree; set the level once"
         )
     return {**(config or {}), "effort": effort}
+
+
+# thinking_config_*_param.py: the four types; enabled takes budget_tokens, enabled and
+# adaptive take display.
+_THINKING_TYPES: Final = ("enabled", "adaptive", "disabled", "between_tools")
+_THINKING_DISPLAYS: Final = ("summarized", "omitted")
+#: thinking_config_enabled_param.py: budget_tokens "Must be >= 1024 and less than max_tokens".
+MIN_THINKING_BUDGET: Final = 1024
+
+
+def to_thinking(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The API's ``thinking`` config, checked: ``{"type": "enabled", "budget_tokens": n}``,
+    ``{"type": "adaptive"}``, ``{"type": "disabled"}`` or ``{"type": "between_tools"}``.
+
+    Raises:
+        TypeError: If it is not a dict with a ``type``, or the budget is not an int.
+        ValueError: For an unknown type or display, an ``enabled`` config without a
+            budget of at least 1024, or a budget on another type.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("type"), str):
+        raise TypeError(
+            "thinking must be the API's dict, such as {'type': 'enabled', 'budget_tokens': 2048} "
+            f"or {{'type': 'adaptive'}}, got {value!r}"
+        )
+    config = dict(value)
+    kind = config["type"]
+    if kind not in _THINKING_TYPES:
+        raise ValueError(
+            f"thinking has the unknown type {kind!r}; the types are {', '.join(map(repr, _THINKING_TYPES))}"
+        )
+    budget = config.get("budget_tokens")
+    if kind == "enabled":
+        if isinstance(budget, bool) or not isinstance(budget, int):
+            raise TypeError(f"thinking {{'type': 'enabled'}} needs budget_tokens, an int, got {budget!r}")
+        if budget < MIN_THINKING_BUDGET:
+            raise ValueError(f"thinking budget_tokens must be at least {MIN_THINKING_BUDGET}, got {budget}")
+    elif budget is not None:
+        raise ValueError(f"thinking {{'type': {kind!r}}} takes no budget_tokens (only 'enabled' does)")
+    display = config.get("display")
+    if display is not None and display not in _THINKING_DISPLAYS:
+        raise ValueError(f"thinking display must be 'summarized' or 'omitted', got {display!r}")
+    return config
+
+
+def check_thinking_budget(thinking: Mapping[str, Any] | None, max_tokens: int, model: str) -> None:
+    """Refuse a thinking budget the API would: it must be less than ``max_tokens``.
+
+    Raises:
+        ValueError: If ``budget_tokens >= max_tokens``.
+    """
+    if thinking is None or thinking["type"] != "enabled":
+        return
+    budget = thinking["budget_tokens"]
+    if budget >= max_tokens:
+        raise ValueError(
+            f"{model}: thinking budget_tokens ({budget}) must be less than max_tokens ({max_tokens}): "
+            "thinking tokens count toward max_tokens; raise max_tokens or lower the budget"
+        )
+
+
+def to_cache_control(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The request's top-level ``cache_control``, such as ``{"type": "ephemeral", "ttl": "1h"}``.
+
+    Raises:
+        TypeError: If it is not a dict with a ``type``.
+        ValueError: For a ``ttl`` other than ``"5m"`` or ``"1h"``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("type"), str):
+        raise TypeError(f"cache_control must be a dict such as {{'type': 'ephemeral'}}, got {value!r}")
+    ttl = value.get("ttl")
+    if ttl is not None and ttl not in ("5m", "1h"):
+        raise ValueError(f"cache_control ttl must be '5m' or '1h', got {ttl!r}")
+    return dict(value)

@@ -89,38 +89,79 @@ class _KeyAccess:
         return getattr(self, key) if key in self._keys else default
 
 
-@attrs.frozen
+def _to_token_details(value: Mapping[str, int] | None) -> dict[str, int] | None:
+    return None if value is None else dict(value)
+
+
+def _add_token_details(values: Iterable[dict[str, int] | None]) -> dict[str, int] | None:
+    """Token-detail dicts added key by key (``None`` where none of them is set)."""
+    total: dict[str, int] | None = None
+    for value in values:
+        if value is None:
+            continue
+        if total is None:
+            total = {}
+        for key, count in value.items():
+            total[key] = total.get(key, 0) + count
+    return total
+
+
+@attrs.frozen(repr=False)
 class UsageMetadata(_KeyAccess):
-    """Token counts of one model call; ``+`` adds them up.
+    """Token counts of one model call; ``+`` adds them up (the details key by key).
 
     Attributes:
-        input_tokens: Tokens in the prompt.
+        input_tokens: Tokens in the prompt (cached ones included).
         output_tokens: Tokens generated.
         total_tokens: Their sum, unless the provider says otherwise.
+        input_token_details: A breakdown of the prompt tokens, as langchain-core's
+            ``InputTokenDetails``: ``{"cache_read": n, "cache_creation": n}`` (tokens read
+            from, and written to, the provider's prompt cache), ``None`` when the provider
+            reported none.
+        output_token_details: A breakdown of the output tokens: ``{"reasoning": n}``
+            (thinking tokens), ``None`` when the provider reported none.
     """
 
-    _keys: ClassVar[frozenset[str]] = frozenset({"input_tokens", "output_tokens", "total_tokens"})
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"input_tokens", "output_tokens", "total_tokens", "input_token_details", "output_token_details"}
+    )
 
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = attrs.field(
         default=attrs.Factory(lambda self: self.input_tokens + self.output_tokens, takes_self=True)
     )
+    # Dicts, as langchain-core's; left out of the hash, which they would make fail.
+    input_token_details: dict[str, int] | None = attrs.field(
+        default=None, converter=_to_token_details, hash=False, kw_only=True
+    )
+    output_token_details: dict[str, int] | None = attrs.field(
+        default=None, converter=_to_token_details, hash=False, kw_only=True
+    )
 
     def __add__(self, other: object) -> UsageMetadata:
         if not isinstance(other, UsageMetadata):
             return NotImplemented
-        return UsageMetadata(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.total_tokens + other.total_tokens,
-        )
+        return _sum_usage((self, other))  # type: ignore[return-value]  # two values: never None
 
     def __radd__(self, other: object) -> UsageMetadata:
         # ``sum(usages)`` starts from 0.
         if other == 0:
             return self
         return NotImplemented
+
+    def __repr__(self) -> str:
+        # The details only when reported, so that a plain count reads as it always did.
+        shown = [
+            f"input_tokens={self.input_tokens}",
+            f"output_tokens={self.output_tokens}",
+            f"total_tokens={self.total_tokens}",
+        ]
+        if self.input_token_details is not None:
+            shown.append(f"input_token_details={self.input_token_details!r}")
+        if self.output_token_details is not None:
+            shown.append(f"output_token_details={self.output_token_details!r}")
+        return f"UsageMetadata({', '.join(shown)})"
 
 
 @attrs.frozen
@@ -232,7 +273,7 @@ def _to_tool_call_chunks(values: Iterable[ToolCallChunk | Mapping[str, Any]]) ->
     ]
 
 
-def _to_usage(value: UsageMetadata | Mapping[str, int] | None) -> UsageMetadata | None:
+def _to_usage(value: UsageMetadata | Mapping[str, Any] | None) -> UsageMetadata | None:
     if value is None or isinstance(value, UsageMetadata):
         return value
     return UsageMetadata(**value)
@@ -309,8 +350,43 @@ class HumanMessage(BaseMessage):
     type: ClassVar[str] = "human"
 
 
+# What a model reports as the reason it stopped (``response_metadata["stop_reason"]``) when
+# the reply was cut at a length limit: Anthropic's max_tokens and model_context_window_exceeded.
+_TRUNCATED: Final = frozenset({"max_tokens", "model_context_window_exceeded"})
+
+
+class _StopReason:
+    """Why a model's reply ended, read from ``response_metadata``."""
+
+    __slots__ = ()
+    response_metadata: dict[str, Any]
+
+    @property
+    def stop_reason(self) -> str | None:
+        """The provider's stop reason (``response_metadata["stop_reason"]``), if it gave one.
+
+        Anthropic's are ``"end_turn"``, ``"max_tokens"``, ``"stop_sequence"`` (the
+        sequence is ``response_metadata["stop_sequence"]``), ``"tool_use"``,
+        ``"pause_turn"`` (send the reply back as is to let the model go on),
+        ``"refusal"`` and ``"model_context_window_exceeded"``.
+        """
+        reason = self.response_metadata.get("stop_reason")
+        return reason if isinstance(reason, str) else None
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the reply was cut short by a length limit (``max_tokens``, or the context window)."""
+        return self.stop_reason in _TRUNCATED
+
+    @property
+    def refused(self) -> bool:
+        """Whether the model declined to answer (stop reason ``"refusal"``; any details are in
+        ``response_metadata["stop_details"]``)."""
+        return self.stop_reason == "refusal"
+
+
 @attrs.frozen(repr=False)
-class AIMessage(BaseMessage):
+class AIMessage(_StopReason, BaseMessage):
     """A whole message from the model.
 
     Attributes:
@@ -346,7 +422,7 @@ class ToolMessage(BaseMessage):
 
 
 @attrs.frozen(repr=False)
-class AIMessageChunk(BaseMessage):
+class AIMessageChunk(_StopReason, BaseMessage):
     """A streamed piece of an :class:`AIMessage`; chunks add up with ``+``.
 
     Attributes:
@@ -500,6 +576,8 @@ def _sum_usage(values: Iterable[UsageMetadata | None]) -> UsageMetadata | None:
         sum(value.input_tokens for value in present),
         sum(value.output_tokens for value in present),
         sum(value.total_tokens for value in present),
+        input_token_details=_add_token_details(value.input_token_details for value in present),
+        output_token_details=_add_token_details(value.output_token_details for value in present),
     )
 
 

@@ -43,9 +43,14 @@ __all__ = [
     "AnthropicServer",
     "ErrorReply",
     "HangUp",
+    "MessageStream",
     "RecordedRequest",
+    "RedactedThinkingBlock",
     "Reply",
+    "TextBlock",
     "TextStream",
+    "ThinkingBlock",
+    "ToolUseBlock",
     "ToolUseStream",
     "anthropic_server",
 ]
@@ -144,6 +149,115 @@ class ToolUseStream(_StreamFaults):
         self._check_points(len(self.text_before) + len(self.json_fragments))
 
 
+@attrs.frozen(eq=False)
+class TextBlock:
+    """A ``text`` content block of a :class:`MessageStream`: one ``text_delta`` per token."""
+
+    tokens: Sequence[str] = attrs.field(converter=_as_tuple)
+
+
+@attrs.frozen(eq=False)
+class ThinkingBlock:
+    """A ``thinking`` block: ``thinking_delta`` events, then one ``signature_delta``.
+
+    The API sends the block's whole signature in one ``signature_delta`` just before the
+    block's ``content_block_stop`` (the SDK's accumulator takes each one as the whole).
+    """
+
+    thinking: Sequence[str] = attrs.field(converter=_as_tuple)
+    signature: str = "sig"
+
+
+@attrs.frozen(eq=False)
+class RedactedThinkingBlock:
+    """A ``redacted_thinking`` block: its opaque ``data`` whole in ``content_block_start``, no deltas."""
+
+    data: str
+
+
+@attrs.frozen(eq=False)
+class ToolUseBlock:
+    """A ``tool_use`` block: ``input_json_delta`` fragments that join into a JSON object."""
+
+    name: str
+    id: str
+    json_fragments: Sequence[str] = attrs.field(converter=_as_tuple)
+
+
+Block: TypeAlias = TextBlock | ThinkingBlock | RedactedThinkingBlock | ToolUseBlock
+
+
+def _block_deltas(block: Block) -> list[dict[str, Any]]:
+    if isinstance(block, TextBlock):
+        return [{"type": "text_delta", "text": token} for token in block.tokens]
+    if isinstance(block, ThinkingBlock):
+        return [{"type": "thinking_delta", "thinking": piece} for piece in block.thinking] + [
+            {"type": "signature_delta", "signature": block.signature}
+        ]
+    if isinstance(block, ToolUseBlock):
+        return [{"type": "input_json_delta", "partial_json": fragment} for fragment in block.json_fragments]
+    return []
+
+
+def _block_start(block: Block) -> dict[str, Any]:
+    """The ``content_block`` of a block's ``content_block_start``, as the API sends it."""
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": ""}
+    if isinstance(block, ThinkingBlock):
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    if isinstance(block, RedactedThinkingBlock):
+        return {"type": "redacted_thinking", "data": block.data}
+    return {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
+
+
+def _block_json(block: Block) -> dict[str, Any]:
+    """The block as a non-streamed Message holds it."""
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": "".join(block.tokens)}
+    if isinstance(block, ThinkingBlock):
+        return {
+            "type": "thinking",
+            "thinking": "".join(block.thinking),
+            "signature": "".join(block.signature),
+        }
+    if isinstance(block, RedactedThinkingBlock):
+        return _block_start(block)
+    tool_input = json.loads("".join(block.json_fragments) or "{}")
+    return {"type": "tool_use", "id": block.id, "name": block.name, "input": tool_input}
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class MessageStream(_StreamFaults):
+    """A streamed reply made of any content blocks, in order (thinking, text, tool use...).
+
+    Points count the deltas of every block in order (a thinking block's signature
+    deltas included; a redacted thinking block has none).
+
+    Attributes:
+        blocks: The content blocks.
+        stop_reason: The ``stop_reason`` of ``message_delta``.
+        stop_sequence: The ``stop_sequence`` of ``message_delta``.
+        stop_details: The ``stop_details`` of ``message_delta`` (a refusal's category...).
+        usage: More ``message_start`` usage fields, such as ``cache_read_input_tokens``.
+        delta_usage: More ``message_delta`` usage fields, such as ``output_tokens_details``.
+    """
+
+    blocks: Sequence[Block] = attrs.field(kw_only=False, converter=tuple)
+    stop_reason: str = "end_turn"
+    stop_sequence: str | None = None
+    stop_details: Mapping[str, Any] | None = None
+    usage: Mapping[str, Any] = attrs.field(factory=dict)
+    delta_usage: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        self._check_points(self.deltas)
+
+    @property
+    def deltas(self) -> int:
+        """How many ``content_block_delta`` events the reply has."""
+        return sum(len(_block_deltas(block)) for block in self.blocks)
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class ErrorReply:
     """A non-streamed HTTP error with Anthropic's JSON error body.
@@ -176,7 +290,10 @@ class HangUp:
     mode: Literal["close", "reset"] = attrs.field(default="close", kw_only=False)
 
 
-Reply: TypeAlias = TextStream | ToolUseStream | ErrorReply | HangUp
+Reply: TypeAlias = TextStream | ToolUseStream | MessageStream | ErrorReply | HangUp
+
+#: The replies the server streams.
+Streamed: TypeAlias = TextStream | ToolUseStream | MessageStream
 
 Outcome: TypeAlias = Literal[
     "complete",  # the whole response was written
@@ -340,8 +457,61 @@ def _text_block_steps(index: int, tokens: Sequence[str], first_point: int) -> It
         )
 
 
-def _plan(reply: TextStream | ToolUseStream, message_id: str, model: str) -> list[_Step]:
+def _as_blocks(reply: Streamed) -> list[Block]:
+    if isinstance(reply, MessageStream):
+        return list(reply.blocks)
+    if isinstance(reply, TextStream):
+        return [TextBlock(reply.tokens)]
+    text: list[Block] = [TextBlock(reply.text_before)] if reply.text_before else []
+    return [*text, ToolUseBlock(reply.name, reply.id, reply.json_fragments)]
+
+
+def _plan_blocks(reply: MessageStream, message_id: str, model: str) -> list[_Step]:
+    """The SSE events of a MessageStream, with the fault points between them."""
+    message: dict[str, Any] = {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": model,
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1, **reply.usage},
+    }
+    steps: list[_Step] = [_Event("message_start", {"type": "message_start", "message": message})]
+    point = 0
+    for index, block in enumerate(reply.blocks):
+        start = {"type": "content_block_start", "index": index, "content_block": _block_start(block)}
+        steps.append(_Event("content_block_start", start))
+        if index == 0:
+            steps.append(_Event("ping", {"type": "ping"}))
+        for delta in _block_deltas(block):
+            steps.append(_Point(point))
+            point += 1
+            data = {"type": "content_block_delta", "index": index, "delta": delta}
+            steps.append(_Event("content_block_delta", data, is_delta=True))
+        if index < len(reply.blocks) - 1:
+            steps.append(_Event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    steps.append(_Point(point))
+    if reply.blocks:
+        steps.append(
+            _Event("content_block_stop", {"type": "content_block_stop", "index": len(reply.blocks) - 1})
+        )
+    delta_fields: dict[str, Any] = {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence}
+    if reply.stop_details is not None:
+        delta_fields["stop_details"] = dict(reply.stop_details)
+    output_tokens = reply.output_tokens if reply.output_tokens is not None else point
+    usage = {"output_tokens": output_tokens, **reply.delta_usage}
+    steps.append(_Event("message_delta", {"type": "message_delta", "delta": delta_fields, "usage": usage}))
+    if not reply.omit_message_stop:
+        steps.append(_Event("message_stop", {"type": "message_stop"}))
+    return steps
+
+
+def _plan(reply: Streamed, message_id: str, model: str) -> list[_Step]:
     """The SSE events of a streamed reply, with the fault points between them."""
+    if isinstance(reply, MessageStream):
+        return _plan_blocks(reply, message_id, model)
     deltas = (
         len(reply.tokens)
         if isinstance(reply, TextStream)
@@ -414,29 +584,23 @@ def _plan(reply: TextStream | ToolUseStream, message_id: str, model: str) -> lis
     return steps
 
 
-def _message_json(reply: TextStream | ToolUseStream, message_id: str, model: str) -> dict[str, Any]:
+def _message_json(reply: Streamed, message_id: str, model: str) -> dict[str, Any]:
     """The non-streamed Message a streamed reply adds up to."""
-    content: list[dict[str, Any]] = []
-    if isinstance(reply, TextStream):
-        content.append({"type": "text", "text": "".join(reply.tokens)})
-        deltas = len(reply.tokens)
-    else:
-        if reply.text_before:
-            content.append({"type": "text", "text": "".join(reply.text_before)})
-        tool_input = json.loads("".join(reply.json_fragments) or "{}")
-        content.append({"type": "tool_use", "id": reply.id, "name": reply.name, "input": tool_input})
-        deltas = len(reply.text_before) + len(reply.json_fragments)
+    blocks = _as_blocks(reply)
+    deltas = sum(len(_block_deltas(block)) for block in blocks)
+    extra = reply.usage if isinstance(reply, MessageStream) else {}
     return {
         "id": message_id,
         "type": "message",
         "role": "assistant",
-        "content": content,
+        "content": [_block_json(block) for block in blocks],
         "model": model,
         "stop_reason": reply.stop_reason,
-        "stop_sequence": None,
+        "stop_sequence": reply.stop_sequence if isinstance(reply, MessageStream) else None,
         "usage": {
             "input_tokens": reply.input_tokens,
             "output_tokens": reply.output_tokens if reply.output_tokens is not None else deltas,
+            **extra,
         },
     }
 
@@ -763,7 +927,7 @@ class AnthropicServer:
         self,
         conn: _Conn,
         record: RecordedRequest,
-        reply: TextStream | ToolUseStream,
+        reply: Streamed,
         message_id: str,
         model: str,
     ) -> None:

@@ -26,8 +26,13 @@ from anthropic_server import (
     AnthropicServer,
     ErrorReply,
     HangUp,
+    MessageStream,
     RecordedRequest,
+    RedactedThinkingBlock,
+    TextBlock,
     TextStream,
+    ThinkingBlock,
+    ToolUseBlock,
     ToolUseStream,
 )
 
@@ -123,6 +128,40 @@ async def test_text_stream_yields_each_token_and_records_the_request(server: Ant
     assert "anthropic-version" in request.headers
     assert request.outcome == "complete"
     assert not request.client_closed_early
+
+
+async def test_the_sdk_accumulates_a_message_stream_of_every_block_kind(server: AnthropicServer) -> None:
+    """A MessageStream's events are what the SDK's own types parse: thinking, redacted, text, tool use, usage."""
+    server.script(
+        MessageStream(
+            [
+                ThinkingBlock(["deep", " thought"], signature="sig"),
+                RedactedThinkingBlock("opaque=="),
+                TextBlock(["Hi"]),
+                ToolUseBlock("lookup", "toolu_1", ['{"q": ', '"x"}']),
+            ],
+            stop_reason="refusal",
+            stop_details={"type": "refusal", "category": "cyber", "explanation": None},
+            usage={"cache_read_input_tokens": 7, "cache_creation_input_tokens": 3},
+            delta_usage={"output_tokens_details": {"thinking_tokens": 4}},
+        )
+    )
+    async with (
+        sdk_client(server) as client,
+        client.messages.stream(model=MODEL, max_tokens=16, messages=USER) as stream,
+    ):
+        final = await stream.get_final_message()
+    assert [block.model_dump(exclude_none=True) for block in final.content] == [
+        {"type": "thinking", "thinking": "deep thought", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "opaque=="},
+        {"type": "text", "text": "Hi"},
+        {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "x"}},
+    ]
+    assert final.stop_reason == "refusal"
+    assert final.stop_details is not None and final.stop_details.category == "cyber"
+    assert (final.usage.cache_read_input_tokens, final.usage.cache_creation_input_tokens) == (7, 3)
+    assert final.usage.output_tokens_details is not None
+    assert final.usage.output_tokens_details.thinking_tokens == 4
 
 
 async def test_stream_helper_accumulates_the_final_message(server: AnthropicServer) -> None:
