@@ -19,7 +19,14 @@ from typing import Any, ClassVar, NotRequired, TypedDict
 import anyio
 import attrs
 import pytest
-from anthropic_server import AnthropicServer, TextStream, ToolUseStream
+from anthropic_server import (
+    AnthropicServer,
+    MessageStream,
+    TextBlock,
+    TextStream,
+    ThinkingBlock,
+    ToolUseStream,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -528,6 +535,33 @@ async def test_claude_function_calling_forces_the_tool_and_streams_its_input_jso
     assert chunks[-1] == Person(**PERSON)  # type: ignore[arg-type]
     check_snapshots(chunks[:-1], PERSON)
     assert len(chunks) > 6
+
+
+async def test_claude_thinking_is_not_read_as_the_json_and_stays_in_the_raw_reply(
+    server: AnthropicServer,
+) -> None:
+    """With thinking on, only the text block feeds the parser; braces in the thinking do not."""
+    thinking = ThinkingBlock(["Shape: {name", "} and [age] ", "{"], signature="sig_1")
+    server.script(MessageStream([thinking, TextBlock(pieces(PERSON_JSON, 5))]))
+    config = {"type": "enabled", "budget_tokens": 1024}
+    structured = chat(server, max_tokens=4096, thinking=config).with_structured_output(
+        Person, include_raw=True
+    )
+    chunks = await collect(structured)
+    assert server.requests[0].body == body(
+        max_tokens=4096, thinking=config, output_config={"format": PERSON_FORMAT}
+    )
+    snapshots = [chunk["parsed"] for chunk in chunks[:-1] if "parsed" in chunk]
+    assert snapshots[0] == {} and chunks[-1] == {"parsed": Person(**PERSON), "parsing_error": None}  # type: ignore[arg-type]
+    check_snapshots(snapshots, PERSON)
+    raw = AIMessageChunk.concat_chunks([chunk["raw"] for chunk in chunks[:-1]])
+    assert raw.text == PERSON_JSON
+    assert raw.content[0] == {
+        "type": "thinking",
+        "thinking": "Shape: {name} and [age] {",
+        "signature": "sig_1",
+        "index": 0,
+    }
 
 
 async def test_claude_include_raw_carries_the_reply_with_its_stop_reason(server: AnthropicServer) -> None:
