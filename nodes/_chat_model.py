@@ -455,12 +455,6 @@ class ScriptedChatModel(BaseChatModel):
     def get_name(self) -> str:
         return self.name_
 
-    def bind_tools(
-        self, tools: Sequence[Any], *, tool_choice: dict[str, Any] | str | None = None
-    ) -> ScriptedChatModel:
-        """A copy that records ``tools`` (and ``tool_choice``) as offered on each call."""
-        return self.bind(tools=tools, tool_choice=tool_choice)
-
     def _arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {}
         if self.stop is not None:

@@ -7,8 +7,8 @@ sequence of two steps (so events name the model and the parser, as langchain-cor
   {"type": "json_schema", "schema": ...}}`` (Claude's native structured output: the reply
   is a text block holding the JSON), and the parser reads the reply's text.
 * ``method="function_calling"``: the model is bound with the schema as its only tool and
-  ``tool_choice={"type": "tool", "name": ...}``, and the parser reads that call's
-  argument fragments.
+  ``tool_choice={"type": "tool", "name": ...}`` (through ``bind_tools``, or ``bind`` for a
+  model without it), and the parser reads that call's argument fragments.
 
 Either way each fragment goes once through an :class:`IncrementalJsonParser`, so a long
 object costs time linear in its length, not in the number of partials. While the JSON
@@ -278,13 +278,18 @@ def _with_output_format(model: Any, output_format: dict[str, Any], where: str) -
 
 
 def _with_forced_tool(model: Any, tool: dict[str, Any], where: str) -> Any:
+    choice = {"type": "tool", "name": tool["name"]}
     bind_tools = getattr(model, "bind_tools", None)
-    if bind_tools is None:
+    if bind_tools is not None:
+        return bind_tools([tool], tool_choice=choice)
+    try:
+        # A model without bind_tools that takes the call arguments (the scripted model).
+        return model.bind(tools=[tool], tool_choice=choice)
+    except TypeError as exc:
         raise TypeError(
-            f"{where}: method='function_calling' needs a model with bind_tools(), which "
-            f"{model.get_name()} does not have; use method='json_schema'"
-        )
-    return bind_tools([tool], tool_choice={"type": "tool", "name": tool["name"]})
+            f"{where}: method='function_calling' needs a model with bind_tools() (or that binds "
+            f"tools and tool_choice), which {model.get_name()} is not; use method='json_schema'"
+        ) from exc
 
 
 def structured_output(

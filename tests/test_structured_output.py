@@ -364,7 +364,10 @@ def test_a_model_that_cannot_be_bound_for_the_method_is_refused_naming_the_other
     """No output_config: use function_calling; no bind_tools: use json_schema."""
     with pytest.raises(TypeError, match=r"Bare does not take; use method='function_calling'"):
         Bare().with_structured_output(Person, method="json_schema")
-    with pytest.raises(TypeError, match=r"needs a model with bind_tools\(\), which Bare does not have"):
+    with pytest.raises(
+        TypeError,
+        match=r"needs a model with bind_tools\(\) \(or that binds tools and tool_choice\), which Bare is not",
+    ):
         Bare().with_structured_output(Person)  # the base's default: function_calling
     assert Bare.default_structured_output_method == "function_calling"
     assert ScriptedChatModel.default_structured_output_method == "json_schema"
