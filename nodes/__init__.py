@@ -3,9 +3,10 @@
 Layout: ``_messages``/``_prompt_values`` (values), ``_prompts`` (templates),
 ``_chat_model`` (the chat-model base and the scripted model), ``_anthropic``
 (``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
-``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``). Every component
-is a runnable of the ``engine`` package; the names follow the streaming guide's, so
-its code ports with only the imports changed.
+``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``), ``_schema`` and
+``_structured`` (structured output: schemas, ``with_structured_output``'s parser). Every
+component is a runnable of the ``engine`` package; the names follow the streaming guide's,
+so its code ports with only the imports changed.
 """
 
 from ._anthropic import ChatAnthropic as ChatAnthropic
@@ -43,6 +44,8 @@ from ._prompts import PromptVariableError as PromptVariableError
 from ._retrievers import BaseRetriever as BaseRetriever
 from ._retrievers import Document as Document
 from ._retrievers import InMemoryRetriever as InMemoryRetriever
+from ._schema import SchemaValidationError as SchemaValidationError
+from ._schema import UnsupportedSchemaError as UnsupportedSchemaError
 from ._tools import Tool as Tool
 from ._tools import ToolArgumentError as ToolArgumentError
 from ._tools import tool as tool
@@ -70,6 +73,7 @@ __all__ = (
     "PromptTemplate",
     "PromptValue",
     "PromptVariableError",
+    "SchemaValidationError",
     "ScriptedChatModel",
     "ScriptedReply",
     "StrOutputParser",
@@ -80,6 +84,7 @@ __all__ = (
     "ToolCall",
     "ToolCallChunk",
     "ToolMessage",
+    "UnsupportedSchemaError",
     "UsageMetadata",
     "apply_patch",
     "coerce_to_messages",
