@@ -3,7 +3,8 @@
 Layout: ``_messages``/``_prompt_values`` (values), ``_prompts`` (templates),
 ``_chat_model`` (the chat-model base and the scripted model), ``_anthropic``
 (``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
-``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``). Every component
+``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``), ``_tool_loop``
+(``ToolLoop``). Every component
 is a runnable of the ``engine`` package; the names follow the streaming guide's, so
 its code ports with only the imports changed.
 """
@@ -43,8 +44,12 @@ from ._prompts import PromptVariableError as PromptVariableError
 from ._retrievers import BaseRetriever as BaseRetriever
 from ._retrievers import Document as Document
 from ._retrievers import InMemoryRetriever as InMemoryRetriever
+from ._tool_loop import ToolLoop as ToolLoop
+from ._tool_loop import ToolLoopError as ToolLoopError
+from ._tool_loop import ToolLoopLimitError as ToolLoopLimitError
 from ._tools import Tool as Tool
 from ._tools import ToolArgumentError as ToolArgumentError
+from ._tools import ToolException as ToolException
 from ._tools import tool as tool
 
 __all__ = (
@@ -79,6 +84,10 @@ __all__ = (
     "ToolArgumentError",
     "ToolCall",
     "ToolCallChunk",
+    "ToolException",
+    "ToolLoop",
+    "ToolLoopError",
+    "ToolLoopLimitError",
     "ToolMessage",
     "UsageMetadata",
     "apply_patch",
