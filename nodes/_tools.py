@@ -336,9 +336,14 @@ class Tool(AggregateNode[Any, Any]):
         """The tool definition for Anthropic's Messages API."""
         return {"name": self.tool_name, "description": self.description, "input_schema": self.args_schema}
 
-    def _arguments(self, value: Any) -> dict[str, Any]:
+    def _arguments(self, value: Any, *, named: bool = False) -> dict[str, Any]:
+        """``value`` as keyword arguments, checked against the signature. A one-argument
+        tool also takes the bare value, unless ``named`` (a tool call's arguments are
+        always by name, so a wrong name there is reported as such)."""
         parameters = self._signature.parameters
-        if isinstance(value, Mapping) and not (len(parameters) == 1 and next(iter(parameters)) not in value):
+        if isinstance(value, Mapping) and (
+            named or not (len(parameters) == 1 and next(iter(parameters)) not in value)
+        ):
             arguments = dict(value)
         elif len(parameters) == 1:
             arguments = {next(iter(parameters)): value}
@@ -401,7 +406,7 @@ class Tool(AggregateNode[Any, Any]):
         """A tool call: one ``ToolMessage`` answering it."""
         status: Literal["success", "error"] = "success"
         try:
-            arguments = self._arguments(call.args)
+            arguments = self._arguments(call.args, named=True)
             chunks = [chunk async for chunk in self._chunks(arguments, step)]
             output = chunks[0] if len(chunks) == 1 else concat_chunks(chunks)
         except Exception as error:
