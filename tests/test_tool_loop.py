@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import AsyncGenerator
+import threading
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import anyio
 import attrs
 import pytest
+from anthropic_server import AnthropicServer, TextStream, ToolUse, ToolUseStream
 
 from engine import RunnableLambda
 from engine.testing import check_event_order, cleanup_guard
@@ -23,10 +25,12 @@ from nodes import (
     AIMessageChunk,
     BaseChatModel,
     BaseMessage,
+    ChatAnthropic,
     HumanMessage,
     ScriptedChatModel,
     ToolCall,
     ToolCallChunk,
+    ToolException,
     ToolLoop,
     ToolLoopError,
     ToolLoopLimitError,
@@ -500,3 +504,130 @@ def test_plain_functions_become_tools() -> None:
     model = StepModel([call_chunks(0, "shout", "c1", {"word": "hi"}), text_chunks("ok")])
     transcript = ToolLoop(model, [shout]).invoke("go")
     assert transcript[1] == ToolMessage("HI", tool_call_id="c1", name="shout")
+
+
+# -- against the Messages API (loopback server, the real SDK) -------------------------
+
+MODEL = "claude-test-model"
+
+
+@pytest.fixture
+def server() -> Iterator[AnthropicServer]:
+    """A loopback Messages API server for one test."""
+    with AnthropicServer() as running:
+        yield running
+
+
+@tool
+def get_time(city: str) -> str:
+    """Get the local time in a city."""
+    return f"noon in {city}"
+
+
+def claude(server: AnthropicServer) -> ChatAnthropic:
+    return ChatAnthropic(model=MODEL, api_key="test-key", base_url=server.base_url, max_retries=0)
+
+
+async def test_with_claude_a_tool_runs_while_the_next_tool_use_block_streams(
+    server: AnthropicServer,
+) -> None:
+    """Claude's first tool_use runs while the server still holds the second; turn 2's request carries both results."""
+    held = threading.Event()
+    weather_ran = anyio.Event()
+    fragments = ['{"city": ', '"Paris"}']
+
+    @tool
+    async def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        weather_ran.set()
+        return f"sunny in {city}"
+
+    # Points: text deltas 0-1, get_weather's fragments 2-3, get_time's 4-5; held before 5.
+    server.script(
+        ToolUseStream(
+            "get_weather",
+            "toolu_1",
+            fragments,
+            text_before=["Let me ", "check."],
+            more=[ToolUse("get_time", "toolu_2", fragments)],
+            hold_before={5: held},
+        )
+    )
+    server.script(TextStream(["Sunny ", "at noon."]))
+    loop = ToolLoop(claude(server), [get_weather, get_time])
+    seen: list[Any] = []
+
+    async def consume() -> None:
+        async for chunk in loop.astream("Weather and time in Paris?"):
+            seen.append(chunk)
+
+    async with cleanup_guard():
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(consume)
+                await weather_ran.wait()
+                # The server has not sent get_time's last fragment: the message is not over.
+                assert server.requests[0].deltas_sent == 5
+                held.set()
+    assert "".join(chunk.text for chunk in seen if isinstance(chunk, AIMessageChunk)) == (
+        "Let me check.Sunny at noon."
+    )
+    first, second = (request.body for request in server.requests)
+    tools = [get_weather.to_anthropic(), get_time.to_anthropic()]
+    assert first["tools"] == tools and second["tools"] == tools  # bound by the loop
+    assert first["messages"] == [{"role": "user", "content": "Weather and time in Paris?"}]
+    assert second["messages"] == [
+        {"role": "user", "content": "Weather and time in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {"city": "Paris"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny in Paris"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "noon in Paris"},
+            ],
+        },
+    ]
+
+
+async def test_with_claude_a_reported_error_goes_back_as_is_error(server: AnthropicServer) -> None:
+    """A failing tool's error ToolMessage is sent as a tool_result with is_error; events nest under the loop."""
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        raise ToolException(f"no station in {city}")
+
+    server.script(ToolUseStream("get_weather", "toolu_1", ['{"city": "Atlantis"}']))
+    server.script(TextStream(["No ", "data."]))
+    loop = ToolLoop(claude(server), [get_weather], handle_tool_errors=True)
+    events = [event async for event in loop.astream_events("Weather in Atlantis?")]
+    check_event_order(events)
+    root = events[0]["run_id"]
+    starts = [
+        (e["event"], e["name"]) for e in events if e["event"].endswith("_start") and e["run_id"] != root
+    ]
+    assert starts == [
+        ("on_chat_model_start", "ChatAnthropic"),
+        ("on_tool_start", "get_weather"),
+        ("on_chat_model_start", "ChatAnthropic"),
+    ]
+    assert all(e["parent_ids"] == [root] for e in events if e["run_id"] != root)
+    assert server.requests[1].body["messages"][-1] == {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "toolu_1",
+                "content": "no station in Atlantis",
+                "is_error": True,
+            }
+        ],
+    }
+    assert events[-1]["data"]["output"][-1].text == "No data."
