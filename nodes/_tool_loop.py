@@ -434,23 +434,32 @@ class _MessageSum:
 class _Transcript:
     """The messages a loop added, rebuilt from its output stream (for ``ainvoke``).
 
-    A turn's chunks come before its answers, and the next turn starts with the first
-    model chunk after an answer; the answers are put in the order of the turn's calls
-    (they stream in the order the tools finished).
+    A tool's answer may stream out while its turn's reply is still streaming, but the
+    next turn starts only once every call of the turn has been answered, and a call is
+    answered only after the stream has moved past it (a fragment of the next call was
+    seen). So a model chunk that comes when there are as many answers as calls seen
+    starts the next turn. The answers are put in the order of the turn's calls.
     """
 
     def __init__(self) -> None:
         self._done: list[BaseMessage] = []
         self._reply = _MessageSum()
         self._answers: list[ToolMessage] = []
+        self._indices: set[int] = set()
+        self._loose = 0
 
     def add(self, chunk: AIMessageChunk | ToolMessage) -> None:
         if isinstance(chunk, ToolMessage):
             self._answers.append(chunk)
             return
-        if self._answers:
+        if self._answers and len(self._answers) >= len(self._indices) + self._loose:
             self._close_turn()
         self._reply.add(chunk)
+        for fragment in chunk.tool_call_chunks:
+            if fragment.index is None:
+                self._loose += 1
+            else:
+                self._indices.add(fragment.index)
 
     def _close_turn(self) -> None:
         if not self._reply and not self._answers:
@@ -465,6 +474,7 @@ class _Transcript:
         answers: list[ToolMessage] = sorted(self._answers, key=position)
         self._done.extend(answers)
         self._reply, self._answers = _MessageSum(), []
+        self._indices, self._loose = set(), 0
 
     def messages(self) -> list[BaseMessage]:
         self._close_turn()

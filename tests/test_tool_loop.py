@@ -199,6 +199,25 @@ async def test_a_tool_starts_before_the_message_has_ended() -> None:
     assert model.received[1][-1] == ToolMessage("ROME", tool_call_id="c2", name="lookup")
 
 
+@pytest.mark.trio
+async def test_the_transcript_holds_when_an_answer_streams_out_mid_message(autojump_clock: Any) -> None:
+    """An answer that streams out before its turn's message ended still lands after that message."""
+    model = two_calls_then("Sunny at noon.")
+    model.delay = 1.0  # virtual seconds per chunk: the instant tools answer between two chunks
+    loop = ToolLoop(model, [weather, local_time])
+    chunks = [chunk async for chunk in loop.astream("Weather?")]
+    first_answer = next(i for i, chunk in enumerate(chunks) if isinstance(chunk, ToolMessage))
+    assert chunks[first_answer + 1].tool_call_chunks  # call 2's arguments came after call 1's answer
+    transcript = await loop.ainvoke("Weather?")
+    assert [type(message).__name__ for message in transcript] == [
+        "AIMessage",
+        "ToolMessage",
+        "ToolMessage",
+        "AIMessage",
+    ]
+    assert [call.id for call in transcript[0].tool_calls] == ["c1", "c2"]  # type: ignore[attr-defined]
+
+
 async def test_the_calls_of_one_turn_run_concurrently() -> None:
     """Two tools that each wait for the other to start both finish (they would deadlock in turn)."""
     a_started, b_started = anyio.Event(), anyio.Event()
