@@ -25,13 +25,15 @@ no marker from the provider is needed. A fragment without an index cannot be pla
 calls run when the message has ended.
 
 **What streams out.** ``astream`` yields the model's ``AIMessageChunk``s of every turn as
-they come, and each tool's ``ToolMessage`` as soon as that tool has finished (so a fast
-tool's answer may come while the model is still streaming the next call's arguments).
-Those chunks do not add up with ``+`` (a conversation is not one message), so
-``ainvoke``/``invoke``/``abatch`` return the *transcript*: the messages the loop added to
-the conversation, one ``AIMessage`` per turn, each followed by the ``ToolMessage``s that
-answer it in the order of its calls; the last one is the answer. The loop step's end
-event carries the same list as its output.
+they come, each tool's ``ToolMessage`` as soon as that tool has finished (so a fast tool's
+answer may come while the model is still streaming the next call's arguments), and, last,
+the *transcript*: a ``list`` of the messages the loop added to the conversation, one
+``AIMessage`` per turn, each followed by the ``ToolMessage``s that answer it in the order
+of its calls (its last message is the answer). Messages of two kinds do not add up with
+``+`` (a conversation is not one message), and where chunks do not add up the engine's
+sum is the last chunk; so whatever sums the loop's output (``ainvoke``, ``invoke``,
+``abatch``, a chain ending in the loop, ``with_retry``, the end event) gets the
+transcript, with no special case.
 """
 
 from __future__ import annotations
@@ -154,9 +156,10 @@ class ToolLoop(HostingNode[Any, Any]):
             makes one (see :class:`~nodes.Tool`).
         name: The name the loop's events carry.
 
-    ``astream`` yields each turn's ``AIMessageChunk``s as they come and each
-    ``ToolMessage`` as its tool finishes; ``ainvoke`` returns the transcript (see the
-    module docstring). The model call and every tool call are nested runs under the
+    ``astream`` yields each turn's ``AIMessageChunk``s as they come, each
+    ``ToolMessage`` as its tool finishes, and last the transcript (a list of the
+    messages added: an ``AIMessage`` per turn, each followed by its ``ToolMessage``s),
+    which is what ``ainvoke`` returns (see the module docstring). The model call and every tool call are nested runs under the
     loop's step (``on_chat_model_*``, ``on_tool_*``), with ``{"turn": n}`` in their
     metadata.
 
@@ -190,15 +193,6 @@ class ToolLoop(HostingNode[Any, Any]):
             return self.model.carries_content(chunk)
         return True
 
-    async def ainvoke(self, input: Any, config: Any = None) -> list[BaseMessage]:
-        """Run the loop and return the transcript: the messages it added to the
-        conversation (an ``AIMessage`` per turn, each followed by its ``ToolMessage``s)."""
-        transcript = _Transcript()
-        async with self.astream(input, config) as chunks:
-            async for chunk in chunks:
-                transcript.add(chunk)
-        return transcript.messages()
-
     async def host(self, value: Any, emitter: Emitter, step: Step) -> None:
         conversation = coerce_to_messages(value, where=f"the input of {self.get_name()}")
         added: list[BaseMessage] = []
@@ -206,7 +200,9 @@ class ToolLoop(HostingNode[Any, Any]):
             message, answers = await self._turn([*conversation, *added], turn, emitter)
             added.append(message)
             if not (message.tool_calls or message.invalid_tool_calls):
-                step.add_end_data("output", list(added))
+                # The last chunk: what the chunks add up to (they do not add with +,
+                # so a sum keeps the last chunk: ainvoke, a chain's, the end event).
+                await emitter.send(list(added))
                 return
             if turn == self.max_turns:
                 raise ToolLoopLimitError(self.get_name(), self.max_turns, added)
@@ -429,53 +425,3 @@ class _MessageSum:
 
     def __bool__(self) -> bool:
         return bool(self._parts)
-
-
-class _Transcript:
-    """The messages a loop added, rebuilt from its output stream (for ``ainvoke``).
-
-    A tool's answer may stream out while its turn's reply is still streaming, but the
-    next turn starts only once every call of the turn has been answered, and a call is
-    answered only after the stream has moved past it (a fragment of the next call was
-    seen). So a model chunk that comes when there are as many answers as calls seen
-    starts the next turn. The answers are put in the order of the turn's calls.
-    """
-
-    def __init__(self) -> None:
-        self._done: list[BaseMessage] = []
-        self._reply = _MessageSum()
-        self._answers: list[ToolMessage] = []
-        self._indices: set[int] = set()
-        self._loose = 0
-
-    def add(self, chunk: AIMessageChunk | ToolMessage) -> None:
-        if isinstance(chunk, ToolMessage):
-            self._answers.append(chunk)
-            return
-        if self._answers and len(self._answers) >= len(self._indices) + self._loose:
-            self._close_turn()
-        self._reply.add(chunk)
-        for fragment in chunk.tool_call_chunks:
-            if fragment.index is None:
-                self._loose += 1
-            else:
-                self._indices.add(fragment.index)
-
-    def _close_turn(self) -> None:
-        if not self._reply and not self._answers:
-            return
-        whole = self._reply.total()
-        order = {part.id: position for position, part in enumerate(whole.tool_call_chunks)}
-
-        def position(answer: ToolMessage) -> int:
-            return order.get(answer.tool_call_id, len(order))
-
-        self._done.append(whole.to_message())
-        answers: list[ToolMessage] = sorted(self._answers, key=position)
-        self._done.extend(answers)
-        self._reply, self._answers = _MessageSum(), []
-        self._indices, self._loose = set(), 0
-
-    def messages(self) -> list[BaseMessage]:
-        self._close_turn()
-        return self._done

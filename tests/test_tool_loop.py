@@ -111,10 +111,10 @@ def two_calls_then(answer: str) -> ScriptedChatModel:
 # -- what it does ---------------------------------------------------------------------
 
 
-async def test_the_loop_streams_every_turn_and_the_answers_between() -> None:
-    """astream yields turn 1's chunks, both ToolMessages, then turn 2's chunks."""
+async def test_the_loop_streams_every_turn_the_answers_between_and_the_transcript_last() -> None:
+    """astream yields turn 1's chunks, both ToolMessages, turn 2's chunks, then the transcript."""
     loop = ToolLoop(two_calls_then("Sunny at noon."), [weather, local_time])
-    chunks = [chunk async for chunk in loop.astream("Weather in Paris?")]
+    *chunks, transcript = [chunk async for chunk in loop.astream("Weather in Paris?")]
     answers = [chunk for chunk in chunks if isinstance(chunk, ToolMessage)]
     assert sorted(answers, key=lambda answer: answer.tool_call_id) == [
         ToolMessage("sunny in Paris", tool_call_id="c1", name="weather"),
@@ -122,7 +122,9 @@ async def test_the_loop_streams_every_turn_and_the_answers_between() -> None:
     ]
     first = chunks.index(answers[0])
     assert all(isinstance(chunk, AIMessageChunk) for chunk in chunks[:first])
+    assert all(isinstance(chunk, AIMessageChunk) for chunk in chunks[first + 2 :])
     assert "".join(chunk.text for chunk in chunks[first + 2 :]) == "Sunny at noon."
+    assert isinstance(transcript, list) and transcript[-1] == AIMessage("Sunny at noon.")
 
 
 async def test_ainvoke_returns_the_transcript_and_the_model_sees_the_answers() -> None:
@@ -446,7 +448,7 @@ async def test_a_slow_consumer_holds_the_model_back_in_every_turn() -> None:
             seen.extend([chunk async for chunk in chunks])
     assert ahead_in_turn_1 < 40  # two bounded edges, not 300 words
     assert ahead_in_turn_2 < 40
-    assert len(seen) == len(turn_1) + 1 + words
+    assert len(seen) == len(turn_1) + 1 + words + 1  # and the transcript
 
 
 async def test_events_nest_every_model_call_and_tool_call_under_the_loop() -> None:
@@ -475,17 +477,18 @@ async def test_events_nest_every_model_call_and_tool_call_under_the_loop() -> No
     ).ainvoke("Weather?")
 
 
-async def test_composed_after_a_prompt_it_streams_the_same() -> None:
-    """In a chain the loop streams as it does alone (a prompt's value is its input)."""
+async def test_in_a_chain_it_streams_the_same_and_sums_to_the_transcript() -> None:
+    """In a chain (or retried) the loop streams as alone, and ainvoke gives the transcript."""
     prompt = RunnableLambda(lambda city: [HumanMessage(f"Weather in {city}?")])
-    alone = [
-        chunk
-        async for chunk in ToolLoop(two_calls_then("Sunny."), [weather, local_time]).astream(
-            "Weather in Paris?"
-        )
-    ]
+    alone = ToolLoop(two_calls_then("Sunny."), [weather, local_time])
+    expected = [chunk async for chunk in alone.astream("Weather in Paris?")]
     chained = prompt | ToolLoop(two_calls_then("Sunny."), [weather, local_time])
-    assert sorted(map(repr, [chunk async for chunk in chained.astream("Paris")])) == sorted(map(repr, alone))
+    assert sorted(map(repr, [chunk async for chunk in chained.astream("Paris")])) == sorted(
+        map(repr, expected)
+    )
+    assert await chained.ainvoke("Paris") == expected[-1]
+    retried = ToolLoop(two_calls_then("Sunny."), [weather, local_time]).with_retry()
+    assert await retried.ainvoke("Weather in Paris?") == expected[-1]
 
 
 async def test_bad_input_fails_before_the_model_is_called() -> None:
