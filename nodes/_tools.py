@@ -20,7 +20,7 @@ import inspect
 import json
 import types
 import typing
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar, Literal, overload
 
@@ -394,8 +394,11 @@ class Tool(AggregateNode[Any, Any]):
         """Plain arguments: the function's output chunks (a handled error's text last)."""
         try:
             arguments = self._arguments(value)
-            async for chunk in self._chunks(arguments, step):
-                yield chunk
+            # Closed here, in this task, when the step stops early (a sync generator's
+            # cleanup then runs in its worker thread, within the run).
+            async with aclosing(self._chunks(arguments, step)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         except Exception as error:
             text = self._handled(error)
             if text is None:
@@ -407,7 +410,8 @@ class Tool(AggregateNode[Any, Any]):
         status: Literal["success", "error"] = "success"
         try:
             arguments = self._arguments(call.args, named=True)
-            chunks = [chunk async for chunk in self._chunks(arguments, step)]
+            async with aclosing(self._chunks(arguments, step)) as stream:
+                chunks = [chunk async for chunk in stream]
             output = chunks[0] if len(chunks) == 1 else concat_chunks(chunks)
         except Exception as error:
             text = self._handled(error)
@@ -419,7 +423,7 @@ class Tool(AggregateNode[Any, Any]):
             return
         yield ToolMessage(tool_content(output), tool_call_id=call.id, name=self.tool_name, status=status)
 
-    async def _chunks(self, arguments: dict[str, Any], step: Step) -> AsyncIterator[Any]:
+    async def _chunks(self, arguments: dict[str, Any], step: Step) -> AsyncGenerator[Any, None]:
         func = self.func
         if inspect.isasyncgenfunction(func):
             async with aclosing(func(**arguments)) as chunks:
