@@ -7,6 +7,7 @@ the model in the middle of a message and look at what the loop has done meanwhil
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pickle
 import threading
@@ -19,7 +20,7 @@ import pytest
 from anthropic_server import AnthropicServer, TextStream, ToolUse, ToolUseStream
 
 from engine import RunnableLambda
-from engine.testing import check_event_order, cleanup_guard
+from engine.testing import assert_run_cleaned_up, check_event_order, cleanup_guard
 from nodes import (
     AIMessage,
     AIMessageChunk,
@@ -141,7 +142,7 @@ async def test_ainvoke_returns_the_transcript_and_the_model_sees_the_answers() -
     first = transcript[0]
     assert isinstance(first, AIMessage) and first.text == "Let me check."
     assert [call.id for call in first.tool_calls] == ["c1", "c2"]
-    assert [answer.tool_call_id for answer in transcript[1:3]] == ["c1", "c2"]  # type: ignore[attr-defined]
+    assert [answer.tool_call_id for answer in transcript[1:3]] == ["c1", "c2"]
     assert transcript[-1] == AIMessage("Sunny at noon.")
     assert model.received[1] == [*model.received[0], *transcript[:3]]
     assert len(model.received[1]) == 5
@@ -217,7 +218,7 @@ async def test_the_transcript_holds_when_an_answer_streams_out_mid_message(autoj
         "ToolMessage",
         "AIMessage",
     ]
-    assert [call.id for call in transcript[0].tool_calls] == ["c1", "c2"]  # type: ignore[attr-defined]
+    assert [call.id for call in transcript[0].tool_calls] == ["c1", "c2"]
 
 
 async def test_the_calls_of_one_turn_run_concurrently() -> None:
@@ -320,7 +321,7 @@ async def test_unknown_tools_and_bad_arguments_raise_or_go_back_to_the_model() -
     model = StepModel([reply, text_chunks("ok")])
     transcript = await ToolLoop(model, [weather], handle_tool_errors=True).ainvoke("go")
     answers = transcript[1:4]
-    assert all(answer.status == "error" for answer in answers)  # type: ignore[attr-defined]
+    assert all(answer.status == "error" for answer in answers)
     assert answers[0].content == "there is no tool named 'nope'; the tools are 'weather'"
     assert str(answers[1].content).startswith(
         "the call of 'weather' is invalid: the arguments are not valid JSON"
@@ -424,6 +425,44 @@ async def test_cancelling_the_loop_while_a_tool_runs_stops_the_tool_and_the_mode
     assert model.stopped_early == 1 and not gate.is_set()
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_asyncio_task_cancel_while_a_tool_runs_stays_pending(anyio_backend: str) -> None:
+    """task.cancel() landing in a loop whose tool runs: the tool is cancelled, the caller's cancelling() is 1."""
+    started, cancelled = anyio.Event(), anyio.Event()
+
+    @tool
+    async def slow(x: int) -> str:
+        """Slow."""
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+        return "never"
+
+    model = StepModel([[*call_chunks(0, "slow", "c1", {"x": 1}), *call_chunks(1, "slow", "c2", {"x": 2})]])
+    seen: list[int] = []
+
+    async def caller() -> None:
+        try:
+            await ToolLoop(model, [slow]).ainvoke("go")
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            assert task is not None
+            seen.append(task.cancelling())
+            raise
+
+    task = asyncio.get_running_loop().create_task(caller())
+    with anyio.fail_after(GUARD):
+        await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == [1] and cancelled.is_set()
+    await assert_run_cleaned_up()
+
+
 # -- backpressure, events, construction -----------------------------------------------
 
 
@@ -509,11 +548,11 @@ def test_construction_checks_its_arguments() -> None:
     with pytest.raises(ValueError, match="max_turns must be an int >= 1"):
         ToolLoop(model, [weather], max_turns=0)
     with pytest.raises(TypeError, match="must be a chat model"):
-        ToolLoop("claude", [weather])  # type: ignore[arg-type]
+        ToolLoop("claude", [weather])
     with pytest.raises(TypeError, match="handle_tool_errors must be"):
-        ToolLoop(model, [weather], handle_tool_errors=3)  # type: ignore[arg-type]
+        ToolLoop(model, [weather], handle_tool_errors=3)
     with pytest.raises(TypeError, match="a list of tools"):
-        ToolLoop(model, weather)  # type: ignore[arg-type]
+        ToolLoop(model, weather)
 
 
 def test_plain_functions_become_tools() -> None:
