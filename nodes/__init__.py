@@ -4,9 +4,8 @@ Layout: ``_messages``/``_prompt_values`` (values), ``_prompts`` (templates),
 ``_chat_model`` (the chat-model base and the scripted model), ``_anthropic``
 (``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
 ``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``), ``_tool_loop``
-(``ToolLoop``). Every component
-is a runnable of the ``engine`` package; the names follow the streaming guide's, so
-its code ports with only the imports changed.
+(``ToolLoop``). Every component is a runnable of the ``engine`` package; the names
+follow the streaming guide's, so its code ports with only the imports changed.
 """
 
 from ._anthropic import ChatAnthropic as ChatAnthropic
