@@ -3,9 +3,11 @@
 Layout: ``_messages``/``_prompt_values`` (values), ``_prompts`` (templates),
 ``_chat_model`` (the chat-model base and the scripted model), ``_anthropic``
 (``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
-``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``). Every component
-is a runnable of the ``engine`` package; the names follow the streaming guide's, so
-its code ports with only the imports changed.
+``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``), ``_tool_loop``
+(``ToolLoop``), ``_schema`` and ``_structured`` (structured output: schemas,
+``with_structured_output``'s parser). Every component is a runnable of the ``engine``
+package; the names follow the streaming guide's, so its code ports with only the imports
+changed.
 """
 
 from ._anthropic import ChatAnthropic as ChatAnthropic
@@ -43,8 +45,14 @@ from ._prompts import PromptVariableError as PromptVariableError
 from ._retrievers import BaseRetriever as BaseRetriever
 from ._retrievers import Document as Document
 from ._retrievers import InMemoryRetriever as InMemoryRetriever
+from ._schema import SchemaValidationError as SchemaValidationError
+from ._schema import UnsupportedSchemaError as UnsupportedSchemaError
+from ._tool_loop import ToolLoop as ToolLoop
+from ._tool_loop import ToolLoopError as ToolLoopError
+from ._tool_loop import ToolLoopLimitError as ToolLoopLimitError
 from ._tools import Tool as Tool
 from ._tools import ToolArgumentError as ToolArgumentError
+from ._tools import ToolException as ToolException
 from ._tools import tool as tool
 
 __all__ = (
@@ -70,6 +78,7 @@ __all__ = (
     "PromptTemplate",
     "PromptValue",
     "PromptVariableError",
+    "SchemaValidationError",
     "ScriptedChatModel",
     "ScriptedReply",
     "StrOutputParser",
@@ -79,7 +88,12 @@ __all__ = (
     "ToolArgumentError",
     "ToolCall",
     "ToolCallChunk",
+    "ToolException",
+    "ToolLoop",
+    "ToolLoopError",
+    "ToolLoopLimitError",
     "ToolMessage",
+    "UnsupportedSchemaError",
     "UsageMetadata",
     "apply_patch",
     "coerce_to_messages",

@@ -560,6 +560,9 @@ class ChatAnthropic(BaseChatModel):
         "thinking": "thinking",
         "cache_control": "cache_control",
     }
+    #: Claude's native structured output (``output_config.format``): the API holds the
+    #: reply to the schema, and it streams as text deltas (see ANTHROPIC-SDK-NOTES.md).
+    default_structured_output_method: ClassVar[str] = "json_schema"
 
     model: str = attrs.field(validator=attrs.validators.min_len(1))
     max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(1))

@@ -12,12 +12,12 @@ import copy
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import attrs
 
-from engine import AggregateNode, Step
+from engine import AggregateNode, RunnableSequence, Step
 
 from ._messages import (
     AIMessage,
@@ -27,6 +27,9 @@ from ._messages import (
     UsageMetadata,
     coerce_to_messages,
 )
+
+if TYPE_CHECKING:
+    from ._structured import StructuredOutputMethod
 
 __all__ = ("BaseChatModel", "ScriptedChatModel", "ScriptedReply", "split_tokens")
 
@@ -44,6 +47,53 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
     """
 
     kind: ClassVar[str] = "chat_model"
+    #: The ``method`` of :meth:`with_structured_output` when none is given. The base's is
+    #: ``"function_calling"`` (any model with ``bind_tools`` can do it); a model with a
+    #: native structured output says ``"json_schema"``.
+    default_structured_output_method: ClassVar[str] = "function_calling"
+
+    def with_structured_output(
+        self, schema: Any, *, method: StructuredOutputMethod | None = None, include_raw: bool = False
+    ) -> RunnableSequence[Any, Any]:
+        """This model, answering with a value that fits ``schema``, streamed as it is written.
+
+        Returns ``bound_model | parser``: ``astream`` yields partial snapshots (plain JSON
+        values, each extending the last) while the JSON arrives, and as its last chunk the
+        final value, checked against the schema and converted to its type; ``ainvoke``
+        returns that value. Each fragment of the JSON is parsed once (see
+        ``nodes/_structured.py``).
+
+        Args:
+            schema: A JSON-schema dict (or a tool definition with ``name`` and
+                ``input_schema``), a dataclass, an attrs class, a ``TypedDict``, or a pydantic
+                model if pydantic is installed. The final value is an instance of the class
+                (a dict for a ``TypedDict`` or a dict schema).
+            method: ``"json_schema"``: the model's native structured output
+                (``output_config.format``; the reply is the JSON text).
+                ``"function_calling"``: the schema as a tool the model is made to call
+                (``tool_choice`` names it; its arguments are the JSON). ``None``:
+                :attr:`default_structured_output_method`.
+            include_raw: Yield and return ``{"raw": ..., "parsed": ..., "parsing_error":
+                ...}`` as langchain-core does; a reply that does not parse or fit then gives
+                ``parsing_error`` instead of raising.
+
+        Raises:
+            UnsupportedSchemaError: For a schema kind, a field type or a JSON-schema keyword
+                with no converter here, or one ``method`` cannot express (at once, before any
+                request).
+            TypeError: If ``include_raw`` is not a bool or this model cannot be bound for
+                ``method``.
+            ValueError: For an unknown ``method``.
+        """
+        from ._structured import structured_output
+
+        return structured_output(
+            self,
+            schema,
+            method=method,
+            include_raw=include_raw,
+            default_method=self.default_structured_output_method,
+        )
 
     def _messages(self, value: Any) -> list[BaseMessage]:
         return coerce_to_messages(value, where=f"the input of {self.get_name()}")
@@ -303,6 +353,29 @@ def _message_chunks(message: AIMessage) -> list[AIMessageChunk]:
 Reply = str | Sequence[str] | AIMessage | ScriptedReply
 
 
+def _tool_definitions(tools: Sequence[Any]) -> tuple[dict[str, Any], ...]:
+    definitions: list[dict[str, Any]] = []
+    for tool in tools:
+        to_anthropic = getattr(tool, "to_anthropic", None)
+        if to_anthropic is not None:
+            definitions.append(to_anthropic())
+        elif isinstance(tool, Mapping):
+            definitions.append(dict(tool))
+        else:
+            raise TypeError(
+                f"a tool must be a Tool or a tool-definition dict, got {type(tool).__name__}: {tool!r}"
+            )
+    return tuple(definitions)
+
+
+def _optional_dict(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"output_config must be a dict, got {type(value).__name__}: {value!r}")
+    return dict(value)
+
+
 def _is_reply(reply: object) -> bool:
     if isinstance(reply, str | AIMessage | ScriptedReply):
         return True
@@ -329,6 +402,13 @@ class ScriptedChatModel(BaseChatModel):
             first place any of them occurs (the token there is cut short), and the rest
             is never streamed. Also bound with ``model.bind(stop=[...])``, which returns
             a copy (with its own call count and ``received`` logs).
+        tools: Tool definitions, as a model API takes them (dicts, or ``Tool`` objects,
+            recorded as ``Tool.to_anthropic()``). Recorded per call in
+            :attr:`received_arguments`, never acted on: the replies are the script.
+        tool_choice: How the model must use the tools (recorded, as ``tools``).
+        output_config: Claude's ``output_config`` (a structured-output format, an effort
+            level; recorded, as ``tools``), so ``with_structured_output`` can be tested
+            offline with either method.
 
     Raises:
         ValueError: If ``replies`` is empty or holds something that is not a reply,
@@ -337,8 +417,15 @@ class ScriptedChatModel(BaseChatModel):
     """
 
     reads_current_step: ClassVar[bool] = False
-    #: ``bind(stop=[...])`` sets :attr:`stop` on a copy.
-    call_arguments: ClassVar[Mapping[str, str]] = {"stop": "stop"}
+    #: ``bind(stop=[...], tools=..., tool_choice=..., output_config=...)`` sets them on a copy.
+    call_arguments: ClassVar[Mapping[str, str]] = {
+        "stop": "stop",
+        "tools": "tools",
+        "tool_choice": "tool_choice",
+        "output_config": "output_config",
+    }
+    #: As ``ChatAnthropic``'s, so scripted tests of structured output take Claude's default.
+    default_structured_output_method: ClassVar[str] = "json_schema"
 
     replies: Sequence[Reply]
     delay: float = 0.0
@@ -346,8 +433,12 @@ class ScriptedChatModel(BaseChatModel):
     _calls: int = attrs.field(default=0, init=False)
     received: list[list[BaseMessage]] = attrs.field(factory=list, init=False)
     stop: tuple[str, ...] | None = attrs.field(default=None, converter=_stop_sequences)
-    #: The call arguments in force for each call, in order (``{"stop": [...]}`` or ``{}``).
+    #: The call arguments in force for each call, in order: ``stop``, ``tools``,
+    #: ``tool_choice`` and ``output_config``, those that are set (``{}`` for none).
     received_arguments: list[dict[str, Any]] = attrs.field(factory=list, init=False)
+    tools: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=_tool_definitions)
+    tool_choice: dict[str, Any] | str | None = None
+    output_config: dict[str, Any] | None = attrs.field(default=None, converter=_optional_dict)
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.replies, str) or not self.replies:
@@ -364,6 +455,18 @@ class ScriptedChatModel(BaseChatModel):
     def get_name(self) -> str:
         return self.name_
 
+    def _arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {}
+        if self.stop is not None:
+            arguments["stop"] = list(self.stop)
+        if self.tools:
+            arguments["tools"] = [dict(tool) for tool in self.tools]
+        if self.tool_choice is not None:
+            arguments["tool_choice"] = self.tool_choice
+        if self.output_config is not None:
+            arguments["output_config"] = self.output_config
+        return arguments
+
     @property
     def calls(self) -> int:
         """How many times the model was called."""
@@ -376,7 +479,7 @@ class ScriptedChatModel(BaseChatModel):
 
     def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         self.received.append(messages)
-        self.received_arguments.append({"stop": list(self.stop)} if self.stop is not None else {})
+        self.received_arguments.append(self._arguments())
         reply = self._next_reply()
         if isinstance(reply, ScriptedReply):
             return self._stream_scripted(reply)

@@ -236,6 +236,11 @@ class IncrementalJsonParser:
         return self._complete
 
     @property
+    def text(self) -> str:
+        """All the text fed so far (for an error message about the value it held)."""
+        return "".join(self._received)
+
+    @property
     def value(self) -> Any:
         """The best valid JSON value for the text so far.
 

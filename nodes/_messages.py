@@ -172,9 +172,14 @@ class ToolCall(_KeyAccess):
         name: The tool's name.
         args: The arguments, parsed from JSON.
         id: The provider's id for the call, which the answering ``ToolMessage`` repeats.
+
+    ``call["type"]`` is ``"tool_call"``, as in LangChain's ``ToolCall`` dict, so a tool
+    (``Tool.ainvoke``) tells a call from plain arguments.
     """
 
-    _keys: ClassVar[frozenset[str]] = frozenset({"name", "args", "id"})
+    _keys: ClassVar[frozenset[str]] = frozenset({"name", "args", "id", "type"})
+    #: Always ``"tool_call"`` (the ``type`` key of LangChain's ``ToolCall`` dict).
+    type: ClassVar[str] = "tool_call"
 
     name: str
     args: dict[str, Any]

@@ -19,6 +19,7 @@ from ._json_stream import MAX_DEPTH, IncrementalJsonParser, IncrementalListSplit
 from ._jsonpatch import json_patch_ops
 from ._messages import AIMessageChunk, BaseMessage
 from ._prompt_values import PromptValue
+from ._schema import Schema, to_schema
 
 __all__ = ("CommaSeparatedListOutputParser", "JsonOutputParser", "StrOutputParser", "chunk_text")
 
@@ -58,6 +59,13 @@ class StrOutputParser(TransformNode[Any, str]):
         return "StrOutputParser()"
 
 
+def _plain_instructions() -> str:
+    return (
+        "Answer with one JSON value and nothing else: no text before or after it, and no "
+        "Markdown code fence around it."
+    )
+
+
 @attrs.frozen(eq=False, repr=False)
 class JsonOutputParser(TransformNode[Any, Any]):
     """The JSON document in the model's text, streamed as it grows.
@@ -67,31 +75,73 @@ class JsonOutputParser(TransformNode[Any, Any]):
     incremental: the text is scanned once, whatever its length. Prose and a
     ```` ```json ```` fence around the document are skipped.
 
+    With a schema (``pydantic_object=``), the partial values are emitted as above while
+    the document is incomplete, and the last chunk is the whole document checked against
+    the schema and converted to its type (a dataclass, attrs or pydantic instance; a dict
+    for a ``TypedDict`` or a JSON-schema dict). *Where we chose differently from
+    langchain-core:* its ``JsonOutputParser`` uses ``pydantic_object`` only for
+    :meth:`get_format_instructions` and returns the dict unchecked.
+
     Args:
         diff: Emit lists of JSON-patch operations (from the previous value to the new
             one) instead of whole values.
         max_depth: How deeply arrays and objects may nest (128 by default; see
             ``IncrementalJsonParser``). The parser does not recurse at any depth, but
             ``==``, ``repr``, ``json.dumps`` and ``astream_log`` on the value do.
+        pydantic_object: A schema for the final value (the name is langchain-core's, so
+            code ports; any kind ``with_structured_output`` takes): a JSON-schema dict, a
+            dataclass, an attrs class, a ``TypedDict``, or a pydantic model if pydantic is
+            installed. Also what :meth:`get_format_instructions` describes.
 
     Raises:
         OutputParserException: At the end of the stream, when the text held no
             complete JSON document, or nested deeper than ``max_depth`` (carrying the
-            text).
-        ValueError: At construction, if ``max_depth`` is not a positive int.
+            text); ``SchemaValidationError`` (a subclass) when the value does not fit
+            ``pydantic_object``, naming the field.
+        ValueError: At construction, if ``max_depth`` is not a positive int, or ``diff``
+            is asked with a schema whose values are class instances (patches are for
+            JSON values).
+        UnsupportedSchemaError: At construction, for a schema with no converter here.
     """
 
     kind: ClassVar[str] = "parser"
     reads_current_step: ClassVar[bool] = False
     diff: bool = False
     max_depth: int = attrs.field(default=MAX_DEPTH, validator=lambda _, __, value: check_max_depth(value))
+    pydantic_object: Any = None
+    _schema: Schema | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.pydantic_object is None:
+            return
+        schema = to_schema(self.pydantic_object, where="JsonOutputParser(pydantic_object=...)")
+        if self.diff and schema.is_typed:
+            raise ValueError(
+                f"JsonOutputParser(diff=True) emits JSON patches, which cannot build a {schema.kind} "
+                f"({schema.name}); use diff=False, or a TypedDict or JSON-schema dict"
+            )
+        object.__setattr__(self, "_schema", schema)
 
     @property
     def output_accumulation(self) -> Accumulation:
         # Snapshots: the last one is the value. Patches: they add up (lists concatenate).
         return "add" if self.diff else "last"
 
-    async def transform_stream(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[Any]:
+    def get_format_instructions(self) -> str:
+        """Words for a prompt that ask for the JSON this parser reads (for models without tools).
+
+        With a schema they include its JSON schema; without, they ask for one JSON value.
+        """
+        if self._schema is None:
+            return _plain_instructions()
+        return self._schema.format_instructions()
+
+    def transform_stream(self, chunks: AsyncIterator[Any], step: Step) -> AsyncIterator[Any]:
+        if self._schema is not None:
+            return self._validated(chunks, self._schema)
+        return self._values(chunks)
+
+    async def _values(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
         owner = self.get_name()
         parser = IncrementalJsonParser(self.max_depth)
         previous: Any = None
@@ -118,10 +168,39 @@ class JsonOutputParser(TransformNode[Any, Any]):
         if ops:
             yield ops if self.diff else final
 
+    async def _validated(self, chunks: AsyncIterator[Any], schema: Schema) -> AsyncIterator[Any]:
+        # As _values, but the complete document is not emitted as a partial value: the
+        # checked final value stands for it, always as the last chunk.
+        owner = self.get_name()
+        parser = IncrementalJsonParser(self.max_depth)
+        previous: Any = None
+        emitted = False
+        async for chunk in chunks:
+            if parser.feed(chunk_text(chunk, owner)) and parser.has_value and not parser.is_complete:
+                value = parser.value
+                if self.diff:
+                    yield (
+                        json_patch_ops(previous, value)
+                        if emitted
+                        else [{"op": "replace", "path": "", "value": value}]
+                    )
+                else:
+                    yield value
+                previous, emitted = value, True
+        final = schema.convert(parser.finish(), text=parser.text)
+        if not self.diff:
+            yield final
+        elif not emitted:
+            yield [{"op": "replace", "path": "", "value": final}]
+        elif ops := json_patch_ops(previous, final):
+            yield ops
+
     def __repr__(self) -> str:
         options = [f"diff={self.diff}"] if self.diff else []
         if self.max_depth != MAX_DEPTH:
             options.append(f"max_depth={self.max_depth}")
+        if self._schema is not None:
+            options.append(f"pydantic_object={self._schema.name or self._schema.kind}")
         return f"JsonOutputParser({', '.join(options)})"
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "TextBlock",
     "TextStream",
     "ThinkingBlock",
+    "ToolUse",
     "ToolUseBlock",
     "ToolUseStream",
     "anthropic_server",
@@ -124,12 +125,21 @@ class TextStream(_StreamFaults):
         self._check_points(len(self.tokens))
 
 
+@attrs.frozen(eq=False)
+class ToolUse:
+    """One more ``tool_use`` block of a :class:`ToolUseStream` (name, id, JSON fragments)."""
+
+    name: str
+    id: str
+    json_fragments: Sequence[str] = attrs.field(converter=_as_tuple)
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class ToolUseStream(_StreamFaults):
-    """A streamed tool call: an optional text block, then a ``tool_use`` block.
+    """A streamed tool call: an optional text block, then a ``tool_use`` block (or more).
 
     The tool input arrives as ``input_json_delta`` fragments. Points count the
-    text deltas first, then the JSON fragments.
+    text deltas first, then the JSON fragments, block after block.
 
     Attributes:
         name: The tool name.
@@ -137,6 +147,7 @@ class ToolUseStream(_StreamFaults):
         json_fragments: The ``partial_json`` strings; joined they must be a JSON object.
         text_before: Text deltas of a text block sent before the tool call.
         stop_reason: The ``stop_reason`` of ``message_delta``.
+        more: Further ``tool_use`` blocks, sent in order after the first.
     """
 
     name: str = attrs.field(kw_only=False)
@@ -144,9 +155,14 @@ class ToolUseStream(_StreamFaults):
     json_fragments: Sequence[str] = attrs.field(kw_only=False, converter=_as_tuple)
     text_before: Sequence[str] = attrs.field(default=(), kw_only=False, converter=_as_tuple)
     stop_reason: str = "tool_use"
+    more: Sequence[ToolUse] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self) -> None:
-        self._check_points(len(self.text_before) + len(self.json_fragments))
+        self._check_points(len(self.text_before) + sum(len(use.json_fragments) for use in self.tool_uses()))
+
+    def tool_uses(self) -> list[ToolUse]:
+        """Every ``tool_use`` block, in order."""
+        return [ToolUse(self.name, self.id, self.json_fragments), *self.more]
 
 
 @attrs.frozen(eq=False)
@@ -463,7 +479,7 @@ def _as_blocks(reply: Streamed) -> list[Block]:
     if isinstance(reply, TextStream):
         return [TextBlock(reply.tokens)]
     text: list[Block] = [TextBlock(reply.text_before)] if reply.text_before else []
-    return [*text, ToolUseBlock(reply.name, reply.id, reply.json_fragments)]
+    return [*text, *(ToolUseBlock(use.name, use.id, use.json_fragments) for use in reply.tool_uses())]
 
 
 def _plan_blocks(reply: MessageStream, message_id: str, model: str) -> list[_Step]:
@@ -512,11 +528,9 @@ def _plan(reply: Streamed, message_id: str, model: str) -> list[_Step]:
     """The SSE events of a streamed reply, with the fault points between them."""
     if isinstance(reply, MessageStream):
         return _plan_blocks(reply, message_id, model)
-    deltas = (
-        len(reply.tokens)
-        if isinstance(reply, TextStream)
-        else len(reply.text_before) + len(reply.json_fragments)
-    )
+    uses = reply.tool_uses() if isinstance(reply, ToolUseStream) else []
+    text = reply.tokens if isinstance(reply, TextStream) else reply.text_before
+    deltas = len(text) + sum(len(use.json_fragments) for use in uses)
     message: dict[str, Any] = {
         "id": message_id,
         "type": "message",
@@ -528,7 +542,6 @@ def _plan(reply: Streamed, message_id: str, model: str) -> list[_Step]:
         "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
     }
     steps: list[_Step] = [_Event("message_start", {"type": "message_start", "message": message})]
-    text = reply.tokens if isinstance(reply, TextStream) else reply.text_before
     blocks = 0
     if isinstance(reply, TextStream) or text:
         steps.append(
@@ -540,10 +553,11 @@ def _plan(reply: Streamed, message_id: str, model: str) -> list[_Step]:
         steps.append(_Event("ping", {"type": "ping"}))
         steps.extend(_text_block_steps(0, text, 0))
         blocks = 1
-    if isinstance(reply, ToolUseStream):
+    point = len(text)
+    for use in uses:
         if blocks:
-            steps.append(_Event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        tool_block = {"type": "tool_use", "id": reply.id, "name": reply.name, "input": {}}
+            steps.append(_Event("content_block_stop", {"type": "content_block_stop", "index": blocks - 1}))
+        tool_block = {"type": "tool_use", "id": use.id, "name": use.name, "input": {}}
         steps.append(
             _Event(
                 "content_block_start",
@@ -552,8 +566,9 @@ def _plan(reply: Streamed, message_id: str, model: str) -> list[_Step]:
         )
         if not blocks:
             steps.append(_Event("ping", {"type": "ping"}))
-        for offset, fragment in enumerate(reply.json_fragments):
-            steps.append(_Point(len(text) + offset))
+        for fragment in use.json_fragments:
+            steps.append(_Point(point))
+            point += 1
             steps.append(
                 _Event(
                     "content_block_delta",

@@ -207,7 +207,7 @@ def test_a_bad_scripted_stop_is_refused(stop: Any, error: type[Exception], messa
 
 
 def test_scripted_model_refuses_other_arguments() -> None:
-    """The scripted model takes only stop; anything else is refused naming it."""
+    """The scripted model takes stop, tools, tool_choice and output_config; anything else is refused naming it."""
     with pytest.raises(TypeError, match=r"ScriptedChatModel does not accept call argument\(s\) 'max_tokens'"):
         ScriptedChatModel(["x"]).bind(max_tokens=3)
 

@@ -38,6 +38,7 @@ SCRIPTS: dict[str, list[str]] = {
     "ctrl_c": ["structured_concurrency.py", "--deadline", "60"],
     "service_help": ["service.py", "--help"],
     "resilience": ["resilience.py"],
+    "tool_loop": ["tool_loop.py"],
 }
 
 
@@ -318,3 +319,29 @@ def test_resilience_example_retries_before_the_commit_point_only(ran: dict[str, 
         "on_chat_model_start claude-backup (attempt 2)",
     ]
     assert lines[-1] == "total: UsageMetadata(input_tokens=36, output_tokens=7, total_tokens=43)"
+
+
+def test_tool_loop_example_streams_tokens_tool_answers_and_nested_events(ran: dict[str, Ran]) -> None:
+    """tool_loop.py: both turns' text and both answers stream; every call is nested under the
+    loop with its turn; the transcript is ask, two answers, answer."""
+    out = ok(ran, "tool_loop")
+    lines = [line.strip() for line in out.lines]
+    assert lines[1] == "Let me look that up."
+    assert "[get_weather answered: sunny, 24 C in Lisbon]" in lines
+    assert "[get_time answered: 14:05 in Lisbon]" in lines
+    assert "It is sunny and 24 C in Lisbon, and the local time is 14:05." in lines
+    nested = [line for line in lines if line.startswith(("on_tool_start", "on_chat_model_start"))]
+    assert sorted(nested) == [
+        "on_chat_model_start claude (turn 1, under the loop: True)",
+        "on_chat_model_start claude (turn 2, under the loop: True)",
+        "on_tool_start get_time (turn 1, under the loop: True)",
+        "on_tool_start get_weather (turn 1, under the loop: True)",
+    ]
+    assert lines[lines.index("on_chain_start ToolLoop") + 1].startswith("on_chat_model_start claude (turn 1")
+    assert lines[-5:] == [
+        "3. ainvoke: the transcript",
+        "AIMessage: 'Let me look that up.' calls ['get_weather', 'get_time']",
+        "ToolMessage: 'sunny, 24 C in Lisbon'",
+        "ToolMessage: '14:05 in Lisbon'",
+        "AIMessage: 'It is sunny and 24 C in Lisbon, and the local time is 14:05.'",
+    ]

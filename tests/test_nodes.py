@@ -252,7 +252,7 @@ def test_tool_schema_from_signature_and_docstring() -> None:
         "properties": {
             "query": {"type": "string"},
             "limit": {"type": "integer", "default": 3},
-            "exact": {"type": "boolean", "default": None},
+            "exact": {"anyOf": [{"type": "boolean"}, {"type": "null"}], "default": None},
         },
         "required": ["query"],
     }
