@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from nodes import BaseChatModel, ChatAnthropic, ScriptedChatModel
+from nodes import BaseChatModel, ChatAnthropic, ScriptedChatModel, ScriptedReply
 
 
 def pick_model(
-    replies: Sequence[str | Sequence[str]], *, delay: float = 0.0, name: str | None = None
+    replies: Sequence[str | Sequence[str] | ScriptedReply], *, delay: float = 0.0, name: str | None = None
 ) -> BaseChatModel:
     """``ChatAnthropic`` with a real key, otherwise ``ScriptedChatModel(replies)``.
 

@@ -1,10 +1,16 @@
-"""rillet in one screen: stream a chain's tokens, then watch the same chain's events live.
+"""rillet in one screen: stream a chain's tokens, then watch the same chain run, alone and
+in a batch.
 
-Run: python examples/main.py   (offline; uses Claude instead when ANTHROPIC_API_KEY is set)
+Run: python examples/main.py [--trace run.json]
+(offline; uses Claude instead when ANTHROPIC_API_KEY is set). In a terminal with rich
+installed (pip install 'rillet[view]') the view is redrawn in place; piped, it prints a
+line per step as it ends, then the tree. --trace writes the single run as a trace file
+to open at https://ui.perfetto.dev or in chrome://tracing.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -14,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _models import pick_model
 
-from engine import EventPhase, phase_of
-from nodes import ChatPromptTemplate, StrOutputParser
+from engine.view import watch
+from nodes import ChatPromptTemplate, ScriptedReply, StrOutputParser
 
-JOKE = [
+JOKE = (
     " Here",
     "'s",
     " a",
@@ -47,12 +53,14 @@ JOKE = [
     ")",
     " one",
     "!",
-]
+)
+TOPICS = ["parrot", "cat", "robot", "octopus"]
 
 
-async def main() -> None:
+async def main(trace: str | None) -> None:
     prompt = ChatPromptTemplate.from_template("tell me a joke about {topic}")
-    model = pick_model([JOKE], delay=0.02)
+    reply = ScriptedReply(content=JOKE, usage={"input_tokens": 14, "output_tokens": len(JOKE)})
+    model = pick_model([reply], delay=0.015)
     chain = prompt | model | StrOutputParser()
 
     print("== astream: tokens as they arrive ==")
@@ -61,21 +69,20 @@ async def main() -> None:
             print(chunk, end="|", flush=True)
     print("\n")
 
-    print("== astream_events: what happens inside ==")
-    counts: dict[str, int] = {}
-    async with chain.astream_events({"topic": "parrot"}, version="v2") as events:
-        async for event in events:
-            kind = event["event"]
-            counts[kind] = counts.get(kind, 0) + 1
-            depth = len(event["parent_ids"])
-            if phase_of(event) is EventPhase.STREAM:
-                chunk = event["data"]["chunk"]
-                text = getattr(chunk, "content", chunk)
-                print(f"{'  ' * depth}{event['name']:>18} ~ {text!r}")
-            else:
-                print(f"{'  ' * depth}{event['name']:>18} {kind}")
-    print("\nevents seen:", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    print("== watch: the same chain, step by step ==")
+    async with watch(trace=trace) as view:
+        await chain.ainvoke({"topic": "parrot"}, config=view.config)
+    if trace is not None:
+        print(f"trace written to {trace}: open it at https://ui.perfetto.dev")
+    print()
+
+    print(f"== watch: abatch over {len(TOPICS)} topics, 2 at a time ==")
+    async with watch(total=len(TOPICS)) as view:
+        await chain.abatch([{"topic": t} for t in TOPICS], config=view.config, max_concurrency=2)
 
 
 if __name__ == "__main__":
-    anyio.run(main, backend="trio")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trace", metavar="FILE", help="write the watched run as a Perfetto trace")
+    args = parser.parse_args()
+    anyio.run(main, args.trace, backend="trio")

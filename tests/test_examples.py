@@ -7,6 +7,7 @@ directory outside the repository), and each test checks one script's output.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 HANG_GUARD = 60.0  # seconds; a script still running then is killed (it should take ~2 s)
 
 SCRIPTS: dict[str, list[str]] = {
-    "main": ["main.py"],
+    "main": ["main.py", "--trace", "main-trace.json"],
     "model_streaming": ["model_streaming.py"],
     "chain_streaming": ["chain_streaming.py"],
     "json_streaming": ["json_streaming.py"],
@@ -45,8 +46,9 @@ SCRIPTS: dict[str, list[str]] = {
 class Ran:
     """One finished script: its exit code and what it printed."""
 
-    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+    def __init__(self, returncode: int, stdout: str, stderr: str, cwd: Path) -> None:
         self.returncode = returncode
+        self.cwd = cwd
         self.stdout = stdout
         self.stderr = stderr
         self.lines = stdout.splitlines()
@@ -85,7 +87,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ran]]:
             stdout, stderr = process.communicate()
             if name == "ctrl_c":
                 stdout = first + stdout
-            results[name] = Ran(process.returncode, stdout, stderr)
+            results[name] = Ran(process.returncode, stdout, stderr, cwd)
         yield results
     finally:
         for guard in guards:
@@ -286,11 +288,34 @@ def test_structured_concurrency_ctrl_c_cancels_everything(ran: dict[str, Ran]) -
     assert "cancelled" in states and "running" not in states
 
 
-def test_main_example_streams_and_shows_events(ran: dict[str, Ran]) -> None:
-    """main.py prints the joke's tokens, then the events of the same chain."""
+def test_main_example_streams_then_watches_the_run_and_a_batch(ran: dict[str, Ran]) -> None:
+    """main.py prints the joke's tokens, then (not a terminal) a line per step and the run's
+    tree, writes its trace, then the batch's progress and one row per input."""
     out = ok(ran, "main")
     assert out.lines[0] == "== astream: tokens as they arrive =="
-    assert "on_chat_model_start" in out.stdout and out.lines[-1].startswith("events seen:")
+    watched = out.lines[out.lines.index("== watch: the same chain, step by step ==") + 1 :]
+    assert [line.split()[:2] for line in watched[:4]] == [
+        ["done", "ChatPromptTemplate"],
+        ["done", "ScriptedChatModel"],
+        ["done", "StrOutputParser"],
+        ["done", "RunnableSequence"],
+    ]
+    tree = watched[4:9]
+    assert tree[0].split() == ["step", "state", "chunks", "tokens", "first", "time"]
+    assert [row.split()[:4] for row in tree[1:]] == [
+        ["RunnableSequence", "done", "30", "14/29"],
+        ["├─", "ChatPromptTemplate", "done", "1"],
+        ["├─", "ScriptedChatModel", "done", "30"],
+        ["└─", "StrOutputParser", "done", "30"],
+    ]
+    assert watched[9] == "trace written to main-trace.json: open it at https://ui.perfetto.dev"
+    trace = json.loads((out.cwd / "main-trace.json").read_text(encoding="utf-8"))
+    assert len([e for e in trace["traceEvents"] if e["ph"] == "X"]) == 4
+    batch = out.lines[out.lines.index("== watch: abatch over 4 topics, 2 at a time ==") + 1 :]
+    assert "batch: 4 of 4 done, 0 failed, 0 running  [####]" in batch
+    assert [line.split()[:3] for line in batch[-4:]] == [
+        [f"#{n}", "RunnableSequence", "done"] for n in range(1, 5)
+    ]
 
 
 def test_service_example_parses_its_arguments(ran: dict[str, Ran]) -> None:
