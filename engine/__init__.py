@@ -44,6 +44,8 @@ from ._functions import RunnablePassthrough as RunnablePassthrough
 from ._functions import chain as chain
 from ._functions import coerce_runnable as coerce_runnable
 from ._functions import run_in_worker_thread as run_in_worker_thread
+from ._hosting import Emitter as Emitter
+from ._hosting import HostingNode as HostingNode
 from ._ratelimit import RateLimiter as RateLimiter
 from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
 from ._ratelimit import RunnableRateLimited as RunnableRateLimited
@@ -69,11 +71,13 @@ __all__ = (
     "ConfigError",
     "Edge",
     "EdgeStatistics",
+    "Emitter",
     "Event",
     "EventBus",
     "EventFilter",
     "EventPhase",
     "ExponentialJitterParams",
+    "HostingNode",
     "Overflow",
     "RateLimiter",
     "RateLimiterStatistics",

@@ -463,15 +463,27 @@ def note_delivered(error: BaseException, step_name: str, delivered: int) -> None
 class HostingNode(LeafNode[In, Out]):
     """A step that runs other runnables as nested runs in its own actor.
 
-    Subclasses implement :meth:`host`. The step's input is aggregated first (an attempt
-    may need to run it again).
+    The base of ``with_retry``, ``with_fallbacks``, ``with_timeout`` and
+    ``nodes.ToolLoop``; subclass it (a frozen attrs class) for a step of your own that
+    decides at run time what to run. Subclasses implement :meth:`host`, the one hook.
+    The step's input is aggregated first (an attempt may need to run it again).
     """
 
     def _can_fuse(self) -> bool:
         return False
 
     async def host(self, value: In, emitter: Emitter, step: Step) -> None:
-        """Run the attempts for ``value``, sending their output through ``emitter``."""
+        """Run the attempts for ``value``, sending their output through ``emitter``.
+
+        Called once per run of the step, in its actor task, with the whole input. Run
+        other runnables as nested runs (``async with r.astream(v) as chunks``: they nest
+        under ``step`` on their own) and hand output on with ``await emitter.send(chunk)``
+        (never a ``yield``: no cancel scope or task group is held across a hand-over).
+        Return to end the step; raise to fail it. Cancellation arrives at any ``await``:
+        the run was cancelled, or nobody reads the output any more (then the step ends
+        quietly). ``emitter.delivered`` says how many chunks went downstream, which is
+        what decides whether a failure may still be handled (the commit point).
+        """
         raise NotImplementedError
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:

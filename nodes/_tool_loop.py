@@ -6,7 +6,7 @@ its arguments are complete; once the reply has ended and every call has been ans
 the model runs again with the reply and the answers (``ToolMessage``s) added to the
 conversation. The loop ends at the first reply without tool calls.
 
-**Dataflow.** The loop is one hosting step (``engine/_hosting.py``): its actor runs the
+**Dataflow.** The loop is one hosting step (``engine.HostingNode``): its actor runs the
 model as a nested run under the loop's step, reads the model's chunks and sends each one
 on through the step's emitter (an ``await``, never a ``yield``), so the loop's output is
 bounded by its edges like any step's: a slow consumer holds the actor at its send, the
@@ -45,11 +45,9 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from engine import Runnable, Step
-
-# The hosting step is the engine's own base for steps that run nested runs in their actor
+# The hosting step is the engine's base for steps that run nested runs in their actor
 # (retry, fallbacks, timeouts); the loop is one more, so it uses the same base.
-from engine._hosting import Emitter, HostingNode
+from engine import Emitter, HostingNode, Runnable, Step
 
 from ._messages import (
     AIMessage,

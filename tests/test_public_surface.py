@@ -41,6 +41,17 @@ def test_engine_does_not_import_nodes() -> None:
     assert offenders == []
 
 
+def test_nodes_use_only_the_engines_public_names() -> None:
+    """The nodes package imports the engine through its public modules only."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "nodes"
+    private = re.compile(r"(from|import)\s+engine\._")
+    offenders = [str(path) for path in root.rglob("*.py") if private.search(path.read_text())]
+    assert offenders == []
+
+
 # The hooks a user's subclass overrides (ARCHITECTURE.md, "Extension points"): each public,
 # documented where it is defined, and reachable from a class the package exports.
 HOOKS = [
@@ -50,6 +61,7 @@ HOOKS = [
     ("engine", "TransformNode", "reads_current_step"),
     ("engine", "AggregateNode", "compute"),
     ("engine", "AggregateNode", "reads_current_step"),
+    ("engine", "HostingNode", "host"),
     ("nodes", "BaseChatModel", "stream_chunks"),
     ("nodes", "BaseRetriever", "get_relevant_documents"),
 ]
