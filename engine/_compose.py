@@ -349,5 +349,7 @@ def _bound_site(site: Site, config: RunConfig) -> Site:
     if config.recursion_limit is not None:
         changes["recursion_limit"] = config.recursion_limit
     if config.configurable:
-        changes["configurable"] = {**site.configurable, **config.configurable}
+        # Bound values are defaults: what the call (or a binding above) sets wins, as
+        # in langchain-core.
+        changes["configurable"] = {**config.configurable, **site.configurable}
     return attrs.evolve(bound, **changes) if changes else bound

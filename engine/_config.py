@@ -71,13 +71,16 @@ class RunConfig:
             gets. A call's own: ``with_config`` refuses it.
         configurable: Values for the runnables made configurable with
             ``configurable_fields``/``configurable_alternatives``, by their field id;
-            merged over what the caller's run or a binding set, inherited by the steps
-            under it and the runs started inside them. Ids nothing uses are ignored.
-        callbacks: Accepted for code ported from langchain-core: ``None``, or the
-            :class:`~engine.Step` a step's code found in its ``config["callbacks"]`` (or
-            got as a tool's ``callbacks`` argument). Passing that on nests the call
-            under the step even from code that lost the step's context (a thread of
-            its own); it nests there anyway otherwise. Callback handlers are refused.
+            merged over what the caller's run set, inherited by the steps under it and
+            the runs started inside them. Bound with ``with_config``, they are defaults
+            that a call's values override (as in langchain-core). Ids nothing uses are
+            ignored.
+        callbacks: Accepted for code ported from langchain-core, and harmless: ``None``,
+            or the :class:`~engine.Step` a step's code found in its
+            ``config["callbacks"]`` (or got as a tool's ``callbacks`` argument). A call
+            made inside a step nests under it without it; with it, the step's own
+            ``run_name`` in the same config is not applied to the call. Callback
+            handlers are refused (rillet has none).
     """
 
     tags: tuple[str, ...] = ()

@@ -150,7 +150,7 @@ def plan_run(
 
 
 def _scope_and_site(cfg: RunConfig, run_id: str | None) -> tuple[RunScope, Site]:
-    parent = current_step() or cfg.callbacks
+    parent = current_step()
     if parent is None:
         root_id = cfg.run_id or run_id or new_run_id()
         scope = RunScope(
