@@ -5,7 +5,9 @@ The streaming rule, in one place:
 * a plain function (sync or async) works on the *finalized* input, so it is an
   aggregate step: it waits for upstream to close, and emits one chunk;
 * a generator function (sync or async) whose parameter is an iterator of input chunks
-  works on the *input stream*, so it is a transform step and streams.
+  works on the *input stream*, so it is a transform step and streams (composed with
+  ``|``, or as a :class:`RunnableGenerator`); as a :class:`RunnableLambda` or ``@chain``
+  (langchain-core's reading) it gets the finalized input and streams what it yields.
 
 Synchronous functions run in a worker thread (they may block, and may call other
 runnables synchronously: such a nested call runs back on the run's own event loop and

@@ -1,9 +1,12 @@
 """``Runnable``: the immutable description of a step, and the whole run API.
 
 A runnable describes; running it launches actors (see ``_launch``). Every runnable has
-the same API: ``invoke``/``ainvoke``, ``batch``/``abatch``, ``stream``/``astream``,
+the same API: ``invoke``/``ainvoke``, ``batch``/``abatch``,
+``batch_as_completed``/``abatch_as_completed``, ``stream``/``astream``,
 ``transform``/``atransform``, ``astream_events`` and ``astream_log``; composition with
-``|``; ``with_config``; and ``bind``.
+``|``, ``pick``, ``assign`` and ``map``; ``with_config``, ``bind``,
+``configurable_fields``/``configurable_alternatives`` and ``with_listeners``; and the
+resilience wrappers.
 """
 
 from __future__ import annotations
