@@ -79,8 +79,8 @@ class RunConfig:
             or the :class:`~engine.Step` a step's code found in its
             ``config["callbacks"]`` (or got as a tool's ``callbacks`` argument). A call
             made inside a step nests under it without it; with it, the step's own
-            ``run_name`` in the same config is not applied to the call. Callback
-            handlers are refused (rillet has none).
+            ``run_name`` in the same config is not applied to the call. An empty list
+            is taken as ``None``; callback handlers are refused (rillet has none).
     """
 
     tags: tuple[str, ...] = ()
@@ -205,6 +205,8 @@ def _callbacks(value: object, where: str) -> Step | None:
 
     if value is None or isinstance(value, Step):
         return value
+    if isinstance(value, list | tuple) and not value:
+        return None  # no handlers: nothing to refuse
     raise ConfigError(
         f"{where}['callbacks'] must be None or the step a step's code got in its config "
         f"(config['callbacks']), got {type(value).__name__}: rillet has no callback handlers; "

@@ -168,9 +168,10 @@ async def test_tool_gets_callbacks_and_config_outside_its_arguments() -> None:
 
 
 async def test_callback_handlers_are_refused() -> None:
-    """``callbacks`` holding handlers is refused at once, saying what to use instead."""
+    """``callbacks`` holding handlers is refused at once, saying what to use instead; none is fine."""
     with pytest.raises(ConfigError, match="no callback handlers"):
         await RunnableLambda(lambda x: x).ainvoke(1, {"callbacks": [object()]})
+    assert await RunnableLambda(lambda x: x).ainvoke(1, {"callbacks": []}) == 1
 
 
 # -- RunnableLambda / RunnableGenerator / @chain forms ---------------------------------------
