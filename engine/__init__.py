@@ -2,7 +2,8 @@
 
 Layout: ``_runnable`` (the run API), ``_compose`` (sequences, parallel steps, bindings),
 ``_functions`` (lambdas, generators, passthrough), ``_branch`` (routing), ``_bind``
-(bound call arguments), ``_actors`` (the transform and aggregate node kinds),
+(bound call arguments), ``_configurable`` (per-call fields and alternatives),
+``_listeners`` (``with_listeners``), ``_pick`` (``pick``, ``map``), ``_actors`` (the transform and aggregate node kinds),
 ``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus`` (events; ``_events``
 holds their shape and names). ``engine.testing`` holds helpers for users' own tests.
 """
@@ -22,6 +23,11 @@ from ._compose import RunnableBinding as RunnableBinding
 from ._compose import RunnableParallel as RunnableParallel
 from ._compose import RunnableSequence as RunnableSequence
 from ._config import RunConfig as RunConfig
+from ._config import RunnableConfig as RunnableConfig
+from ._config import step_config as step_config
+from ._configurable import ConfigurableField as ConfigurableField
+from ._configurable import RunnableConfigurableAlternatives as RunnableConfigurableAlternatives
+from ._configurable import RunnableConfigurableFields as RunnableConfigurableFields
 from ._custom import adispatch_custom_event as adispatch_custom_event
 from ._custom import dispatch_custom_event as dispatch_custom_event
 from ._edge import Accumulation as Accumulation
@@ -46,6 +52,10 @@ from ._functions import coerce_runnable as coerce_runnable
 from ._functions import run_in_worker_thread as run_in_worker_thread
 from ._hosting import Emitter as Emitter
 from ._hosting import HostingNode as HostingNode
+from ._listeners import Run as Run
+from ._listeners import RunnableListeners as RunnableListeners
+from ._pick import RunnableEach as RunnableEach
+from ._pick import RunnablePick as RunnablePick
 from ._ratelimit import RateLimiter as RateLimiter
 from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
 from ._ratelimit import RunnableRateLimited as RunnableRateLimited
@@ -69,6 +79,7 @@ __all__ = (
     "AggregateNode",
     "CompositionError",
     "ConfigError",
+    "ConfigurableField",
     "Edge",
     "EdgeStatistics",
     "Emitter",
@@ -82,6 +93,7 @@ __all__ = (
     "RateLimiter",
     "RateLimiterStatistics",
     "RecursionLimitError",
+    "Run",
     "RunCancelled",
     "RunConfig",
     "RunStream",
@@ -89,10 +101,16 @@ __all__ = (
     "RunnableAssign",
     "RunnableBinding",
     "RunnableBranch",
+    "RunnableConfig",
+    "RunnableConfigurableAlternatives",
+    "RunnableConfigurableFields",
+    "RunnableEach",
     "RunnableGenerator",
     "RunnableLambda",
+    "RunnableListeners",
     "RunnableParallel",
     "RunnablePassthrough",
+    "RunnablePick",
     "RunnableRateLimited",
     "RunnableSequence",
     "RunnableTimeout",
@@ -119,4 +137,5 @@ __all__ = (
     "is_transient_error",
     "retry_after_seconds",
     "run_in_worker_thread",
+    "step_config",
 )

@@ -144,10 +144,16 @@ class RunnableSequence(Runnable[In, Out]):
 
 
 def _leaf(runnable: Runnable[Any, Any], site: Site) -> Any:
-    """``(leaf, site)`` for a fusable leaf (looking through bindings), else ``None``."""
-    while isinstance(runnable, RunnableBinding):
-        site = _bound_site(site, runnable.config)
-        runnable = runnable.bound
+    """``(leaf, site)`` for a fusable leaf (looking through bindings and configurable
+    choices), else ``None``."""
+    while True:
+        if isinstance(runnable, RunnableBinding):
+            site = _bound_site(site, runnable.config)
+            runnable = runnable.bound
+        elif (chosen := runnable._chosen_at(site)) is not None:
+            runnable, site = chosen
+        else:
+            break
     if isinstance(runnable, LeafNode) and runnable._can_fuse():
         return (runnable, site)
     return None
@@ -342,4 +348,8 @@ def _bound_site(site: Site, config: RunConfig) -> Site:
         changes["buses"] = (*site.buses, config.bus)
     if config.recursion_limit is not None:
         changes["recursion_limit"] = config.recursion_limit
+    if config.configurable:
+        # Bound values are defaults: what the call (or a binding above) sets wins, as
+        # in langchain-core.
+        changes["configurable"] = {**config.configurable, **site.configurable}
     return attrs.evolve(bound, **changes) if changes else bound

@@ -1,9 +1,12 @@
-"""Run configuration: what ``config=`` and ``with_config`` accept, validated up front."""
+"""Run configuration: what ``config=`` and ``with_config`` accept, validated up front,
+and the config a step hands to the user's code that declares a ``config`` parameter."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import inspect
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import attrs
 
@@ -12,8 +15,17 @@ from ._errors import ConfigError
 
 if TYPE_CHECKING:
     from ._bus import EventBus
+    from ._step import Step
 
-__all__ = ("DEFAULT_CAPACITY", "DEFAULT_RECURSION_LIMIT", "MAX_DEFAULT_CAPACITY", "RunConfig")
+__all__ = (
+    "DEFAULT_CAPACITY",
+    "DEFAULT_RECURSION_LIMIT",
+    "MAX_DEFAULT_CAPACITY",
+    "RunConfig",
+    "RunnableConfig",
+    "accepts_config",
+    "step_config",
+)
 
 #: Items an edge buffers by default. Small, so that a stalled consumer holds back the
 #: producers after a few chunks, yet large enough that the actors rarely wait.
@@ -24,7 +36,18 @@ MAX_DEFAULT_CAPACITY = 16
 #: growing until memory runs out.
 DEFAULT_RECURSION_LIMIT = 25
 
-_KEYS = ("tags", "metadata", "run_name", "max_concurrency", "bus", "capacity", "recursion_limit")
+_KEYS = (
+    "tags",
+    "metadata",
+    "run_name",
+    "max_concurrency",
+    "bus",
+    "capacity",
+    "recursion_limit",
+    "run_id",
+    "configurable",
+    "callbacks",
+)
 
 
 @attrs.frozen
@@ -43,6 +66,21 @@ class RunConfig:
         recursion_limit: How many levels deep runs started inside this one may nest
             (default 25); deeper raises :class:`~engine.RecursionLimitError`. Runs
             started inside inherit it.
+        run_id: The run id of the run's root step (a string or a ``uuid.UUID``, kept as
+            its string): its events carry it, and so does the config its steps' code
+            gets. A call's own: ``with_config`` refuses it.
+        configurable: Values for the runnables made configurable with
+            ``configurable_fields``/``configurable_alternatives``, by their field id;
+            merged over what the caller's run set, inherited by the steps under it and
+            the runs started inside them. Bound with ``with_config``, they are defaults
+            that a call's values override (as in langchain-core). Ids nothing uses are
+            ignored.
+        callbacks: Accepted for code ported from langchain-core, and harmless: ``None``,
+            or the :class:`~engine.Step` a step's code found in its
+            ``config["callbacks"]`` (or got as a tool's ``callbacks`` argument). A call
+            made inside a step nests under it without it; with it, the step's own
+            ``run_name`` in the same config is not applied to the call. An empty list
+            is taken as ``None``; callback handlers are refused (rillet has none).
     """
 
     tags: tuple[str, ...] = ()
@@ -52,6 +90,9 @@ class RunConfig:
     bus: EventBus | None = None
     capacity: int | None = None
     recursion_limit: int | None = None
+    run_id: str | None = None
+    configurable: Mapping[str, Any] = attrs.field(factory=dict)
+    callbacks: Step | None = None
 
     @classmethod
     def coerce(cls, config: RunConfig | Mapping[str, Any] | None, *, where: str = "config") -> RunConfig:
@@ -108,6 +149,11 @@ class RunConfig:
 
             if not isinstance(bus, EventBus):
                 raise ConfigError(f"{where}['bus'] must be an EventBus, got {type(bus).__name__}")
+        configurable = values.get("configurable") or {}
+        if not isinstance(configurable, Mapping) or not all(isinstance(k, str) for k in configurable):
+            raise ConfigError(
+                f"{where}['configurable'] must be a dict with string keys, got {configurable!r}"
+            )
         return cls(
             tags=tuple(tags),
             metadata=dict(metadata),
@@ -116,6 +162,9 @@ class RunConfig:
             bus=bus,
             capacity=capacity,
             recursion_limit=recursion_limit,
+            run_id=_run_id(values.get("run_id"), where),
+            configurable=dict(configurable),
+            callbacks=_callbacks(values.get("callbacks"), where),
         )
 
     def merged(self, other: RunConfig) -> RunConfig:
@@ -132,7 +181,88 @@ class RunConfig:
             recursion_limit=other.recursion_limit
             if other.recursion_limit is not None
             else self.recursion_limit,
+            run_id=other.run_id if other.run_id is not None else self.run_id,
+            configurable={**self.configurable, **other.configurable},
+            callbacks=other.callbacks if other.callbacks is not None else self.callbacks,
         )
 
 
 _EMPTY = RunConfig()
+
+
+def _run_id(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}['run_id'] must be a non-empty string or a uuid.UUID, got {value!r}")
+    return value
+
+
+def _callbacks(value: object, where: str) -> Step | None:
+    from ._step import Step
+
+    if value is None or isinstance(value, Step):
+        return value
+    if isinstance(value, list | tuple) and not value:
+        return None  # no handlers: nothing to refuse
+    raise ConfigError(
+        f"{where}['callbacks'] must be None or the step a step's code got in its config "
+        f"(config['callbacks']), got {type(value).__name__}: rillet has no callback handlers; "
+        "watch a run with astream_events, an EventBus (config bus=...) or with_listeners()"
+    )
+
+
+class RunnableConfig(TypedDict, total=False):
+    """The config a step hands to a function, generator or tool that declares a ``config``
+    parameter (langchain-core's ``RunnableConfig``; also what ``config=`` accepts).
+
+    A plain dict. Passing it on to a call inside the step (``other.invoke(x, config)``)
+    nests that call under the step as if nothing were passed: its ``run_name`` and
+    ``run_id`` describe the calling step and are not applied to the call (see
+    :func:`step_config`), ``callbacks`` is the step itself, and the tags, metadata,
+    configurable values and recursion limit are those the call inherits anyway.
+    """
+
+    tags: list[str]
+    metadata: dict[str, Any]
+    run_name: str
+    run_id: str
+    configurable: dict[str, Any]
+    callbacks: Any
+    recursion_limit: int
+    max_concurrency: int | None
+    bus: Any
+    capacity: int | None
+
+
+def step_config(step: Step) -> RunnableConfig:
+    """The config of ``step`` as its code sees it.
+
+    ``tags`` are the tags the step passes on to what runs under it, ``metadata`` and
+    ``configurable`` what it inherited and was bound with, ``run_name`` its name (what
+    its events carry), ``run_id`` the run id of the root of the top-level run it belongs
+    to, ``recursion_limit`` the one in force, and ``callbacks`` the step itself.
+    """
+    return {
+        "tags": list(step.inheritable_tags),
+        "metadata": dict(step.metadata),
+        "run_name": step.name,
+        "run_id": step.root_run_id,
+        "configurable": dict(step.configurable),
+        "callbacks": step,
+        "recursion_limit": step.recursion_limit,
+    }
+
+
+def accepts_config(func: Callable[..., Any], name: str = "config") -> bool:
+    """Whether ``func`` declares a parameter called ``name`` that can be passed by keyword."""
+    try:
+        parameter = inspect.signature(func).parameters.get(name)
+    except (TypeError, ValueError):  # a builtin without a signature takes no config
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )

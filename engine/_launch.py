@@ -25,17 +25,27 @@ from ._chunks import AddableDict
 from ._edge import Accumulation, ConstantInbox, Edge
 from ._errors import carry_interrupt, only_cancellations, stray_cancellation
 from ._signal import keyboard_interrupt_safe
-from ._step import RunScope, Step, make_step, set_current_step
+from ._step import NO_VALUES, RunScope, Step, make_step, set_current_step
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._bus import EventBus, Subscription
     from ._runnable import Runnable
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
-__all__ = ("DiscardOutbox", "Inbox", "KeyedOutbox", "Launch", "Outbox", "RecordingInbox", "Site", "TapOutbox")
+__all__ = (
+    "DiscardOutbox",
+    "Inbox",
+    "KeyedOutbox",
+    "Launch",
+    "Outbox",
+    "RecordingInbox",
+    "Site",
+    "StepListener",
+    "TapOutbox",
+)
 
 
 class Inbox(Protocol[T_co]):
@@ -67,6 +77,14 @@ class Outbox(Protocol[T_contra]):
 
     @property
     def receiver_closed(self) -> bool: ...
+
+
+class StepListener(Protocol):
+    """What watches the one step placed at a site (``with_listeners``)."""
+
+    def attach(self, step: Step, launch: Launch, /) -> Subscription:
+        """The subscriber to add to ``step``, which ``launch`` just made."""
+        ...
 
 
 class RecordingInbox:
@@ -189,7 +207,9 @@ class Site:
 
     ``recursion_limit`` and ``buses`` are set where a run's config or a binding sets
     them; the steps placed below inherit them from their parent step, so
-    :meth:`child` does not carry them.
+    :meth:`child` does not carry them. ``configurable`` is in force here and below.
+    ``listeners`` watch the one step placed here (``with_listeners``): :meth:`child`
+    does not carry them.
     """
 
     scope: RunScope
@@ -204,6 +224,8 @@ class Site:
     run_id: str | None = None
     recursion_limit: int | None = None
     buses: tuple[EventBus, ...] = ()
+    configurable: Mapping[str, Any] = NO_VALUES
+    listeners: tuple[StepListener, ...] = ()
 
     def child(self, parent: Step, local_tag: str | None = None) -> Site:
         """The site of a child of ``parent`` (a step of a sequence, a branch)."""
@@ -214,6 +236,7 @@ class Site:
             inherited_tags=parent.inheritable_tags,
             metadata=parent.metadata,
             capacity=self.capacity,
+            configurable=parent.configurable,
         )
 
     def bind(self, *, run_name: str | None, tags: tuple[str, ...], metadata: Mapping[str, Any]) -> Site:
@@ -266,6 +289,9 @@ class Launch:
             recursion_limit=site.recursion_limit,
             buses=site.buses,
         )
+        step.configurable = site.configurable
+        for listener in site.listeners:
+            step.subscribers = (*step.subscribers, listener.attach(step, self))
         if isinstance(inbox, ConstantInbox):
             step.input_known = True
             step.input_value = inbox.value

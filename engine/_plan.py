@@ -23,7 +23,7 @@ from ._bus import EventBus, EventFilter, EventFilterArgs, Subscription, validate
 from ._config import DEFAULT_CAPACITY, RunConfig
 from ._edge import ConstantInbox, Edge
 from ._launch import DiscardOutbox, Inbox, Launch, Outbox, Site
-from ._step import RunScope, Step, current_step, new_run_id
+from ._step import NO_VALUES, RunScope, Step, current_step, new_run_id
 
 if TYPE_CHECKING:
     from ._run import RunSource
@@ -152,8 +152,9 @@ def plan_run(
 def _scope_and_site(cfg: RunConfig, run_id: str | None) -> tuple[RunScope, Site]:
     parent = current_step()
     if parent is None:
+        root_id = cfg.run_id or run_id or new_run_id()
         scope = RunScope(
-            root_run_id=new_run_id(),
+            root_run_id=root_id,
             bus=cfg.bus,
             capacity=cfg.capacity if cfg.capacity is not None else DEFAULT_CAPACITY,
         )
@@ -162,11 +163,20 @@ def _scope_and_site(cfg: RunConfig, run_id: str | None) -> tuple[RunScope, Site]
             own_tags=cfg.tags,
             metadata=cfg.metadata,
             run_name=cfg.run_name,
-            run_id=run_id,
+            run_id=root_id,
             recursion_limit=cfg.recursion_limit,
+            configurable=cfg.configurable or NO_VALUES,
         )
         return scope, site
     outer = parent.scope
+    run_name = cfg.run_name
+    if cfg.callbacks is not None and run_name == cfg.callbacks.name:
+        # A step's own config passed on (``other.invoke(x, config)``): its run name is
+        # the calling step's, not one for this run.
+        run_name = None
+    if cfg.run_id is not None and cfg.run_id != outer.root_run_id:
+        # (The root's id, as a step's config carries it, is taken: passed on, it is ignored.)
+        run_id = cfg.run_id
     scope = RunScope(
         root_run_id=outer.root_run_id,
         bus=cfg.bus if cfg.bus is not None else outer.bus,
@@ -179,10 +189,11 @@ def _scope_and_site(cfg: RunConfig, run_id: str | None) -> tuple[RunScope, Site]
         own_tags=cfg.tags,
         inherited_tags=parent.inheritable_tags,
         metadata={**parent.metadata, **cfg.metadata},
-        run_name=cfg.run_name,
+        run_name=run_name,
         linked=False,
         run_id=run_id,
         recursion_limit=cfg.recursion_limit,
+        configurable={**parent.configurable, **cfg.configurable} if cfg.configurable else parent.configurable,
     )
     return scope, site
 

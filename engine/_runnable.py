@@ -1,30 +1,40 @@
 """``Runnable``: the immutable description of a step, and the whole run API.
 
 A runnable describes; running it launches actors (see ``_launch``). Every runnable has
-the same API: ``invoke``/``ainvoke``, ``batch``/``abatch``, ``stream``/``astream``,
+the same API: ``invoke``/``ainvoke``, ``batch``/``abatch``,
+``batch_as_completed``/``abatch_as_completed``, ``stream``/``astream``,
 ``transform``/``atransform``, ``astream_events`` and ``astream_log``; composition with
-``|``; ``with_config``; and ``bind``.
+``|``, ``pick``, ``assign`` and ``map``; ``with_config``, ``bind``,
+``configurable_fields``/``configurable_alternatives`` and ``with_listeners``; and the
+resilience wrappers.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar, cast, overload
+
+import attrs
 
 from ._batch import run_batch
 from ._bus import EventFilterArgs
 from ._chunks import ChunkSum
 from ._config import RunConfig
 from ._edge import Accumulation
+from ._errors import CompositionError, ConfigError
 from ._launch import Inbox, Launch, Outbox, Site
-from ._plan import EventsRequest, plan_run
+from ._plan import EventsRequest, RunPlan, plan_run
 from ._run import RunStream
 
 if TYPE_CHECKING:
     from ._compose import RunnableBinding, RunnableSequence
+    from ._configurable import ConfigurableField, RunnableConfigurableAlternatives, RunnableConfigurableFields
     from ._events import Event
     from ._fallbacks import RunnableWithFallbacks
+    from ._listeners import RunnableListeners
     from ._log import RunLogStream
+    from ._pick import RunnableEach
     from ._ratelimit import RateLimiter, RunnableRateLimited
     from ._retry import ExponentialJitterParams, RunnableRetry
     from ._timeout import RunnableTimeout
@@ -114,6 +124,12 @@ class Runnable(Generic[In, Out]):
         # ``outbox``. Overridden by the node kinds and composites only.
         raise NotImplementedError
 
+    def _chosen_at(self, site: Site) -> tuple[Runnable[In, Out], Site] | None:
+        # Engine-internal: for a runnable that stands for another one chosen per call
+        # (configurable fields and alternatives), the one that runs at ``site`` and the
+        # site it runs at; such a runnable has no step of its own. ``None`` for the rest.
+        return None
+
     # -- composition ------------------------------------------------------------------
 
     def __or__(
@@ -153,7 +169,124 @@ class Runnable(Generic[In, Out]):
 
         merged = dict(config or {})
         merged.update(values)
-        return RunnableBinding.wrap(self, RunConfig.coerce(merged, where=f"{self.get_name()}.with_config()"))
+        where = f"{self.get_name()}.with_config()"
+        for key in ("run_id", "callbacks"):
+            if merged.get(key) is not None:
+                raise ConfigError(f"{where} cannot bind {key!r}: it belongs to one call, pass it in config=")
+        return RunnableBinding.wrap(self, RunConfig.coerce(merged, where=where))
+
+    def assign(
+        self, **mapping: Runnable[dict[str, Any], Any] | Callable[..., Any] | Mapping[str, Any]
+    ) -> Runnable[Any, dict[str, Any]]:
+        """``self`` then its dict output passed on with ``key=runnable_or_function``
+        results added (``self | RunnablePassthrough.assign(**mapping)``).
+
+        Raises:
+            CompositionError: For no key, or a value that cannot be composed.
+        """
+        from ._compose import RunnableAssign, RunnableParallel, RunnableSequence
+
+        if not mapping:
+            raise CompositionError(f"{self.get_name()}.assign() needs at least one key")
+        return RunnableSequence.of(self, RunnableAssign(RunnableParallel(mapping)))
+
+    def pick(self, keys: str | Sequence[str]) -> RunnableSequence[In, Any]:
+        """``self`` then the picked keys of its dict output: one key gives its value, a
+        list of keys a dict of them (:class:`~engine.RunnablePick`). It streams: each
+        output chunk that has a picked key passes on at once.
+
+        Raises:
+            CompositionError: For a key that is not a string, or an empty list.
+        """
+        from ._compose import RunnableSequence
+        from ._pick import RunnablePick, picked_accumulation
+
+        pick = RunnablePick(keys)
+        return RunnableSequence.of(
+            self, RunnablePick(pick.keys, accumulation=picked_accumulation(self, pick.keys))
+        )
+
+    def map(self) -> RunnableEach[In, Out]:
+        """A runnable that takes a list and runs this one on every item, concurrently
+        (as :meth:`abatch`), giving the list of outputs (:class:`~engine.RunnableEach`)."""
+        from ._pick import RunnableEach
+
+        return RunnableEach(self)
+
+    def configurable_fields(self, **fields: ConfigurableField) -> RunnableConfigurableFields[In, Out]:
+        """This runnable with fields set per call: ``model.configurable_fields(
+        temperature=ConfigurableField(id="temp"))`` then ``config={"configurable": {"temp":
+        0.2}}`` (or ``with_config(configurable=...)``) runs a copy with that value.
+
+        The runnable must be an attrs class (every rillet node is); each keyword names
+        one of its ``__init__`` keywords. The runnable's streaming and events are its own
+        (no step is added). See :class:`~engine.RunnableConfigurableFields`.
+
+        Raises:
+            ValueError: For a keyword the runnable does not take (at once).
+            TypeError: For a value that is not a ``ConfigurableField``.
+        """
+        from ._configurable import RunnableConfigurableFields
+
+        return RunnableConfigurableFields(self, fields)
+
+    def configurable_alternatives(
+        self,
+        which: ConfigurableField,
+        *,
+        default_key: str = "default",
+        prefix_keys: bool = False,
+        **alternatives: Runnable[In, Out] | Callable[[], Runnable[In, Out]],
+    ) -> RunnableConfigurableAlternatives[In, Out]:
+        """This runnable, or one of ``alternatives`` chosen per call by
+        ``config={"configurable": {which.id: key}}`` (``default_key`` or no value: this
+        one). An alternative may be a function of no arguments that makes the runnable
+        when it is chosen. The chosen runnable streams and publishes its events exactly
+        as it does on its own. See :class:`~engine.RunnableConfigurableAlternatives`.
+
+        Raises:
+            ValueError: For no alternative or ``default_key`` among their keys (at once),
+                and in the run for an unknown key.
+            CompositionError: For an alternative that adds its output up differently.
+        """
+        from ._configurable import RunnableConfigurableAlternatives
+
+        return RunnableConfigurableAlternatives(
+            which, self, alternatives, default_key=default_key, prefix_keys=prefix_keys
+        )
+
+    def with_listeners(
+        self,
+        *,
+        on_start: Callable[..., Any] | None = None,
+        on_end: Callable[..., Any] | None = None,
+        on_error: Callable[..., Any] | None = None,
+    ) -> RunnableListeners[In, Out]:
+        """This runnable with functions called as its step starts, ends and fails.
+
+        Each gets a :class:`~engine.Run` (id, name, inputs, outputs, error, start and end
+        time...), and the step's config as ``config=`` if it declares that parameter. A
+        listener may be sync or async; it never changes the run (what it raises is
+        logged). Output, streaming and events stay the runnable's own. See
+        :class:`~engine.RunnableListeners` for when each is called.
+
+        Raises:
+            CompositionError: For a listener that is not callable.
+        """
+        from ._listeners import RunnableListeners
+
+        return RunnableListeners(self, on_start=on_start, on_end=on_end, on_error=on_error)
+
+    def with_alisteners(
+        self,
+        *,
+        on_start: Callable[..., Any] | None = None,
+        on_end: Callable[..., Any] | None = None,
+        on_error: Callable[..., Any] | None = None,
+    ) -> RunnableListeners[In, Out]:
+        """Same as :meth:`with_listeners` (which takes async listeners too), under
+        langchain-core's name for async listeners."""
+        return self.with_listeners(on_start=on_start, on_end=on_end, on_error=on_error)
 
     def with_timeout(
         self, *, first_chunk: float | None = None, idle: float | None = None, total: float | None = None
@@ -397,11 +530,7 @@ class Runnable(Generic[In, Out]):
         """
         inputs = list(inputs)
         configs = _per_input_configs(config, len(inputs))
-        limit = max_concurrency
-        if limit is None:
-            limit = (configs[0].max_concurrency if configs else None) or self._max_concurrency()
-        if limit is not None:
-            RunConfig.build(max_concurrency=limit, where="abatch()")
+        limit = self._batch_limit(configs, max_concurrency)
         results: list[Any] = [None] * len(inputs)
 
         async def run_one(index: int) -> None:
@@ -414,6 +543,43 @@ class Runnable(Generic[In, Out]):
 
         await run_batch(len(inputs), run_one, limit)
         return results
+
+    def abatch_as_completed(
+        self,
+        inputs: Sequence[In],
+        config: Config | Sequence[Config] = None,
+        *,
+        return_exceptions: bool = False,
+        max_concurrency: int | None = None,
+    ) -> RunStream[tuple[int, Out | Exception]]:
+        """Run on every input concurrently; ``(index, output)`` pairs as each one finishes.
+
+        As :meth:`abatch` (configs, ``max_concurrency`` or the config's, one limiter for
+        the whole run), but the results come out in the order the inputs finish. With
+        ``return_exceptions``, a failed input gives ``(index, exception)``; without, the
+        first failure cancels the inputs still running and is raised after the pairs
+        already given. Returns a :class:`~engine.RunStream`: iterate it bare or in
+        ``async with`` (leaving the block early cancels what is still running).
+
+        Raises:
+            ConfigError: For a bad config or ``max_concurrency`` (at once).
+        """
+        from ._as_completed import AsCompletedPlan
+
+        inputs = list(inputs)
+        configs = _per_input_configs(config, len(inputs))
+        limit = self._batch_limit(configs, max_concurrency)
+        plan = AsCompletedPlan(self, inputs, configs, return_exceptions=return_exceptions, limit=limit)
+        # AsCompletedPlan offers the part of RunPlan that RunStream uses.
+        return RunStream(cast("RunPlan[tuple[int, Out | Exception]]", plan))
+
+    def _batch_limit(self, configs: list[RunConfig], max_concurrency: int | None) -> int | None:
+        limit = max_concurrency
+        if limit is None:
+            limit = (configs[0].max_concurrency if configs else None) or self._max_concurrency()
+        if limit is not None:
+            RunConfig.build(max_concurrency=limit, where="abatch()")
+        return limit
 
     def astream_events(
         self,
@@ -502,6 +668,23 @@ class Runnable(Generic[In, Out]):
 
         return call_blocking(run)
 
+    def batch_as_completed(
+        self,
+        inputs: Sequence[In],
+        config: Config | Sequence[Config] = None,
+        *,
+        return_exceptions: bool = False,
+        max_concurrency: int | None = None,
+    ) -> Iterator[tuple[int, Out | Exception]]:
+        """The synchronous form of :meth:`abatch_as_completed`: a generator of pairs."""
+        from ._portal import iterate_blocking
+
+        return iterate_blocking(
+            lambda: self.abatch_as_completed(
+                inputs, config, return_exceptions=return_exceptions, max_concurrency=max_concurrency
+            )
+        )
+
     def stream(self, input: In, config: Config = None) -> Iterator[Out]:
         """The synchronous form of :meth:`astream`: a generator of output chunks."""
         from ._portal import iterate_blocking
@@ -528,4 +711,12 @@ def _per_input_configs(config: Config | Sequence[Config], count: int) -> list[Ru
             raise ValueError(f"batch got {len(config)} configs for {count} inputs")
         return [RunConfig.coerce(c, where=f"config[{i}]") for i, c in enumerate(config)]
     single = RunConfig.coerce(config)  # type: ignore[arg-type]
+    if single.run_id is not None and count > 1:
+        # A run id names one run: as langchain-core, the first input's run gets it.
+        warnings.warn(
+            "a batch's single config has a run_id: only the first input's run gets it",
+            UserWarning,
+            stacklevel=3,
+        )
+        return [single, *[attrs.evolve(single, run_id=None)] * (count - 1)]
     return [single] * count

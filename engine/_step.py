@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from functools import partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -36,6 +37,9 @@ __all__ = ("RunCancelled", "RunScope", "Step", "current_step")
 class RunCancelled(Exception):
     """Stands in an error event's ``data["error"]`` for a step that was cancelled."""
 
+
+#: An empty mapping shared by every step and site that has no ``configurable`` values.
+NO_VALUES: Mapping[str, Any] = MappingProxyType({})
 
 _CURRENT_STEP: ContextVar[Step | None] = ContextVar("rillet_current_step", default=None)
 
@@ -85,6 +89,8 @@ class Step:
         recursion_limit: How deep runs started inside this step may be nested.
         bound_buses: Buses bound with ``with_config(bus=...)`` on this step or above it
             (also across nested runs): the step publishes to them besides the run's bus.
+        configurable: The ``configurable`` values in force here (the run's config and
+            bindings above it), inherited by the steps and runs under it.
     """
 
     run_id: str
@@ -118,6 +124,7 @@ class Step:
     recursion_limit: int = DEFAULT_RECURSION_LIMIT
     bound_buses: tuple[EventBus, ...] = ()
     _end_extras: dict[str, Any] | None = None
+    configurable: Mapping[str, Any] = NO_VALUES
 
     @property
     def root_run_id(self) -> str:

@@ -5,7 +5,8 @@ In the guide, ``bad_tool`` calls ``reverse_word.invoke(word)`` without passing
 ``callbacks`` through by hand. In rillet each step's run context travels in a context
 variable, so the very same ``bad_tool`` shows ``reverse_word``'s events nested under the
 tool (with ``version="v2"`` their ``parent_ids`` hold the tool's run id): no
-``callbacks`` argument, no ``correct_tool`` needed.
+``callbacks`` argument needed. The guide's ``correct_tool`` runs too, as written: the
+tool gets its ``callbacks`` (not one of its arguments), and passing them on is harmless.
 
 Then ``reverse_and_double``, which awaits ``reverse_word`` inside, as a
 ``RunnableLambda`` and with the ``@chain`` decorator: the nested events appear there too,
@@ -35,6 +36,12 @@ def bad_tool(word: str) -> str:
     return reverse_word.invoke(word)
 
 
+@tool
+def correct_tool(word: str, callbacks):
+    """A tool that correctly propagates callbacks."""
+    return reverse_word.invoke(word, {"callbacks": callbacks})
+
+
 async def with_runnable_lambda() -> None:
     async def reverse_and_double(word: str) -> str:
         return await reverse_word.ainvoke(word) * 2
@@ -60,6 +67,9 @@ async def with_chain_decorator() -> None:
 
 async def main() -> None:
     async for event in bad_tool.astream_events("hello", version="v1"):
+        print(event)
+    print()
+    async for event in correct_tool.astream_events("hello", version="v1"):
         print(event)
     print()
     await with_runnable_lambda()

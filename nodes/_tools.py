@@ -3,7 +3,9 @@
 A tool aggregates its input, checks it against the signature, and calls the function:
 a synchronous one in a worker thread, an async one in its actor. A generator function
 streams its chunks as ``on_tool_stream`` events. Runnables the tool calls are nested
-under its step with no ``callbacks`` argument to thread through.
+under its step with no ``callbacks`` argument to thread through; a function that
+declares one anyway (the guide's ``correct_tool(word, callbacks)``), or a ``config``
+parameter, gets it injected, and neither is one of the tool's arguments.
 
 The input is either the arguments (a dict, or one value for a one-argument tool) or a
 *tool call* as a model makes it (a :class:`~nodes.ToolCall` from ``AIMessage.tool_calls``,
@@ -27,7 +29,7 @@ from typing import Any, ClassVar, Literal, overload
 import anyio
 import attrs
 
-from engine import AggregateNode, Step, concat_chunks, run_in_worker_thread
+from engine import AggregateNode, Step, concat_chunks, run_in_worker_thread, step_config
 
 from ._messages import MessageContent, ToolCall, ToolMessage
 
@@ -254,6 +256,9 @@ class Tool(AggregateNode[Any, Any]):
     handle_validation_error: ErrorHandler | None = attrs.field(
         default=None, kw_only=True, validator=_check_handler
     )
+    #: The parameters the step fills in itself (``config``, ``callbacks``), left out of
+    #: the arguments and their schema.
+    injected: tuple[str, ...] = attrs.field(default=(), kw_only=True)
 
     @classmethod
     def from_function(
@@ -279,6 +284,11 @@ class Tool(AggregateNode[Any, Any]):
         except Exception:  # an unresolvable annotation only costs the type check
             hints = {}
         doc = inspect.getdoc(func) or ""
+        injected = tuple(name for name in signature.parameters if name in _INJECTED)
+        if injected:
+            signature = signature.replace(
+                parameters=[p for p in signature.parameters.values() if p.name not in injected]
+            )
         return cls(
             func=func,
             tool_name=name or func.__name__,
@@ -287,6 +297,7 @@ class Tool(AggregateNode[Any, Any]):
             hints=hints,
             handle_tool_error=handle_tool_error,
             handle_validation_error=handle_validation_error,
+            injected=injected,
         )
 
     def get_name(self) -> str:
@@ -310,8 +321,8 @@ class Tool(AggregateNode[Any, Any]):
 
     @property
     def tool_call_schema(self) -> dict[str, Any]:
-        """The schema of the arguments a model fills in: :attr:`args_schema` (rillet
-        injects no arguments, so the two are the same)."""
+        """The schema of the arguments a model fills in: :attr:`args_schema` (the
+        injected ``config``/``callbacks`` parameters are in neither)."""
         return self.args_schema
 
     @property
@@ -425,6 +436,8 @@ class Tool(AggregateNode[Any, Any]):
 
     async def _chunks(self, arguments: dict[str, Any], step: Step) -> AsyncGenerator[Any, None]:
         func = self.func
+        if self.injected:
+            arguments = {**arguments, **_injected_arguments(self.injected, step)}
         if inspect.isasyncgenfunction(func):
             async with aclosing(func(**arguments)) as chunks:
                 async for chunk in chunks:
@@ -450,6 +463,17 @@ class Tool(AggregateNode[Any, Any]):
 
     def __repr__(self) -> str:
         return f"Tool({self.tool_name!r})"
+
+
+#: Parameters a tool's function may declare for the step to fill in: its config, and
+#: ``callbacks`` (langchain-core's way to nest calls, which the guide's ``correct_tool``
+#: passes on; here the step itself, which nesting does not need but accepts).
+_INJECTED = ("config", "callbacks")
+
+
+def _injected_arguments(names: tuple[str, ...], step: Step) -> dict[str, Any]:
+    config = step_config(step)
+    return {name: config if name == "config" else config["callbacks"] for name in names}
 
 
 def _next_or_done(iterator: Any) -> tuple[bool, Any]:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import inspect
 
+# The anthropic SDK's first import takes seconds (more on a loaded machine): done once at
+# collection, so that no test pays it inside a hang guard.
+import anthropic  # noqa: F401
 import pytest
 
 

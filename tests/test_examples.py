@@ -227,19 +227,20 @@ def test_events_non_streaming_still_shows_model_and_parser_chunks(ran: dict[str,
 
 
 def test_propagation_nests_events_without_callbacks(ran: dict[str, Ran]) -> None:
-    """bad_tool shows reverse_word's events; so do the RunnableLambda and @chain versions."""
+    """bad_tool and the guide's correct_tool show reverse_word's events; so do the RunnableLambda and @chain versions."""
     out = ok(ran, "propagation")
-    bad_tool, as_lambda, as_chain = (_events(section) for section in _sections(out.stdout))
-    assert [(e["event"], e["name"]) for e in bad_tool] == [
-        ("on_tool_start", "bad_tool"),
-        ("on_chain_start", "reverse_word"),
-        ("on_chain_stream", "reverse_word"),
-        ("on_chain_end", "reverse_word"),
-        ("on_tool_stream", "bad_tool"),
-        ("on_tool_end", "bad_tool"),
-    ]
-    assert bad_tool[3]["data"] == {"input": "hello", "output": "olleh"}
-    assert bad_tool[-1]["data"]["output"] == "olleh"
+    bad_tool, correct_tool, as_lambda, as_chain = (_events(section) for section in _sections(out.stdout))
+    for events, name in ((bad_tool, "bad_tool"), (correct_tool, "correct_tool")):
+        assert [(e["event"], e["name"]) for e in events] == [
+            ("on_tool_start", name),
+            ("on_chain_start", "reverse_word"),
+            ("on_chain_stream", "reverse_word"),
+            ("on_chain_end", "reverse_word"),
+            ("on_tool_stream", name),
+            ("on_tool_end", name),
+        ]
+        assert events[3]["data"] == {"input": "hello", "output": "olleh"}
+        assert events[-1]["data"]["output"] == "olleh"
     for events in (as_lambda, as_chain):
         assert [(e["event"], e["name"]) for e in events] == [
             ("on_chain_start", "reverse_and_double"),

@@ -337,9 +337,9 @@ CALLS: list[tuple[str, Callable[[Any], Any], type[BaseException], str]] = [
     ),
     (
         "astream-unknown-key",
-        lambda c: c.astream(1, {"callbacks": []}),
+        lambda c: c.astream(1, {"callback": []}),
         ConfigError,
-        "config has unknown key(s) 'callbacks'; known keys are tags, metadata",
+        "config has unknown key(s) 'callback'; known keys are tags, metadata",
     ),
     (
         "astream-config-not-dict",

@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
+import anthropic  # noqa: F401  (imported at collection: its first import takes seconds, inside GUARD)
 import anyio
 import attrs
 import pytest
