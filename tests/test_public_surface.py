@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-MODULES = ["engine", "nodes", "engine.testing"]
+MODULES = ["engine", "nodes", "engine.testing", "engine.sse"]
 
 
 @pytest.mark.parametrize("name", MODULES)
