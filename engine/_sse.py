@@ -20,7 +20,7 @@ from ._bus import EventFilter, EventFilterArgs
 from ._events import EventPhase, StampedEvent, phase_of, without_stamps
 from ._replay import ReplayLog, ReplayReader, validate_replay_capacity
 from ._run import RunStream
-from ._runnable import Runnable
+from ._runnable import Config, Runnable
 
 __all__ = (
     "EventSourceResponse",
@@ -89,7 +89,10 @@ def error_data(error: BaseException) -> dict[str, str]:
 def _names(value: Iterable[str] | None) -> Any:
     if value is None or isinstance(value, str):
         return value  # a string is refused by the filter's own check, with its message
-    return tuple(value)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeError(f"an EventsView filter must be a list of strings, got {value!r}") from None
 
 
 @attrs.frozen
@@ -243,7 +246,7 @@ class EventSourceResponse(Response):
         self,
         runnable: Runnable[Any, Any],
         input: Any,
-        config: Any = None,
+        config: Config = None,
         *,
         events: EventsView | None = None,
         on_error: _ErrorData = error_data,
@@ -416,7 +419,7 @@ class RunRegistry:
         self,
         runnable: Runnable[Any, Any],
         input: Any,
-        config: Any = None,
+        config: Config = None,
         *,
         events: EventsView | None = None,
         key: str = "",
@@ -473,7 +476,7 @@ class RunRegistry:
         request: Request,
         runnable: Runnable[Any, Any],
         input: Any,
-        config: Any = None,
+        config: Config = None,
         *,
         events: EventsView | None = None,
         on_error: _ErrorData = error_data,

@@ -21,7 +21,6 @@ import sniffio
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from nodes import AIMessageChunk, BaseChatModel, BaseMessage
@@ -38,7 +37,7 @@ def make_app(framework: str, routes: Mapping[str, Endpoint], lifespan: Lifespan 
         )
     app = FastAPI(lifespan=lifespan)
     for path, endpoint in routes.items():
-        app.add_api_route(path, endpoint, methods=["GET"], response_class=Response)
+        app.add_api_route(path, endpoint, methods=["GET"])
     return app
 
 

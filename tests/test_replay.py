@@ -92,6 +92,27 @@ async def test_astream_events_keeps_the_guide_shape_while_a_bus_subscriber_gets_
     assert [e["seq"] for e in stamped] == list(range(1, len(guide) + 1))  # type: ignore[typeddict-item]
 
 
+async def test_each_subscriber_keeps_its_shape_when_the_run_waits_for_a_full_buffer() -> None:
+    """With one-event buffers (every publish waits), astream_events still gets the guide's keys
+    and the bus subscriber the stamps, each event once."""
+    bus = EventBus()
+    stamped: list[dict[str, Any]] = []
+
+    async def monitor(events: Any) -> None:
+        async for event in events:
+            stamped.append(event)
+
+    async with anyio.create_task_group() as tg, bus.subscribe(capacity=1) as events:
+        tg.start_soon(monitor, events)
+        chain_ = joke_chain([f" t{i}" for i in range(20)])
+        guide = [e async for e in chain_.astream_events({"topic": "x"}, {"bus": bus}, capacity=1)]
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert guide and all(list(e) == GUIDE_KEYS for e in guide)
+    assert [{k: e[k] for k in GUIDE_KEYS} for e in stamped] == guide
+    assert sorted(e["seq"] for e in stamped) == list(range(1, len(guide) + 1))
+
+
 async def test_runs_started_inside_a_step_share_their_runs_numbering() -> None:
     """A chain run inside a function step numbers its events in the outer run's sequence."""
     inner = joke_chain([" a", " b"])

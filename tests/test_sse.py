@@ -215,6 +215,7 @@ def test_bad_arguments_are_refused_when_the_response_is_made() -> None:
             "include_names must be a list of strings, not the string 'model'",
         ),
         ({"exclude_tags": [3]}, TypeError, "exclude_tags must hold strings, got 3"),
+        ({"exclude_names": 3}, TypeError, "an EventsView filter must be a list of strings, got 3"),
         ({"version": "v3"}, ValueError, "unknown astream_events version 'v3'"),
     ],
 )
