@@ -14,6 +14,8 @@ Cases (each on trio and on asyncio):
 * ``prompt_model_parser``: ``astream`` of prompt | model | parser, per token;
 * ``with_unmatched_bus``: the same with a bus whose only subscriber matches nothing;
 * ``events``: ``astream_events`` of prompt | model | parser, per token (3 events);
+* ``replay_log``: ``astream`` of prompt | model | parser recorded by a replay log of 64
+  events, per token (3 stamped events, each numbered, timed and kept in the log's ring);
 * ``retry_prompt_model_parser``: ``astream`` of prompt | model.with_retry() | parser, per
   token (compare with ``prompt_model_parser``: what the retry wrapper costs a healthy stream).
 * ``retry_timeout_prompt_model_parser``: the same with ``.with_timeout(idle=30)`` around the
@@ -38,6 +40,7 @@ CASES = (
     "prompt_model_parser",
     "with_unmatched_bus",
     "events",
+    "replay_log",
     "retry_prompt_model_parser",
     "retry_timeout_prompt_model_parser",
 )
@@ -76,6 +79,11 @@ async def _run_case(case: str, items: int) -> int:
             count += 1
     elif case == "events":
         async for _ in rillet_prompt_chain(items).astream_events(PROMPT_INPUT, version="v2"):
+            count += 1
+    elif case == "replay_log":
+        stream = rillet_prompt_chain(items).astream(PROMPT_INPUT)
+        stream.replay_log(64)
+        async for _ in stream:
             count += 1
     else:
         raise ValueError(f"unknown case {case!r}; the cases are {', '.join(CASES)}")

@@ -5,7 +5,9 @@ Layout: ``_runnable`` (the run API), ``_compose`` (sequences, parallel steps, bi
 (bound call arguments), ``_configurable`` (per-call fields and alternatives),
 ``_listeners`` (``with_listeners``), ``_pick`` (``pick``, ``map``), ``_actors`` (the transform and aggregate node kinds),
 ``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus`` (events; ``_events``
-holds their shape and names). ``engine.testing`` holds helpers for users' own tests.
+holds their shape and names, ``_replay`` the replay logs that readers resume from).
+``engine.testing`` holds helpers for users' own tests; ``engine.sse`` serves a run as
+server-sent events (the optional ``service`` extra).
 """
 
 from ._actors import AggregateNode as AggregateNode
@@ -39,6 +41,7 @@ from ._errors import RecursionLimitError as RecursionLimitError
 from ._errors import UnexpectedCancellation as UnexpectedCancellation
 from ._events import Event as Event
 from ._events import EventPhase as EventPhase
+from ._events import StampedEvent as StampedEvent
 from ._events import StreamEvent as StreamEvent
 from ._events import event_name as event_name
 from ._events import kind_of as kind_of
@@ -59,6 +62,9 @@ from ._pick import RunnablePick as RunnablePick
 from ._ratelimit import RateLimiter as RateLimiter
 from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
 from ._ratelimit import RunnableRateLimited as RunnableRateLimited
+from ._replay import ReplayLog as ReplayLog
+from ._replay import ReplayLogStatistics as ReplayLogStatistics
+from ._replay import ReplayReader as ReplayReader
 from ._retry import ExponentialJitterParams as ExponentialJitterParams
 from ._retry import RunnableRetry as RunnableRetry
 from ._retry import is_transient_error as is_transient_error
@@ -94,6 +100,9 @@ __all__ = (
     "RateLimiterStatistics",
     "RecursionLimitError",
     "Run",
+    "ReplayLog",
+    "ReplayLogStatistics",
+    "ReplayReader",
     "RunCancelled",
     "RunConfig",
     "RunStream",
@@ -116,6 +125,7 @@ __all__ = (
     "RunnableTimeout",
     "RunnableRetry",
     "RunnableWithFallbacks",
+    "StampedEvent",
     "Step",
     "StreamEvent",
     "StepTimeout",

@@ -10,6 +10,11 @@ cancelled run can always say how it ended without blocking its cleanup. Under bo
 policies a subscriber that got a step's start gets its end: a monitor that lagged still
 learns how every run it saw begin ended. (A ``"drop"`` subscriber that never reads
 stays bounded: it gets no new starts once full, so no more ends are owed to it.)
+
+A subscriber gets a run's events stamped with their number in the run and the time they
+were made (``seq``, ``time``: :class:`~engine.StampedEvent`); ``astream_events``' own
+subscription gets the guide's shape. A replay log (``RunStream.replay_log``) is a
+subscriber too, of a third kind: it never waits and keeps the newest events.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import contextlib
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import attrs
@@ -36,6 +41,7 @@ __all__ = (
     "EventFilter",
     "EventFilterArgs",
     "Overflow",
+    "Subscriber",
     "Subscription",
     "SubscriptionStatistics",
 )
@@ -121,15 +127,19 @@ class EventFilter:
 
     A step is kept if it matches any include filter (or none is given), then any exclude
     filter removes it. Types are a step's kind (``"chat_model"``, ``"parser"``, ...).
-    ``within_run_id`` keeps only that run and the runs under it.
+    ``within_run_id`` keeps only that run and the runs under it; with ``root_only``, that
+    run alone (its own start, output chunks and end).
     """
 
     include: StepSelector = StepSelector()
     exclude: StepSelector = StepSelector()
     within_run_id: str | None = None
+    root_only: bool = False
 
     @classmethod
-    def of(cls, args: EventFilterArgs, *, within_run_id: str | None = None) -> EventFilter:
+    def of(
+        cls, args: EventFilterArgs, *, within_run_id: str | None = None, root_only: bool = False
+    ) -> EventFilter:
         """Validate and build a filter from the caller's :class:`EventFilterArgs`.
 
         Raises:
@@ -140,6 +150,7 @@ class EventFilter:
             include=StepSelector.build("include", args.include_names, args.include_types, args.include_tags),
             exclude=StepSelector.build("exclude", args.exclude_names, args.exclude_types, args.exclude_tags),
             within_run_id=within_run_id,
+            root_only=root_only,
         )
 
     def matches(
@@ -147,12 +158,47 @@ class EventFilter:
     ) -> bool:
         """Whether a step with this name, kind, tags (and place) is seen by this filter."""
         within = self.within_run_id
-        if within is not None and run_id != within and within not in parent_ids:
+        if within is not None and run_id != within and (self.root_only or within not in parent_ids):
             return False
         include = self.include
         if include.given and not include.picks(name, kind, tags):
             return False
         return not self.exclude.picks(name, kind, tags)
+
+
+class Subscriber(Protocol):
+    """What a step publishes to: a :class:`Subscription`, or a replay log."""
+
+    @property
+    def filter(self) -> EventFilter:
+        """Which steps' events it sees."""
+
+    @property
+    def overflow(self) -> str:
+        """``"block"``, ``"drop"``, or ``"ring"`` (a replay log: never waits, keeps the newest)."""
+
+    @property
+    def native(self) -> bool:
+        """Whether it gets stamped events (``seq``, ``time``); else the guide's shape."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether it takes no more events."""
+
+    async def put(self, event: Event, on_delivered: Callable[[], None] | None = None) -> None:
+        """Deliver ``event`` under its overflow policy (``on_delivered`` once it is in)."""
+
+    def try_put(self, event: Event) -> bool:
+        """Deliver ``event`` if that needs no waiting (the per-chunk path)."""
+
+    def put_terminal(self, event: Event) -> None:
+        """Deliver an end or error event without ever waiting."""
+
+    def count_dropped(self) -> None:
+        """Count one event it will not get."""
+
+    def end(self) -> None:
+        """Take no more events; readers finish what is held."""
 
 
 @attrs.frozen
@@ -188,10 +234,20 @@ class Subscription:
     was made for, closes it.
     """
 
-    def __init__(self, bus: EventBus, event_filter: EventFilter, capacity: int, overflow: Overflow):
+    def __init__(
+        self,
+        bus: EventBus,
+        event_filter: EventFilter,
+        capacity: int,
+        overflow: Overflow,
+        *,
+        native: bool = True,
+    ) -> None:
         self._bus = bus
         self.filter = event_filter
         self.overflow: Overflow = overflow
+        #: Whether events come stamped (``seq``, ``time``); ``astream_events``' are not.
+        self.native = native
         self._edge: Edge[Event] = Edge(capacity, name="subscription")
         self._dropped_total = 0
         self._dropped_pending = 0
@@ -384,7 +440,7 @@ class EventBus:
     """
 
     def __init__(self) -> None:
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[Subscriber] = []
         self._closed = False
 
     def subscribe(
@@ -423,24 +479,39 @@ class EventBus:
         return self._subscribe(filters, capacity, overflow)
 
     def _subscribe(
-        self, filters: EventFilterArgs, capacity: int, overflow: Overflow, within_run_id: str | None = None
+        self,
+        filters: EventFilterArgs,
+        capacity: int,
+        overflow: Overflow,
+        within_run_id: str | None = None,
+        *,
+        native: bool = True,
     ) -> Subscription:
-        # The engine's way in (``astream_events`` adds ``within_run_id``: its own run only).
+        # The engine's way in (``astream_events`` adds ``within_run_id``, its own run
+        # only, and asks for the guide's shape).
         if overflow not in ("block", "drop"):
             raise ValueError(f"unknown overflow policy {overflow!r}; use 'block' or 'drop'")
         validate_subscriber_capacity(capacity)
-        if self._closed:
-            raise anyio.ClosedResourceError("subscribe on a closed EventBus")
         event_filter = EventFilter.of(filters, within_run_id=within_run_id)
-        subscription = Subscription(self, event_filter, capacity, overflow)
-        self._subscriptions.append(subscription)
+        subscription = Subscription(self, event_filter, capacity, overflow, native=native)
+        self._attach(subscription)
         return subscription
 
-    def _discard(self, subscription: Subscription) -> None:
+    def _attach(self, subscriber: Subscriber) -> None:
+        """Add a subscriber made elsewhere (a replay log): steps made from now on see it.
+
+        Raises:
+            anyio.ClosedResourceError: If the bus was closed.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError("subscribe on a closed EventBus")
+        self._subscriptions.append(subscriber)
+
+    def _discard(self, subscription: Subscriber) -> None:
         with contextlib.suppress(ValueError):
             self._subscriptions.remove(subscription)
 
-    def match(self, step: Step) -> tuple[Subscription, ...]:
+    def match(self, step: Step) -> tuple[Subscriber, ...]:
         """The subscribers that see ``step``'s events (the empty tuple for none)."""
         subscriptions = self._subscriptions
         if not subscriptions:

@@ -19,10 +19,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import anyio.abc
 import attrs
 
-from ._bus import EventBus, EventFilter, EventFilterArgs, Subscription, validate_subscriber_capacity
+from ._bus import (
+    EventBus,
+    EventFilter,
+    EventFilterArgs,
+    Subscriber,
+    Subscription,
+    validate_subscriber_capacity,
+)
 from ._config import DEFAULT_CAPACITY, RunConfig
 from ._edge import ConstantInbox, Edge
 from ._launch import DiscardOutbox, Inbox, Launch, Outbox, Site
+from ._replay import ReplayLog, validate_replay_capacity
 from ._step import NO_VALUES, RunScope, Step, current_step, new_run_id
 
 if TYPE_CHECKING:
@@ -62,6 +70,7 @@ class RunPlan(Generic[T]):
         output: The run's output edge (read by the consumer unless events are read).
         edges: Every edge of the run, the output edge first (for ``statistics()``).
         events: For an event stream, what the consumer asked to see; else ``None``.
+        logs: Replay logs that record the run (attached when it starts).
     """
 
     runnable: Runnable[Any, Any]
@@ -72,16 +81,44 @@ class RunPlan(Generic[T]):
     input: Any = None
     input_stream: AsyncIterable[Any] | None = None
     events: EventsRequest | None = None
+    logs: list[ReplayLog] = attrs.field(factory=list)
     _subscription: Subscription | None = None
 
+    @property
+    def run_id(self) -> str:
+        """The run id of the run's root step (chosen now if it was not yet)."""
+        run_id = self.site.run_id
+        if run_id is None:
+            run_id = new_run_id()
+            self.site = attrs.evolve(self.site, run_id=run_id)
+        return run_id
+
+    def replay_log(self, capacity: int, filters: EventFilterArgs, *, root_only: bool) -> ReplayLog:
+        """A replay log of this run, attached to its bus (a private one if it has none)
+        when the run starts.
+
+        Raises:
+            TypeError, ValueError: For a bad capacity or filter (at once).
+        """
+        validate_replay_capacity(capacity)
+        event_filter = EventFilter.of(filters, within_run_id=self.run_id, root_only=root_only)
+        if self.scope.bus is None:
+            self.scope.bus = EventBus()
+        log = ReplayLog(capacity, run_id=self.run_id, event_filter=event_filter, sequence=self.scope.sequence)
+        self.logs.append(log)
+        return log
+
     def open_source(self) -> RunSource[T]:
-        """What the consumer reads, made when the run starts."""
+        """What the consumer reads, made when the run starts (replay logs attach now too)."""
+        bus = self.scope.bus
+        for log in self.logs:
+            assert bus is not None
+            log.attach(bus)
         if self.events is None:
             return self.output
-        bus = self.scope.bus
         assert bus is not None
         subscription = bus._subscribe(
-            self.events.filters, self.events.capacity, "block", within_run_id=self.site.run_id
+            self.events.filters, self.events.capacity, "block", within_run_id=self.site.run_id, native=False
         )
         self._subscription = subscription
         # A lossless subscription never holds a lag marker, so the consumer reads its
@@ -101,8 +138,11 @@ class RunPlan(Generic[T]):
             inbox = edge
         outbox: Outbox[Any] = self.output if self.events is None else DiscardOutbox(self.output.accumulation)
         self.runnable._launch(launch, inbox, outbox, self.site)
-        if self._subscription is not None and launch.root_step is not None:
-            _end_subscription_with(launch.root_step, self._subscription)
+        if launch.root_step is not None:
+            if self._subscription is not None:
+                _end_subscription_with(launch.root_step, self._subscription)
+            for log in self.logs:
+                _end_subscription_with(launch.root_step, log)
         await launch.start(task_group)
 
     def finish(self) -> None:
@@ -110,6 +150,8 @@ class RunPlan(Generic[T]):
         self.output.close_all()
         if self._subscription is not None:
             self._subscription.end()
+        for log in self.logs:
+            log.end()
 
 
 def plan_run(
@@ -182,6 +224,7 @@ def _scope_and_site(cfg: RunConfig, run_id: str | None) -> tuple[RunScope, Site]
         bus=cfg.bus if cfg.bus is not None else outer.bus,
         capacity=cfg.capacity if cfg.capacity is not None else outer.capacity,
         version=outer.version,
+        sequence=outer.sequence,
     )
     site = Site(
         scope=scope,
@@ -198,7 +241,7 @@ def _scope_and_site(cfg: RunConfig, run_id: str | None) -> tuple[RunScope, Site]
     return scope, site
 
 
-def _end_subscription_with(root: Step, subscription: Subscription) -> None:
+def _end_subscription_with(root: Step, subscription: Subscriber) -> None:
     # The event stream ends with the root step's end (or error) event.
     previous = root.on_finish
 

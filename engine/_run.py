@@ -29,7 +29,7 @@ import contextvars
 import enum
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
@@ -37,12 +37,14 @@ import anyio
 import anyio.abc
 import sniffio
 
+from ._bus import EventFilterArgs
 from ._edge import NOTHING, EdgeStatistics, Nothing
 from ._errors import collapse_errors, is_cancellation
 from ._signal import guard_against_keyboard_interrupt, keyboard_interrupt_safe
 
 if TYPE_CHECKING:
     from ._plan import RunPlan
+    from ._replay import ReplayLog
 
 T = TypeVar("T")
 
@@ -214,8 +216,9 @@ class RunStream(Generic[T]):
 
     * ``async with chain.astream(x) as chunks: async for c in chunks: ...`` — the block
       owns every task of the run; leaving it early cancels them and returns once all
-      have finished. This is the form to use inside a generator or wherever the stream
-      may be left early.
+      have finished. Do not hold it open across a ``yield`` of a generator: its task
+      group belongs to the task that entered it, and a generator may be closed from
+      another task (PEP 789); there, use ``async with aclosing(chain.astream(x))``.
     * ``async for c in chain.astream(x): ...`` — as in the guide. The run is cancelled
       when the stream is closed (``aclose()``, ``contextlib.aclosing``), when the
       consumer is cancelled while it waits for a chunk, or when the last reference to
@@ -240,6 +243,47 @@ class RunStream(Generic[T]):
     def state(self) -> StreamState:
         """Where the stream is in its life."""
         return self._state
+
+    @property
+    def run_id(self) -> str:
+        """The run id of the run's root step (its events' ``run_id``), known before it starts."""
+        return self._plan.run_id
+
+    def replay_log(
+        self,
+        capacity: int,
+        *,
+        root_only: bool = False,
+        include_names: Iterable[str] | None = None,
+        include_types: Iterable[str] | None = None,
+        include_tags: Iterable[str] | None = None,
+        exclude_names: Iterable[str] | None = None,
+        exclude_types: Iterable[str] | None = None,
+        exclude_tags: Iterable[str] | None = None,
+    ) -> ReplayLog:
+        """Keep the newest ``capacity`` events of this run for readers that come and go.
+
+        The log records the run's events (stamped with ``seq`` and ``time``) from its
+        start; ``log.read(after=seq)`` reads them from any point, waiting for more, and
+        ends when the run has ended. A full log lets go of its oldest event (the run
+        never waits for it); a reader that had not read it gets an ``on_events_lost``
+        marker naming the gap. ``root_only`` records the run's own events only (its
+        start, its output chunks as stream events, its end); the filters choose steps as
+        ``astream_events``' do. Call it before the run starts; the run publishes to its
+        config's bus, or to a private one.
+
+        Raises:
+            RuntimeError: If the run already started.
+            TypeError, ValueError: For a capacity that is not an int >= 1, or a bad filter.
+        """
+        if self._state is not StreamState.NEW:
+            raise RuntimeError(
+                "replay_log() must be called before the run starts (it records it from its start)"
+            )
+        filters = EventFilterArgs(
+            include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
+        )
+        return self._plan.replay_log(capacity, filters, root_only=root_only)
 
     def _ensure_started(self, state: StreamState) -> _Run[T]:
         """Start the run in ``state`` (structured or detached), once.
@@ -378,6 +422,8 @@ class RunStream(Generic[T]):
         self._state = StreamState.CLOSED
         run = self._run
         if state is StreamState.NEW or run.source is None:
+            for log in self._plan.logs:
+                log.end()  # a run that never starts records nothing more
             await anyio.lowlevel.checkpoint()
             return
         run.source.close_receiver()

@@ -26,10 +26,10 @@ from ._chunks import ChunkSum
 from ._config import DEFAULT_RECURSION_LIMIT
 from ._edge import Accumulation, Pace
 from ._errors import RecursionLimitError
-from ._events import Event, EventPhase, event_name
+from ._events import Event, EventPhase, EventSequence, event_name, without_stamps
 
 if TYPE_CHECKING:
-    from ._bus import EventBus, Subscription
+    from ._bus import EventBus, Subscriber
 
 __all__ = ("RunCancelled", "RunScope", "Step", "current_step")
 
@@ -63,6 +63,8 @@ class RunScope:
     steps_with_events: int = 0
     #: Shared by the run's edges: operations since one of its tasks last gave way.
     pace: Pace = attrs.field(factory=Pace)
+    #: Numbers and times the run's stamped events (shared with the runs nested in it).
+    sequence: EventSequence = attrs.field(factory=EventSequence)
 
 
 def new_run_id() -> str:
@@ -101,7 +103,7 @@ class Step:
     metadata: Mapping[str, Any]
     parent: Step | None
     scope: RunScope
-    subscribers: tuple[Subscription, ...] = ()
+    subscribers: tuple[Subscriber, ...] = ()
     parent_ids: tuple[str, ...] = ()
     accumulation: Accumulation = "add"
     input_accumulation: Accumulation = "add"
@@ -116,7 +118,7 @@ class Step:
     _templates: dict[EventPhase, Event] | None = None
     linked: bool = True
     on_finish: Callable[[Step], None] | None = None
-    _announced: tuple[Subscription, ...] = ()
+    _announced: tuple[Subscriber, ...] = ()
     _stream_template: Event | None = None
     _output_shared: bool = False
     input_shared: bool = False
@@ -125,6 +127,10 @@ class Step:
     bound_buses: tuple[EventBus, ...] = ()
     _end_extras: dict[str, Any] | None = None
     configurable: Mapping[str, Any] = NO_VALUES
+    # Set when a subscriber of this step wants stamped events (seq and time); _mixed
+    # when others want the guide's shape, so each gets a copy without the stamps.
+    _stamps: EventSequence | None = None
+    _mixed: bool = False
 
     @property
     def root_run_id(self) -> str:
@@ -203,11 +209,38 @@ class Step:
                 "metadata": dict(self.metadata),
                 "data": None,
             }
+            if self._stamps is not None:
+                # Present in the template, so that stamping a copy adds no key to it.
+                template["seq"] = 0  # type: ignore[typeddict-unknown-key]
+                template["time"] = 0.0  # type: ignore[typeddict-unknown-key]
         return template
 
     def _event(self, phase: EventPhase, data: Any) -> Event:
         event = self._template(phase).copy()
         event["data"] = data
+        if self._stamps is not None:
+            self._stamps.stamp(event)
+        return event
+
+    def choose_shapes(self) -> None:
+        """Decide, once its subscribers are known, which shape this step's events take.
+
+        rillet's own subscribers get stamped events (``seq``, ``time``); ``astream_events``
+        gets the guide's shape. Replay logs come first: they never wait, so each gets the
+        run's events in the order they were numbered.
+        """
+        subscribers = self.subscribers
+        native = sum(1 for s in subscribers if s.native)
+        if not native:
+            return
+        self._stamps = self.scope.sequence
+        self._mixed = native < len(subscribers)
+        if any(s.overflow == "ring" for s in subscribers):
+            self.subscribers = tuple(sorted(subscribers, key=lambda s: s.overflow != "ring"))
+
+    def _shaped(self, event: Event, subscriber: Subscriber) -> Event:
+        if self._mixed and not subscriber.native:
+            return without_stamps(event)
         return event
 
     async def emit_start(self, start_input: Any = None, *, has_input: bool = False) -> None:
@@ -221,9 +254,9 @@ class Step:
         event = self._event(EventPhase.START, data)
         for subscriber in self.subscribers:
             # Only a subscriber that got the start is owed the end.
-            await subscriber.put(event, partial(self._announce, subscriber))
+            await subscriber.put(self._shaped(event, subscriber), partial(self._announce, subscriber))
 
-    def _announce(self, subscriber: Subscription) -> None:
+    def _announce(self, subscriber: Subscriber) -> None:
         self._announced = (*self._announced, subscriber)
 
     def publish_stream(self, chunk: Any) -> Awaitable[None] | None:
@@ -246,15 +279,33 @@ class Step:
             template = self._stream_template = self._template(EventPhase.STREAM)
         event = template.copy()
         event["data"] = {"chunk": chunk}
+        stamps = self._stamps
+        if stamps is not None:
+            stamps.stamp(event)
+            if self._mixed:
+                return self._publish_shaped(event)
         for subscriber in self.subscribers:
             if not subscriber.try_put(event):
                 return self._deliver_from(subscriber, event)
         return None
 
-    async def _deliver_from(self, first: Subscription, event: Event) -> None:
+    def _publish_shaped(self, event: Event) -> Awaitable[None] | None:
+        # Some subscribers want the stamps, some the guide's shape: one copy for the latter.
+        guide: Event | None = None
+        for subscriber in self.subscribers:
+            shaped = event
+            if not subscriber.native:
+                if guide is None:
+                    guide = without_stamps(event)
+                shaped = guide
+            if not subscriber.try_put(shaped):
+                return self._deliver_from(subscriber, event)
+        return None
+
+    async def _deliver_from(self, first: Subscriber, event: Event) -> None:
         subscribers = self.subscribers
         for subscriber in subscribers[subscribers.index(first) :]:
-            await subscriber.put(event)
+            await subscriber.put(self._shaped(event, subscriber))
 
     async def emit_stream(self, chunk: Any) -> None:
         """:meth:`publish_stream`, waiting for subscribers that are full."""
@@ -299,7 +350,7 @@ class Step:
             return
         event = self._custom_event(name, data)
         for subscriber in self.subscribers:
-            await subscriber.put(event)
+            await subscriber.put(self._shaped(event, subscriber))
 
     def emit_custom_nowait(self, name: str, data: Any) -> None:
         """Publish an ``on_custom_event`` without waiting (from synchronous code)."""
@@ -307,7 +358,7 @@ class Step:
             return
         event = self._custom_event(name, data)
         for subscriber in self.subscribers:
-            subscriber.put_terminal(event)
+            subscriber.put_terminal(self._shaped(event, subscriber))
 
     def record_input(self, chunk: Any) -> None:
         """Remember an input chunk, so the end event can carry the whole input."""
@@ -357,7 +408,7 @@ class Step:
         announced = self._announced
         for subscriber in self.subscribers:
             if subscriber in announced:
-                subscriber.put_terminal(event)
+                subscriber.put_terminal(self._shaped(event, subscriber))
             elif subscriber.overflow == "drop":
                 # Its start was dropped, so its end is one more event this subscriber lost.
                 subscriber.count_dropped()
@@ -419,6 +470,8 @@ def make_step(
         if extra is not bus:
             seen = step.subscribers
             step.subscribers = (*seen, *(s for s in extra.match(step) if s not in seen))
+    if step.subscribers:
+        step.choose_shapes()
     return step
 
 

@@ -20,7 +20,8 @@ def check_event_order(events: Iterable[Mapping[str, Any]], *, complete: bool = T
     Per run: one start first, then stream events (and custom events), then exactly one
     end or error, then nothing. Across runs: a child starts after its parent started and
     ends before its parent ends. With ``complete=False`` (a stream that was cut off), runs
-    may lack their terminal event.
+    may lack their terminal event. Drop and lost markers are skipped (after a replay
+    log's lost marker, the events it stands for are missing: check what came before it).
 
     Raises:
         EventOrderError: Naming the first event that breaks a rule and why.
@@ -33,7 +34,7 @@ def check_event_order(events: Iterable[Mapping[str, Any]], *, complete: bool = T
             phase = phase_of(event)
         except ValueError as exc:
             raise EventOrderError(f"event {position}: {exc}") from None
-        if phase is EventPhase.DROPPED:
+        if phase is EventPhase.DROPPED or phase is EventPhase.LOST:
             continue
         run_id = str(event["run_id"])
         where = f"event {position} ({event['event']} of {event.get('name')!r}, run {run_id[:8]})"
