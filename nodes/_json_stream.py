@@ -9,6 +9,17 @@ shallow-copied, the member in progress is added to the copies, and every complet
 subtree is shared, not copied. A completed container is never modified again and the
 copies are never modified at all, so snapshots already handed out stay as they were.
 
+**Snapshots are read-only, and the final value is the parser's own.** Consecutive
+snapshots share their completed subtrees by identity (that is what keeps them linear:
+a snapshot independent of the others would copy the whole document, quadratic over a
+stream), so a consumer that changes a snapshot's list or dict changes it in later
+snapshots too; copy a snapshot before changing it. Nothing a snapshot holds is part of
+the value ``finish`` returns: the parser keeps every container twice, the one it
+returns from ``finish`` (never handed out before) and the *shown* twin that snapshots
+are built from, and adds each completed member to both. Changing a snapshot can
+therefore never change, or slip past the checks of, the final value. The twin costs
+one more dict or list per container and one more insertion per member.
+
 Choices for partial text, all made so that a snapshot is always valid JSON and only
 ever grows the way a reader expects:
 
@@ -145,12 +156,18 @@ def _describe(char: str) -> str:
 
 
 class _Frame:
-    """An open ``{`` or ``[``: its completed members and, for an object, the key in hand."""
+    """An open ``{`` or ``[``: its completed members, twice, and for an object the key in hand.
 
-    __slots__ = ("container", "key")
+    ``container`` holds the parser's own values (what ``finish`` returns); ``shown`` holds
+    the same members as snapshots show them (completed containers by their ``shown``
+    twin), so nothing a snapshot hands out is part of the final value.
+    """
 
-    def __init__(self, container: dict[str, Any] | list[Any]) -> None:
+    __slots__ = ("container", "key", "shown")
+
+    def __init__(self, container: dict[str, Any] | list[Any], shown: dict[str, Any] | list[Any]) -> None:
         self.container = container
+        self.shown = shown
         # Set once a key's string has closed; the member it names is in progress.
         self.key = ""
 
@@ -191,6 +208,7 @@ class IncrementalJsonParser:
         "_pieces",
         "_received",
         "_result",
+        "_shown_result",
         "_stack",
         "_started",
         "_state",
@@ -219,7 +237,8 @@ class IncrementalJsonParser:
         self._dirty = False
         self._started = False
         self._complete = False
-        self._result: Any = None
+        self._result: Any = None  # the final value: never part of a snapshot
+        self._shown_result: Any = None  # the complete document as snapshots show it
         self._error: str | None = None
         self._finished = False
         self._cache: Any = None
@@ -236,6 +255,12 @@ class IncrementalJsonParser:
         return self._complete
 
     @property
+    def result(self) -> Any:
+        """The final value once ``is_complete`` (the object ``finish`` returns, which
+        shares no list or dict with any snapshot); ``None`` before."""
+        return self._result
+
+    @property
     def text(self) -> str:
         """All the text fed so far (for an error message about the value it held)."""
         return "".join(self._received)
@@ -245,8 +270,10 @@ class IncrementalJsonParser:
         """The best valid JSON value for the text so far.
 
         A new object each time the value changes; never modified after it is returned.
-        ``None`` while ``has_value`` is false (check ``has_value`` to tell that apart
-        from a JSON ``null``).
+        It shares completed subtrees with earlier and later snapshots, so treat it as
+        read-only (see the module docstring), and shares nothing with what ``finish``
+        returns. ``None`` while ``has_value`` is false (check ``has_value`` to tell that
+        apart from a JSON ``null``).
         """
         if not self._cache_valid:
             self._cache = self._snapshot()
@@ -280,16 +307,18 @@ class IncrementalJsonParser:
                     self._dirty = True
         self._consumed += len(text)
         changed = self._dirty
-        if changed:
+        if changed or self._complete:
             self._dirty = False
             self._cache_valid = False
+            self._cache = None  # an old snapshot is not kept alive until the next value is asked
         return changed
 
     def finish(self) -> Any:
         """End the stream and return the final value.
 
         Returns:
-            The parsed top-level JSON value.
+            The parsed top-level JSON value: equal to the last snapshot of a complete
+            document, but sharing no list or dict with any snapshot ``value`` gave.
 
         Raises:
             OutputParserException: If the text held a syntax error, nested deeper than
@@ -309,7 +338,7 @@ class IncrementalJsonParser:
                     value = _number_value(number)
                 except ValueError as exc:
                     self._raise(f"Invalid JSON in the model's output: number {number!r}: {exc}")
-                self._result = value
+                self._result = self._shown_result = value
                 self._complete = self._started = True
                 self._cache_valid = False
                 return value
@@ -347,7 +376,7 @@ class IncrementalJsonParser:
 
     def _snapshot(self) -> Any:
         if self._complete:
-            return self._result
+            return self._shown_result
         stack = self._stack
         state = self._state
         leaf: Any = _MISSING
@@ -359,7 +388,7 @@ class IncrementalJsonParser:
             if shown is not None:
                 leaf = shown
         for frame in reversed(stack):
-            container = frame.container
+            container = frame.shown
             if isinstance(container, dict):
                 members = container.copy()
                 if leaf is not _MISSING:
@@ -420,8 +449,7 @@ class IncrementalJsonParser:
                     if char == ",":
                         state = _KEY if is_object else _VALUE
                     elif char == ("}" if is_object else "]"):
-                        stack.pop()
-                        state = self._complete_value(container)
+                        state = self._close_container()
                     else:
                         closer = "'}'" if is_object else "']'"
                         self._fail(f"expected ',' or {closer}, found {_describe(char)}", i)
@@ -429,7 +457,7 @@ class IncrementalJsonParser:
                     i += 1
                 elif state in (_VALUE, _ARRAY_FIRST):
                     if char == "]" and state == _ARRAY_FIRST:
-                        state = self._complete_value(stack.pop().container)
+                        state = self._close_container()
                         i += 1
                         continue
                     new_state = self._begin_value(char)
@@ -458,7 +486,7 @@ class IncrementalJsonParser:
                         self._is_key = True
                         state = _STRING
                     elif char == "}" and state == _KEY_FIRST:
-                        state = self._complete_value(stack.pop().container)
+                        state = self._close_container()
                     else:
                         self._fail(f"expected a '\"' to start an object key, found {_describe(char)}", i)
                         break
@@ -507,7 +535,8 @@ class IncrementalJsonParser:
                     self._literal_length += 1
                     if self._literal_length == len(literal):
                         self._dirty = True
-                        state = self._complete_value(_LITERAL_VALUES[literal])
+                        value = _LITERAL_VALUES[literal]
+                        state = self._complete_value(value, value)
                 elif not stack:
                     # It was prose that began like a literal ("the", "no"): look on.
                     state = _PROSE
@@ -610,7 +639,10 @@ class IncrementalJsonParser:
         return -1
 
     def _open(self, char: str) -> int:
-        self._stack.append(_Frame({} if char == "{" else []))
+        if char == "{":
+            self._stack.append(_Frame({}, {}))
+        else:
+            self._stack.append(_Frame([], []))
         self._dirty = self._started = True
         return _KEY_FIRST if char == "{" else _ARRAY_FIRST
 
@@ -623,7 +655,7 @@ class IncrementalJsonParser:
         if self._is_key:
             self._stack[-1].key = text
             return _COLON
-        return self._complete_value(text)
+        return self._complete_value(text, text)
 
     def _end_number(self, at: int) -> int:
         number = self._number
@@ -643,19 +675,29 @@ class IncrementalJsonParser:
         self._number_shown = None
         if not self._stack:
             self._started = True
-        return self._complete_value(value)
+        return self._complete_value(value, value)
 
-    def _complete_value(self, value: Any) -> int:
+    def _close_container(self) -> int:
+        frame = self._stack.pop()
+        return self._complete_value(frame.container, frame.shown)
+
+    def _complete_value(self, value: Any, shown: Any) -> int:
+        """Add a completed value to the open container (``shown``: its snapshot twin,
+        the value itself for a string, number or literal)."""
         stack = self._stack
         if stack:
             frame = stack[-1]
             container = frame.container
             if isinstance(container, dict):
-                container[frame.key] = value
+                key = frame.key
+                container[key] = value
+                frame.shown[key] = shown  # type: ignore[call-overload]
             else:
                 container.append(value)
+                frame.shown.append(shown)  # type: ignore[union-attr]
             return _AFTER
         self._result = value
+        self._shown_result = shown
         self._complete = True
         return _DONE
 

@@ -82,6 +82,16 @@ class JsonOutputParser(TransformNode[Any, Any]):
     langchain-core:* its ``JsonOutputParser`` uses ``pydantic_object`` only for
     :meth:`get_format_instructions` and returns the dict unchecked.
 
+    Partial values share their completed members with one another (that keeps parsing
+    linear), so treat them as read-only and copy one before changing it. The last chunk,
+    the value ``ainvoke`` returns, is the parser's final value, which shares nothing with
+    them: changing a partial value never changes it (see ``IncrementalJsonParser``).
+    One exception, to keep the guide's output: when the document's last pieces change
+    nothing visible (closing brackets), no further chunk comes, and the last snapshot is
+    the value (changing an earlier partial may then show in it). langchain-core parses
+    the whole text again for every chunk, so its chunks share nothing; with a schema
+    (``pydantic_object``) the last chunk is always the checked, independent value.
+
     Args:
         diff: Emit lists of JSON-patch operations (from the previous value to the new
             one) instead of whole values.
@@ -145,28 +155,40 @@ class JsonOutputParser(TransformNode[Any, Any]):
         owner = self.get_name()
         parser = IncrementalJsonParser(self.max_depth)
         previous: Any = None
-        emitted = False
+        emitted = done = False
         async for chunk in chunks:
-            if parser.feed(chunk_text(chunk, owner)) and parser.has_value:
+            changed = parser.feed(chunk_text(chunk, owner))
+            if done or not parser.has_value:
+                continue
+            if parser.is_complete:
+                done = True
+                if not changed:
+                    # The last pieces only closed the document: nothing new to show, so
+                    # no chunk (the guide's output); the last snapshot stands as the value.
+                    continue
+                # The complete document is the final value itself, not a snapshot that
+                # shares members with the ones before it (which a consumer may change).
+                value = parser.result
+            elif changed:
                 value = parser.value
-                if self.diff:
-                    yield (
-                        json_patch_ops(previous, value)
-                        if emitted
-                        else [{"op": "replace", "path": "", "value": value}]
-                    )
-                else:
-                    yield value
-                previous, emitted = value, True
+            else:
+                continue
+            if not self.diff:
+                yield value
+            elif not emitted:
+                yield [{"op": "replace", "path": "", "value": value}]
+            elif ops := json_patch_ops(previous, value):
+                yield ops
+            previous, emitted = value, True
         final = parser.finish()
         if not emitted:
             yield [{"op": "replace", "path": "", "value": final}] if self.diff else final
-            return
-        # Whether the final value differs from the last one emitted, found without
-        # recursion (``!=`` would recurse once per nesting level).
-        ops = json_patch_ops(previous, final)
-        if ops:
-            yield ops if self.diff else final
+        elif final is not previous:
+            # Completed by finish() (a top-level number): emitted when it differs.
+            # ``json_patch_ops`` finds that without recursion (``!=`` recurses per level).
+            ops = json_patch_ops(previous, final)
+            if ops:
+                yield ops if self.diff else final
 
     async def _validated(self, chunks: AsyncIterator[Any], schema: Schema) -> AsyncIterator[Any]:
         # As _values, but the complete document is not emitted as a partial value: the

@@ -10,15 +10,15 @@ checks the model's final JSON value against it and builds the typed value (a dat
 attrs instance, a pydantic model; a dict for a ``TypedDict`` or a dict schema).
 
 Everything that can be refused is refused by :func:`to_schema`, before any request: a kind
-of schema it does not know, a field type without a JSON schema here (``datetime``, a fixed
-``tuple[int, str]``, a ``dict`` with non-string keys), a JSON-schema keyword it cannot
-enforce, a ``$ref`` it cannot resolve, annotations that do not resolve. A value that does
+of schema it does not know, a field type without a JSON schema here (``datetime``, a
+``dict`` with non-string keys), a JSON-schema keyword it cannot enforce, a ``$ref`` it cannot resolve, annotations that do not resolve. A value that does
 not fit raises :class:`SchemaValidationError` naming where (``people[2].age``), what was
 expected and what came instead.
 
 Python types map to JSON schema as follows: ``str``/``int``/``float``/``bool``/``None``;
 ``Literal[...]`` and ``Enum`` classes (by value) to ``enum``; ``list``, ``Sequence``,
-``tuple[X, ...]``, ``set``/``frozenset`` to arrays (converted back to the container type);
+``tuple[X, ...]``, ``set``/``frozenset`` to arrays (converted back to the container type),
+``tuple[X, Y]`` to an array of exactly those items (``prefixItems``, built into a tuple);
 ``dict[str, X]``/``Mapping[str, X]`` to an object with ``additionalProperties``; unions and
 ``Optional`` to ``anyOf``; ``Annotated[X, "text"]`` adds a description; ``Any`` to ``{}``.
 Classes become objects with ``additionalProperties: false`` (a key the class does not have
@@ -46,7 +46,15 @@ import attrs
 
 from ._exceptions import OutputParserException
 
-__all__ = ("Schema", "SchemaValidationError", "UnsupportedSchemaError", "to_schema")
+__all__ = (
+    "ArgumentMismatch",
+    "ArgumentTypes",
+    "Schema",
+    "SchemaValidationError",
+    "UnsupportedSchemaError",
+    "argument_types",
+    "to_schema",
+)
 
 Path = tuple[str | int, ...]
 
@@ -233,6 +241,8 @@ class _Choice:
         for candidate, result in zip(self.values, self.results, strict=True):
             if _json_kind(candidate) == kind and candidate == value:
                 return result
+        if any(result is value for result in self.results):
+            return value  # already converted: an enum member from Python code (a tool's caller)
         raise _Mismatch(self.describe(), describe_value(value))
 
     def describe(self) -> str:
@@ -246,7 +256,8 @@ class _Array:
     build: Callable[[list[Any]], Any] = list
 
     def convert(self, value: Any) -> Any:
-        if not isinstance(value, list):
+        # JSON gives lists; a tuple or set comes from Python code (a tool's caller).
+        if not isinstance(value, list | tuple | set | frozenset):
             raise _Mismatch(self.describe(), describe_value(value))
         item = self.item
         converted: list[Any] = []
@@ -266,6 +277,29 @@ class _Array:
 
 
 @attrs.frozen
+class _Tuple:
+    """A fixed-length array (``tuple[int, str]``): one node per position, built into a tuple."""
+
+    items: tuple[_Node, ...]
+
+    def convert(self, value: Any) -> Any:
+        if not isinstance(value, list | tuple) or len(value) != len(self.items):
+            raise _Mismatch(self.describe(), describe_value(value))
+        converted: list[Any] = []
+        for index, (node, element) in enumerate(zip(self.items, value, strict=True)):
+            try:
+                converted.append(node.convert(element))
+            except _Mismatch as exc:
+                exc.path.append(index)
+                raise
+        return tuple(converted)
+
+    def describe(self) -> str:
+        count = len(self.items)
+        return f"an array of exactly {count} item{'s' if count != 1 else ''}"
+
+
+@attrs.frozen
 class _Field:
     key: str  # the JSON key
     argument: str  # the keyword the class takes it as
@@ -282,9 +316,12 @@ class _Object:
     fields: Mapping[str, _Field]
     extra: _Node | None
     build: Callable[[dict[str, Any]], Any] | None = None
+    instance_of: type | None = None  # the class ``build`` makes
 
     def convert(self, value: Any) -> Any:
         if not isinstance(value, dict):
+            if self.instance_of is not None and isinstance(value, self.instance_of):
+                return value  # already built: an instance from Python code (a tool's caller)
             raise _Mismatch(self.describe(), describe_value(value))
         arguments: dict[str, Any] = {}
         fields = self.fields
@@ -707,7 +744,7 @@ def _from_json(schema: Any, where: str, context: _JsonContext) -> _Node:
 
 _SUPPORTED_TYPES: Final = (
     "str, int, float, bool, None, Any, Literal[...], Enum classes, list/Sequence/set/frozenset/"
-    "tuple[X, ...], dict[str, X], unions and Optional, Annotated, and dataclasses, attrs "
+    "tuple[X, ...], tuple[X, Y], dict[str, X], unions and Optional, Annotated, and dataclasses, attrs "
     "classes, TypedDicts and pydantic models"
 )
 
@@ -717,6 +754,9 @@ class _TypeContext:
     """The classes being converted (to spot recursion) and the ``$defs`` made for recursive ones."""
 
     where: str
+    # Spell literals, enums and free dicts as pydantic does (what langchain-core shows for
+    # a tool's arguments) rather than in the shortest form.
+    pydantic_spelling: bool = False
     in_progress: dict[type, _Ref] = attrs.Factory(dict)
     recursive: set[type] = attrs.Factory(set)
     names: dict[type, str] = attrs.Factory(dict)
@@ -872,12 +912,14 @@ def _class_object(cls: type, kind: str, where: str, context: _TypeContext) -> tu
             required.append(spec.key)
         fields[spec.key] = _Field(spec.key, spec.argument, node, spec.required)
     schema: dict[str, Any] = {"type": "object"}
+    if context.pydantic_spelling:
+        schema["title"] = cls.__name__
     description = _docstring(cls)
     if description:
         schema["description"] = description
     schema.update(properties=properties, required=required, additionalProperties=False)
     build = None if kind == "TypedDict" else (lambda arguments: cls(**arguments))
-    return schema, _Object(cls.__name__, fields, None, build)
+    return schema, _Object(cls.__name__, fields, None, build, None if kind == "TypedDict" else cls)
 
 
 def _pydantic_object(cls: type, where: str, context: _TypeContext) -> tuple[dict[str, Any], _Node]:
@@ -911,16 +953,36 @@ def _class_schema(cls: type, kind: str, where: str, context: _TypeContext) -> tu
     return schema, node
 
 
-def _literal(values: tuple[Any, ...], where: str) -> tuple[dict[str, Any], _Node]:
+_PYDANTIC_KINDS: Final[dict[type, str]] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def _choice_schema(values: tuple[Any, ...], context: _TypeContext) -> dict[str, Any]:
+    if not context.pydantic_spelling:
+        return {"enum": list(values)}
+    # pydantic: one value is a const; values all of one JSON type name it.
+    schema: dict[str, Any] = {"const": values[0]} if len(values) == 1 else {"enum": list(values)}
+    kinds = {type(value) for value in values}
+    if len(kinds) == 1:
+        schema["type"] = _PYDANTIC_KINDS[kinds.pop()]
+    return schema
+
+
+def _literal(values: tuple[Any, ...], where: str, context: _TypeContext) -> tuple[dict[str, Any], _Node]:
     for value in values:
         if not _json_default(value):
             raise UnsupportedSchemaError(
                 f"{where}: the Literal value {value!r} is not a JSON string, number, boolean or null"
             )
-    return {"enum": list(values)}, _Choice(values, values)
+    return _choice_schema(values, context), _Choice(values, values)
 
 
-def _enum(cls: type[enum.Enum], where: str) -> tuple[dict[str, Any], _Node]:
+def _enum(cls: type[enum.Enum], where: str, context: _TypeContext) -> tuple[dict[str, Any], _Node]:
     members = tuple(cls)
     values = tuple(member.value for member in members)
     for value in values:
@@ -928,7 +990,10 @@ def _enum(cls: type[enum.Enum], where: str) -> tuple[dict[str, Any], _Node]:
             raise UnsupportedSchemaError(
                 f"{where}: the enum {cls.__qualname__} has the value {value!r}, which is not a JSON string, number, boolean or null"
             )
-    return {"enum": list(values)}, _Choice(values, members)
+    schema = _choice_schema(values, context)
+    if "const" in schema:  # pydantic spells a one-member enum as an enum all the same
+        schema = {"enum": [schema.pop("const")], **schema}
+    return schema, _Choice(values, members)
 
 
 _SEQUENCES: Final[frozenset[Any]] = frozenset({list, abc.Sequence, abc.MutableSequence})
@@ -940,11 +1005,9 @@ def _container(
     tp: Any, origin: Any, where: str, context: _TypeContext
 ) -> tuple[dict[str, Any], _Node] | None:
     args = typing.get_args(tp)
+    if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        return _fixed_tuple(args, where, context)
     if origin in _SEQUENCES or origin in _SETS or origin is tuple:
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            raise UnsupportedSchemaError(
-                f"{where}: the fixed-length tuple {tp!r} is not supported; use tuple[X, ...], a list, or a class with named fields"
-            )
         item_schema, item = _from_type(args[0], f"{where}[]", context) if args else ({}, _ANY)
         schema: dict[str, Any] = {"type": "array", "items": item_schema}
         if origin in _SETS:
@@ -957,8 +1020,21 @@ def _container(
                 f"{where}: {tp!r} has {args[0]!r} keys; JSON object keys are strings (use dict[str, X])"
             )
         value_schema, value = _from_type(args[1], f"{where}[]", context) if args else ({}, _ANY)
-        return {"type": "object", "additionalProperties": value_schema}, _Object("", {}, value)
+        extra: Any = True if value_schema == {} and context.pydantic_spelling else value_schema
+        return {"type": "object", "additionalProperties": extra}, _Object("", {}, value)
     return None
+
+
+def _fixed_tuple(args: tuple[Any, ...], where: str, context: _TypeContext) -> tuple[dict[str, Any], _Node]:
+    """``tuple[int, str]``: an array with one schema per position, as pydantic spells it."""
+    converted = [_from_type(arg, f"{where}[{i}]", context) for i, arg in enumerate(args)]
+    schema = {
+        "type": "array",
+        "prefixItems": [item for item, _ in converted],
+        "minItems": len(args),
+        "maxItems": len(args),
+    }
+    return schema, _Tuple(tuple(node for _, node in converted))
 
 
 def _union(options: tuple[Any, ...], where: str, context: _TypeContext) -> tuple[dict[str, Any], _Node]:
@@ -991,11 +1067,11 @@ def _from_type(tp: Any, where: str, context: _TypeContext) -> tuple[dict[str, An
         kind = _PRIMITIVES[tp]
         return {"type": kind}, _Scalar(kind, to_python=True)
     if origin is typing.Literal:
-        return _literal(typing.get_args(tp), where)
+        return _literal(typing.get_args(tp), where, context)
     if origin in (typing.Union, types.UnionType):
         return _union(typing.get_args(tp), where, context)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return _enum(tp, where)
+        return _enum(tp, where, context)
     made = _container(tp, origin or tp, where, context)
     if made is not None:
         return made
@@ -1265,3 +1341,72 @@ def to_schema(schema: Any, *, where: str) -> Schema:
         f"{where}: a schema must be a JSON-schema dict, a dataclass, an attrs class, a TypedDict or "
         f"a pydantic model (when pydantic is installed), got {shown}"
     )
+
+
+# -- a function's arguments (tools) ---------------------------------------------------------
+
+
+class ArgumentMismatch(Exception):
+    """An argument value that does not fit its annotation.
+
+    Attributes:
+        path: The argument's name, then keys and array indexes inside its value.
+        expected: What the annotation wants there, in words.
+        got: What came instead, in words.
+    """
+
+    def __init__(self, path: Path, expected: str, got: str) -> None:
+        """Record where, what was expected and what came."""
+        super().__init__(path, expected, got)
+        self.path = path
+        self.expected = expected
+        self.got = got
+
+
+@attrs.frozen(eq=False)
+class ArgumentTypes:
+    """A function's argument annotations made usable for values that arrive as JSON.
+
+    Attributes:
+        schemas: Each argument's JSON schema by name, spelled as pydantic spells it (what
+            langchain-core shows for a tool's arguments).
+        defs: The ``$defs`` those schemas refer to (recursive classes, a pydantic model's
+            own definitions); they belong at the top of the schema that holds them.
+    """
+
+    schemas: Mapping[str, dict[str, Any]]
+    defs: Mapping[str, Any]
+    _nodes: Mapping[str, _Node]
+
+    def convert(self, name: str, value: Any) -> Any:
+        """Check ``value`` against argument ``name``'s annotation and build the typed value
+        (a dataclass, attrs or pydantic instance, a tuple, an enum member...). A value that
+        already is one (from Python code) is taken as it is.
+
+        Raises:
+            ArgumentMismatch: Naming the path inside the argument, what was expected and
+                what came.
+        """
+        try:
+            return self._nodes[name].convert(value)
+        except _Mismatch as exc:
+            raise ArgumentMismatch((name, *reversed(exc.path)), exc.expected, exc.got) from None
+
+
+def argument_types(annotations: Mapping[str, Any], *, where: str) -> ArgumentTypes:
+    """The JSON schemas and converters of a function's (resolved) argument annotations.
+
+    Args:
+        annotations: Each argument's annotation by name (``Any`` for none).
+        where: Who asks, for error messages (``"tool 'f'"``).
+
+    Raises:
+        UnsupportedSchemaError: For an annotation (or a part of one) without a JSON schema
+            or converter here, naming the argument.
+    """
+    context = _TypeContext(where, pydantic_spelling=True)
+    schemas: dict[str, dict[str, Any]] = {}
+    nodes: dict[str, _Node] = {}
+    for name, annotation in annotations.items():
+        schemas[name], nodes[name] = _from_type(annotation, f"{where}: argument {name!r}", context)
+    return ArgumentTypes(schemas, dict(context.defs), nodes)

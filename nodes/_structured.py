@@ -21,6 +21,13 @@ for a ``TypedDict`` or a dict schema). The snapshot of the complete document is 
 yielded before it, so the final value appears once, as the last chunk; ``ainvoke``
 returns it.
 
+Partial snapshots are read-only: consecutive ones share their completed members (lists,
+dicts) by identity, which is what keeps a partial's cost flat; one independent of the
+others would copy the whole document each time. The final value shares nothing with
+them: it is built from the parser's own tree, which no snapshot holds a part of, and
+checked against the schema as it is returned, so a consumer that changes a partial can
+neither change the final value nor slip something past the schema.
+
 ``include_raw=True`` yields ``AddableDict`` chunks instead: ``{"raw": chunk}`` for every
 model chunk (with ``"parsed": snapshot`` beside it when the snapshot changed), then
 ``{"parsed": value, "parsing_error": None}``, or ``{"parsed": None, "parsing_error":

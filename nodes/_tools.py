@@ -1,7 +1,16 @@
 """Tools: functions with a name, a description and an argument schema (``@tool``).
 
 A tool aggregates its input, checks it against the signature, and calls the function:
-a synchronous one in a worker thread, an async one in its actor. A generator function
+a synchronous one in a worker thread, an async one in its actor. Each argument's JSON
+schema and its conversion come from the schema converter ``with_structured_output`` uses
+(``nodes/_schema.py``): an argument annotated with a ``TypedDict``, a dataclass, an attrs
+class, a pydantic model (when installed), ``tuple[int, int]``, an ``Enum``... is sent with
+its own schema and built from the JSON a call brings (a dict for a ``TypedDict``, an
+instance for a class, a tuple, an enum member; ``1`` for a ``float`` is ``1.0``). A value
+already built (from Python code) is taken as it is. A value that does not fit is a
+:class:`ToolArgumentError` naming the tool and the path inside the argument
+(``tool 'trip': argument 'stops[0].lat': expected a number, got the string 'x'``); an
+annotation without a JSON schema here (``datetime``) is refused when the tool is made. A generator function
 streams its chunks as ``on_tool_stream`` events. Runnables the tool calls are nested
 under its step with no ``callbacks`` argument to thread through; a function that
 declares one anyway (the guide's ``correct_tool(word, callbacks)``), or a ``config``
@@ -18,6 +27,7 @@ answer, with ``status="error"``, instead of raising it.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import types
@@ -32,6 +42,7 @@ import attrs
 from engine import AggregateNode, Step, concat_chunks, run_in_worker_thread, step_config
 
 from ._messages import MessageContent, ToolCall, ToolMessage
+from ._schema import ArgumentMismatch, ArgumentTypes, UnsupportedSchemaError, argument_types, render_path
 
 __all__ = (
     "ErrorHandler",
@@ -138,79 +149,45 @@ def tool_content(output: Any) -> MessageContent:
         return str(output)
 
 
-_JSON_TYPES: dict[Any, str] = {
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    list: "array",
-    tuple: "array",
-    dict: "object",
-}
-
-
-def _json_schema(annotation: Any) -> dict[str, Any]:
-    """The JSON schema of a parameter's annotation, in pydantic's spelling (what
-    langchain-core shows), for the types a tool's signature commonly uses."""
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return {}
-    if annotation is None or annotation is type(None):
-        return {"type": "null"}
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        return {"anyOf": [_json_schema(a) for a in options]}
-    if origin is typing.Literal:
-        return _literal_schema(typing.get_args(annotation))
-    base = origin or annotation
-    kind = _JSON_TYPES.get(base)
-    if kind is None:
-        return {}
-    schema: dict[str, Any] = {"type": kind}
-    args = typing.get_args(annotation)
-    if kind == "array":
-        # list[int] and tuple[int, ...] alike: the items' schema (a bare list: any items).
-        schema["items"] = _json_schema(args[0] if args else inspect.Parameter.empty)
-    elif kind == "object":
-        schema["additionalProperties"] = _json_schema(args[1]) if len(args) == 2 else True
-    return schema
-
-
-def _literal_schema(values: tuple[Any, ...]) -> dict[str, Any]:
-    kinds = {_JSON_TYPES.get(type(value)) for value in values}
-    schema: dict[str, Any] = {"const": values[0]} if len(values) == 1 else {"enum": list(values)}
-    if len(kinds) == 1 and None not in kinds:
-        schema["type"] = kinds.pop()
-    return schema
-
-
 def _title(name: str) -> str:
     # pydantic's title for a field: "first_name" -> "First Name".
     return name.replace("_", " ").title()
 
 
-def _json_default(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def _json_default(value: Any) -> tuple[bool, Any]:
+    """``value`` as JSON for a schema's ``default``, as pydantic writes it: ``(False, None)``
+    when it has no JSON form (it is then left out of the schema)."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    elif isinstance(value, tuple | set | frozenset):
+        value = list(value)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False, None
+    return True, value
 
 
-def _check_type(value: Any, annotation: Any) -> bool:
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_check_type(value, a) for a in typing.get_args(annotation))
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if annotation is type(None):
-        return value is None
-    base = origin or annotation
-    if not isinstance(base, type):
-        return True
-    if base is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if base is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, base)
+def _resolved_annotations(
+    func: Callable[..., Any], signature: inspect.Signature, where: str
+) -> dict[str, Any]:
+    """Each parameter's annotation, strings (``from __future__ import annotations``)
+    resolved in the function's module; the return annotation is not looked at."""
+    annotations = {
+        name: parameter.annotation
+        for name, parameter in signature.parameters.items()
+        if parameter.annotation is not inspect.Parameter.empty
+    }
+    holder = types.SimpleNamespace(__annotations__=annotations)
+    globalns = getattr(inspect.unwrap(func), "__globals__", None)
+    try:
+        hints = typing.get_type_hints(holder, globalns=globalns, include_extras=True)
+    except Exception as exc:
+        raise UnsupportedSchemaError(
+            f"{where}: the argument annotations do not resolve ({type(exc).__name__}: {exc}); "
+            "the types they name must be importable from the function's module"
+        ) from None
+    return {name: hints.get(name, Any) for name in signature.parameters}
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -251,7 +228,7 @@ class Tool(AggregateNode[Any, Any]):
     tool_name: str
     description: str
     _signature: inspect.Signature
-    _hints: dict[str, Any]
+    _types: ArgumentTypes
     handle_tool_error: ErrorHandler = attrs.field(default=False, kw_only=True, validator=_check_handler)
     handle_validation_error: ErrorHandler | None = attrs.field(
         default=None, kw_only=True, validator=_check_handler
@@ -279,10 +256,9 @@ class Tool(AggregateNode[Any, Any]):
                 raise TypeError(
                     f"tool {func.__name__!r}: parameter {parameter.name!r} must be a named argument"
                 )
-        try:
-            hints = typing.get_type_hints(func)
-        except Exception:  # an unresolvable annotation only costs the type check
-            hints = {}
+        tool_name = name or func.__name__
+        where = f"tool {tool_name!r}"
+        argument_schema = argument_types(_resolved_annotations(func, signature, where), where=where)
         doc = inspect.getdoc(func) or ""
         injected = tuple(name for name in signature.parameters if name in _INJECTED)
         if injected:
@@ -291,10 +267,10 @@ class Tool(AggregateNode[Any, Any]):
             )
         return cls(
             func=func,
-            tool_name=name or func.__name__,
+            tool_name=tool_name,
             description=description if description is not None else doc,
             signature=signature,
-            hints=hints,
+            types=argument_schema,
             handle_tool_error=handle_tool_error,
             handle_validation_error=handle_validation_error,
             injected=injected,
@@ -305,19 +281,33 @@ class Tool(AggregateNode[Any, Any]):
 
     @property
     def args_schema(self) -> dict[str, Any]:
-        """The JSON schema of the arguments (``{"type": "object", "properties": ...}``), as
-        sent to a model. *Where we chose differently from langchain-core:* there it is a
-        pydantic class; rillet has no pydantic, so it is the schema itself."""
+        """The JSON schema of the arguments (``{"type": "object", "properties": ...}``, and
+        ``$defs`` when a recursive class or a pydantic model needs them), as sent to a
+        model. Defaults are written as JSON (an enum's value, a tuple as a list); one with
+        no JSON form is left out.
+
+        *Where we chose differently from langchain-core:* there it is a pydantic class;
+        rillet has no pydantic, so it is the schema itself. A class argument (dataclass,
+        attrs, ``TypedDict``) is written in place with ``additionalProperties: false`` (and
+        a key it does not have is refused) where pydantic refers to ``$defs`` and ignores
+        such keys; attrs classes work here (pydantic has no schema for them). Values are
+        JSON's own types: the string ``"1"`` is not an integer here (pydantic's lax mode
+        takes it), so the model reads that its call was wrong."""
         properties: dict[str, Any] = {}
         required: list[str] = []
         for name, parameter in self._signature.parameters.items():
-            schema = _json_schema(self._hints.get(name, parameter.annotation))
-            if parameter.default is not inspect.Parameter.empty:
-                schema = {**schema, "default": _json_default(parameter.default)}
-            else:
+            schema = self._types.schemas[name]
+            if parameter.default is inspect.Parameter.empty:
                 required.append(name)
+            else:
+                has_default, default = _json_default(parameter.default)
+                if has_default:
+                    schema = {**schema, "default": default}
             properties[name] = schema
-        return {"type": "object", "properties": properties, "required": required}
+        args_schema: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
+        if self._types.defs:
+            args_schema["$defs"] = dict(self._types.defs)
+        return args_schema
 
     @property
     def tool_call_schema(self) -> dict[str, Any]:
@@ -330,7 +320,8 @@ class Tool(AggregateNode[Any, Any]):
         """Each argument's JSON schema by name, with pydantic's title, as langchain-core's
         ``tool.args`` shows them (``{"a": {"title": "A", "type": "integer"}}``)."""
         properties = self.args_schema["properties"]
-        return {name: {**schema, "title": _title(name)} for name, schema in properties.items()}
+        # A class's schema keeps its own title (pydantic's), as langchain-core shows it.
+        return {name: {"title": _title(name), **schema} for name, schema in properties.items()}
 
     def get_input_jsonschema(self) -> dict[str, Any]:
         """The whole input schema as langchain-core gives it: title, description,
@@ -376,12 +367,12 @@ class Tool(AggregateNode[Any, Any]):
                         f"tool {self.tool_name!r} is missing the required argument {name!r}"
                     )
                 continue
-            annotation = self._hints.get(name, parameter.annotation)
-            if not _check_type(arguments[name], annotation):
+            try:
+                arguments[name] = self._types.convert(name, arguments[name])
+            except ArgumentMismatch as exc:
                 raise ToolArgumentError(
-                    f"tool {self.tool_name!r}: argument {name!r} must be {getattr(annotation, '__name__', annotation)}, "
-                    f"got {type(arguments[name]).__name__}: {arguments[name]!r}"
-                )
+                    f"tool {self.tool_name!r}: argument {render_path(exc.path)!r}: expected {exc.expected}, got {exc.got}"
+                ) from None
         return arguments
 
     def compute(self, value: Any, step: Step) -> AsyncIterator[Any]:

@@ -181,6 +181,32 @@ def test_snapshots_share_completed_subtrees_and_stay_unchanged() -> None:
     assert len({id(snapshot) for snapshot in snapshots}) == len(snapshots)
 
 
+def _containers(value: Any) -> list[Any]:
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict | list):
+            found.append(item)
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
+def test_the_final_value_shares_no_list_or_dict_with_any_snapshot() -> None:
+    """finish() returns containers no snapshot holds, so changing a snapshot cannot change the final value."""
+    parser, snapshots = _stream(_COUNTRY_TOKENS)
+    assert parser.is_complete and snapshots[-1] == _COUNTRIES
+    for snapshot in snapshots:
+        for container in _containers(snapshot):
+            if isinstance(container, list):
+                container.append("changed")
+            else:
+                container["changed"] = True
+    final = parser.finish()
+    assert final == _COUNTRIES and parser.result is final
+    shown = {id(container) for snapshot in snapshots for container in _containers(snapshot)}
+    assert not shown & {id(container) for container in _containers(final)}
+
+
 def test_feed_reports_only_visible_changes() -> None:
     """feed returns False for pieces that change nothing visible: keys, colons, whitespace, closers."""
     parser = IncrementalJsonParser()

@@ -279,7 +279,7 @@ async def test_tool_invocation_forms_and_errors() -> None:
         await add.ainvoke({"b": 1})
     with pytest.raises(ToolArgumentError, match="unknown argument"):
         await add.ainvoke({"a": 1, "c": 2})
-    with pytest.raises(ToolArgumentError, match="argument 'a' must be int"):
+    with pytest.raises(ToolArgumentError, match="argument 'a': expected an integer, got the string 'one'"):
         await add.ainvoke({"a": "one"})
     with pytest.raises(ToolArgumentError, match="call it with a dict"):
         await add.ainvoke(5)

@@ -519,7 +519,7 @@ BAD_VALUES: list[tuple[str, Callable[[], Any], Any, type[BaseException], str]] =
         lambda: add,
         {"a": "1", "b": 2},
         ToolArgumentError,
-        "tool 'add': argument 'a' must be int, got str: '1'",
+        "tool 'add': argument 'a': expected an integer, got the string '1'",
     ),
     (
         "tool-unknown-argument",
@@ -547,7 +547,7 @@ BAD_VALUES: list[tuple[str, Callable[[], Any], Any, type[BaseException], str]] =
         lambda: shout,
         3,
         ToolArgumentError,
-        "tool 'shout': argument 'text' must be str, got int: 3",
+        "tool 'shout': argument 'text': expected a string, got the integer 3",
     ),
     (
         "assign-given-list",

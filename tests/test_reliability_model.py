@@ -266,7 +266,9 @@ async def test_malformed_tool_arguments_from_the_model_are_an_invalid_tool_call(
     assert (invalid.name, invalid.id, invalid.args) == ("get_weather", "toolu_1", '{"city": "Par')
     assert "not valid JSON" in str(invalid.error) and "Unterminated string" in str(invalid.error)
     # Handing the raw arguments to the tool anyway fails at the tool, naming them.
-    with pytest.raises(ToolArgumentError, match="argument 'city' must be str, got dict"):
+    with pytest.raises(
+        ToolArgumentError, match="argument 'city': expected a string, got an object with keys 'raw'"
+    ):
         await get_weather.ainvoke({"city": {"raw": invalid.args}})
     await assert_http_closed(server)
     tally("faults injected")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import json
 import pickle
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
@@ -372,7 +373,6 @@ class WithInitVar:
         (dict, "got dict"),
         (Plain, "got Plain"),
         (When, "When.at has the type datetime.date, which has no JSON schema here; supported: str, int"),
-        (Pair, "the fixed-length tuple tuple[int, str] is not supported"),
         (IntKeys, "has <class 'int'> keys; JSON object keys are strings"),
         (Dangling, "the annotations of Dangling do not resolve (NameError"),
         (WithInitVar, "WithInitVar.seed is an InitVar"),
@@ -419,6 +419,29 @@ def test_a_literal_or_enum_value_that_is_not_json_is_refused() -> None:
         to_schema(OddLiteral, where=WHERE)
     with pytest.raises(UnsupportedSchemaError, match=r"the enum .*Odd has the value \(1, 2\)"):
         to_schema(UsesOdd, where=WHERE)
+
+
+def test_a_fixed_length_tuple_is_an_array_of_exactly_its_items() -> None:
+    """tuple[int, str] is sent with prefixItems (in words for Claude's format, as the SDK does) and built into a tuple."""
+    schema = to_schema(Pair, where=WHERE)
+    pair = {
+        "type": "array",
+        "prefixItems": [{"type": "integer"}, {"type": "string"}],
+        "minItems": 2,
+        "maxItems": 2,
+    }
+    assert schema.json_schema["properties"] == {"pair": pair}
+    assert schema.claude_format(WHERE)["schema"]["properties"]["pair"] == {
+        "type": "array",
+        "description": json.dumps({key: pair[key] for key in ("maxItems", "minItems", "prefixItems")}),
+    }
+    assert schema.convert({"pair": [1, "a"]}) == Pair((1, "a"))
+    with pytest.raises(
+        SchemaValidationError, match="at pair, expected an array of exactly 2 items, got an array of 1 item"
+    ):
+        schema.convert({"pair": [1]})
+    with pytest.raises(SchemaValidationError, match=r"at pair\[1\], expected a string, got the integer 2"):
+        schema.convert({"pair": [1, 2]})
 
 
 # -- the forms the schema is sent in --------------------------------------------------------

@@ -10,6 +10,7 @@ reason. Against the loopback server, request bodies are compared whole.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
@@ -419,6 +420,88 @@ async def test_json_output_parser_with_a_schema_streams_partials_then_the_checke
         ops = await patches.ainvoke("hi")
     assert ops[0] == {"op": "replace", "path": "", "value": {}}
     assert apply_patch(None, ops) == {"title": "Up", "year": 2009}
+
+
+# -- partials are read-only; the final value is the model's ---------------------------------------
+
+
+@dataclasses.dataclass
+class Tagged:
+    tags: list[str]
+    name: str
+
+
+TAGGED_SCHEMA = {
+    "title": "Tagged",
+    "type": "object",
+    "properties": {"tags": {"type": "array", "items": {"type": "string"}}, "name": {"type": "string"}},
+    "required": ["tags", "name"],
+    "additionalProperties": False,
+}
+TAGGED_PIECES = ['{"tags": ["a", ', '"b"], "na', 'me": "x', 'y"}']
+
+
+@attrs.define(eq=False, repr=False)
+class Paced(Fragments):
+    """Fragments that yields each chunk only once every other task waits, so the consumer has
+    read and changed every chunk before the next one is parsed."""
+
+    async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+        for chunk in self.chunks:
+            await anyio.wait_all_tasks_blocked()
+            yield chunk
+
+
+def vandalize(value: Any) -> None:
+    """What a careless consumer does to a chunk: every list gets a 7, every dict a key "zz"."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            item.append(7)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            item["zz"] = 7
+
+
+async def vandalized(runnable: Any, key: str | None = None) -> list[Any]:
+    """Each chunk (or its ``key``) as it arrived, then changed in place before the next one is read."""
+    seen: list[Any] = []
+    with anyio.fail_after(GUARD):
+        async with runnable.astream("hi") as chunks:
+            async for chunk in chunks:
+                part = chunk if key is None else chunk.get(key)
+                seen.append(copy.deepcopy(part))
+                vandalize(part)
+    return seen
+
+
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+@pytest.mark.parametrize("schema", [Tagged, TAGGED_SCHEMA], ids=["dataclass", "dict"])
+async def test_changing_partials_never_reaches_the_final_value(schema: Any, method: str) -> None:
+    """A consumer that changes each partial in place changes neither the final value nor what the schema checks."""
+    text = [AIMessageChunk(content=piece) for piece in TAGGED_PIECES]
+    model = Paced(tool_call("Tagged", TAGGED_PIECES) if method == "function_calling" else text)
+    structured = model.with_structured_output(schema, method=method)
+    seen = await vandalized(structured)
+    expected = {"tags": ["a", "b"], "name": "xy"}
+    assert seen[:2] == [{"tags": ["a"]}, {"tags": ["a", "b"]}]
+    assert seen[-1] == (Tagged(**expected) if schema is Tagged else expected)  # type: ignore[arg-type]
+    raw = model.with_structured_output(schema, method=method, include_raw=True)
+    parsed = [part for part in await vandalized(raw, "parsed") if part is not None]
+    assert parsed[-1] == (Tagged(**expected) if schema is Tagged else expected)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("schema", [None, TAGGED_SCHEMA], ids=["no schema", "dict schema"])
+async def test_json_output_parser_partials_do_not_reach_its_last_chunk(schema: Any) -> None:
+    """JsonOutputParser's last chunk (its ainvoke value) is the document as written, whatever was done to the partials."""
+    chain = Paced([AIMessageChunk(content=piece) for piece in TAGGED_PIECES]) | JsonOutputParser(
+        pydantic_object=schema
+    )
+    seen = await vandalized(chain)
+    assert seen[:2] == [{"tags": ["a"]}, {"tags": ["a", "b"]}]
+    assert seen[-1] == {"tags": ["a", "b"], "name": "xy"}
 
 
 # -- the property ----------------------------------------------------------------------------------

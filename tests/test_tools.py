@@ -6,14 +6,35 @@ the same tool definitions (its behaviour, recorded here; none of its code).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+import dataclasses
+import datetime
+import enum
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal, TypedDict
 
+import anthropic  # noqa: F401  # the SDK's first import is slow: done here, not under a test's time guard
 import anyio
+import attrs
 import pytest
+from anthropic_server import AnthropicServer, ToolUseStream
 
 from engine.testing import check_event_order
-from nodes import ToolArgumentError, ToolCall, ToolException, ToolMessage, tool
+from nodes import (
+    AIMessage,
+    ChatAnthropic,
+    ScriptedChatModel,
+    Tool,
+    ToolArgumentError,
+    ToolCall,
+    ToolException,
+    ToolLoop,
+    ToolMessage,
+    UnsupportedSchemaError,
+    tool,
+)
+
+GUARD = 10.0  # seconds; bounds a run that should end at once, never paces a test
 
 
 @tool
@@ -201,7 +222,7 @@ async def test_argument_errors_follow_handle_tool_error_unless_told_apart() -> N
     validating = tool(handle_tool_error=True)(add.func)
     answer = await validating.ainvoke(call("add", {"a": "one"}))
     assert answer.status == "error"
-    assert answer.content == "tool 'add': argument 'a' must be int, got str: 'one'"
+    assert answer.content == "tool 'add': argument 'a': expected an integer, got the string 'one'"
     only_validation = tool(handle_validation_error="bad input")(add.func)
     assert (await only_validation.ainvoke(call("add", {"b": 1}))).content == "bad input"
     strict = tool(handle_tool_error=True, handle_validation_error=False)(add.func)
@@ -303,3 +324,260 @@ def test_more_annotations_in_pydantic_spelling() -> None:
     }
     assert g.tool_call_schema == g.args_schema
     assert {"a", "b", "c", "d", "e", "h"} == set(g.args_schema["required"])
+
+
+# -- typed arguments: the schema sent, the value built ----------------------------------
+
+
+class Loc(TypedDict):
+    lat: float
+    lon: float
+
+
+@dataclasses.dataclass
+class DLoc:
+    lat: float
+
+
+@attrs.frozen
+class ALoc:
+    lat: float
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclasses.dataclass
+class TreeNode:
+    name: str
+    children: list[TreeNode]
+
+
+def typed(annotation: Any, name: str = "f") -> Tool:
+    """A tool whose one argument ``x`` has ``annotation``; it answers with the repr of what it got."""
+
+    def f(x: Any) -> str:
+        """F."""
+        return repr(x)
+
+    f.__annotations__ = {"x": annotation, "return": str}
+    return tool(name=name)(f)
+
+
+_LAT = {"type": "object", "properties": {"lat": {"type": "number"}}, "required": ["lat"]}
+
+
+@pytest.mark.parametrize(
+    ("annotation", "schema", "sent", "built"),
+    [
+        (
+            Loc,
+            {
+                "type": "object",
+                "title": "Loc",
+                "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                "required": ["lat", "lon"],
+                "additionalProperties": False,
+            },
+            {"lat": 1, "lon": 2.5},
+            "{'lat': 1.0, 'lon': 2.5}",  # langchain-core
+        ),
+        (DLoc, {**_LAT, "title": "DLoc", "additionalProperties": False}, {"lat": 1}, "DLoc(lat=1.0)"),
+        (ALoc, {**_LAT, "title": "ALoc", "additionalProperties": False}, {"lat": 1}, "ALoc(lat=1.0)"),
+        (
+            tuple[int, int],
+            {  # langchain-core
+                "type": "array",
+                "prefixItems": [{"type": "integer"}, {"type": "integer"}],
+                "minItems": 2,
+                "maxItems": 2,
+            },
+            [1, 2],
+            "(1, 2)",  # langchain-core
+        ),
+        (
+            list[DLoc],
+            {"type": "array", "items": {**_LAT, "title": "DLoc", "additionalProperties": False}},
+            [{"lat": 1}],
+            "[DLoc(lat=1.0)]",  # langchain-core
+        ),
+        (Color, {"enum": ["red", "blue"], "type": "string"}, "red", "<Color.RED: 'red'>"),  # langchain-core
+        (float, {"type": "number"}, 1, "1.0"),  # langchain-core
+        (int, {"type": "integer"}, 3.0, "3"),  # langchain-core
+        (dict[str, Any], {"type": "object", "additionalProperties": True}, {"a": [1]}, "{'a': [1]}"),
+    ],
+    ids=["TypedDict", "dataclass", "attrs", "tuple", "list of dataclass", "enum", "float", "int", "dict"],
+)
+async def test_a_typed_argument_is_sent_with_its_schema_and_built_from_the_json(
+    annotation: Any, schema: dict[str, Any], sent: Any, built: str
+) -> None:
+    """The argument's schema comes from the schema converter; the JSON a call brings is checked and built into the type."""
+    f = typed(annotation)
+    assert f.args_schema == {"type": "object", "properties": {"x": schema}, "required": ["x"]}
+    assert f.to_anthropic()["input_schema"] == f.args_schema
+    answer = await f.ainvoke(ToolCall(name="f", args={"x": sent}, id="call_1"))
+    assert answer == ToolMessage(built, tool_call_id="call_1", name="f")
+
+
+async def test_a_pydantic_model_argument_is_validated_by_pydantic() -> None:
+    """A pydantic model argument is sent with its own schema ($defs at the top) and built by model_validate."""
+    pydantic = pytest.importorskip("pydantic")
+
+    class City(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        name: str
+
+    class Trip(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        stops: list[City]  # type: ignore[valid-type]
+
+    trip = typed(Trip, name="trip")
+    own = Trip.model_json_schema()
+    assert trip.args_schema["properties"]["x"] == {key: value for key, value in own.items() if key != "$defs"}
+    assert trip.args_schema["$defs"] == Trip.model_json_schema()["$defs"]
+    assert trip.args_schema["properties"]["x"]["properties"]["stops"]["items"] == {"$ref": "#/$defs/City"}
+    answer = await trip.ainvoke(ToolCall(name="trip", args={"x": {"stops": [{"name": "Oslo"}]}}, id="c"))
+    assert answer.content == "Trip(stops=[City(name='Oslo')])"
+    with pytest.raises(ToolArgumentError) as caught:
+        await trip.ainvoke({"x": {"stops": [{"name": 3}]}})
+    assert str(caught.value) == (
+        "tool 'trip': argument 'x.stops[0].name': expected a value pydantic accepts, "
+        "got the integer 3 (Input should be a valid string)"
+    )
+
+
+def test_a_recursive_class_argument_is_referenced_through_defs() -> None:
+    """A class that contains itself goes to $defs at the top of the input schema, referenced by $ref."""
+    tree = typed(TreeNode)
+    assert tree.args_schema["properties"]["x"] == {"$ref": "#/$defs/TreeNode"}
+    assert tree.args_schema["$defs"] == {
+        "TreeNode": {
+            "type": "object",
+            "title": "TreeNode",
+            "properties": {
+                "name": {"type": "string"},
+                "children": {"type": "array", "items": {"$ref": "#/$defs/TreeNode"}},
+            },
+            "required": ["name", "children"],
+            "additionalProperties": False,
+        }
+    }
+    built = tree.invoke({"x": {"name": "a", "children": [{"name": "b", "children": []}]}})
+    assert built == repr(TreeNode("a", [TreeNode("b", [])]))
+
+
+@pytest.mark.parametrize(
+    ("annotation", "sent", "message"),
+    [
+        (Loc, {"lon": 1}, "argument 'x': expected the required field 'lat', got an object with keys 'lon'"),
+        (
+            Loc,
+            {"lat": 1, "lon": 2, "alt": 3},
+            "argument 'x': expected only the fields 'lat', 'lon', got the field 'alt'",
+        ),
+        (
+            list[DLoc],
+            [{"lat": 1}, {"lat": "n"}],
+            "argument 'x[1].lat': expected a number, got the string 'n'",
+        ),
+        (tuple[int, int], [1], "argument 'x': expected an array of exactly 2 items, got an array of 1 item"),
+        (tuple[int, int], [1, "2"], "argument 'x[1]': expected an integer, got the string '2'"),
+        (Color, "green", "argument 'x': expected one of \"red\", \"blue\", got the string 'green'"),
+        (DLoc, [1.0], "argument 'x': expected an object (DLoc), got an array of 1 item"),
+    ],
+)
+async def test_an_argument_that_does_not_fit_is_named_with_the_tool_and_its_path(
+    annotation: Any, sent: Any, message: str
+) -> None:
+    """A value that does not fit raises ToolArgumentError naming the tool and the path inside the argument."""
+    f = typed(annotation)
+    with pytest.raises(ToolArgumentError) as caught:
+        await f.ainvoke(ToolCall(name="f", args={"x": sent}, id="call_1"))
+    assert str(caught.value) == f"tool 'f': {message}"
+    answer = await tool(handle_validation_error=True)(f.func).ainvoke(call("f", {"x": sent}))
+    assert (answer.status, answer.content) == ("error", f"tool 'f': {message}")
+
+
+async def test_python_callers_may_pass_values_already_built() -> None:
+    """An instance, a tuple or an enum member from Python code is taken as it is."""
+    location = DLoc(2.0)
+    assert await typed(DLoc).ainvoke({"x": location}) == repr(location)
+    assert await typed(tuple[int, int]).ainvoke({"x": (1, 2)}) == "(1, 2)"
+    assert await typed(Color).ainvoke({"x": Color.BLUE}) == "<Color.BLUE: 'blue'>"
+    assert await typed(set[str]).ainvoke({"x": {"a"}}) == "{'a'}"
+
+
+def test_defaults_are_written_as_json_or_left_out() -> None:
+    """An enum default is its value, a tuple's a list; a default with no JSON form is left out of the schema."""
+
+    @tool
+    def paint(color: Color = Color.RED, at: DLoc = DLoc(0.0), size: tuple[int, int] = (1, 2)) -> str:  # noqa: B008
+        """Paint."""
+        return ""
+
+    properties = paint.args_schema["properties"]
+    assert properties["color"]["default"] == "red" and properties["size"]["default"] == [1, 2]
+    assert "default" not in properties["at"] and paint.args_schema["required"] == []
+    json.dumps(paint.to_anthropic())
+
+
+def test_an_argument_type_without_a_schema_is_refused_when_the_tool_is_made() -> None:
+    """A type with no JSON schema, or an annotation that does not resolve, fails at @tool naming the tool and argument."""
+    with pytest.raises(
+        UnsupportedSchemaError, match=r"^tool 'f': argument 'x' has the type datetime.datetime"
+    ):
+        typed(datetime.datetime)
+    with pytest.raises(UnsupportedSchemaError, match=r"^tool 'f': argument 'x'\[\] has the type bytes"):
+        typed(dict[str, bytes])
+
+    def g(x: Missing) -> str:  # type: ignore[name-defined]  # noqa: F821  # on purpose: it does not resolve
+        """G."""
+        return ""
+
+    with pytest.raises(
+        UnsupportedSchemaError, match=r"^tool 'g': the argument annotations do not resolve \(NameError"
+    ):
+        tool(g)
+
+
+async def test_a_tool_loop_calls_a_typeddict_tool_with_what_the_model_sent() -> None:
+    """In a ToolLoop, a model's call of a tool taking a TypedDict reaches the function as that dict."""
+    where = typed(Loc, name="where")
+    model = ScriptedChatModel(
+        [AIMessage("", tool_calls=[ToolCall(name="where", args={"x": {"lat": 1, "lon": 2}}, id="t1")]), "ok"]
+    )
+    with anyio.fail_after(GUARD):
+        messages = await ToolLoop(model, [where]).ainvoke("where?")
+    answers = [message for message in messages if isinstance(message, ToolMessage)]
+    assert answers == [ToolMessage("{'lat': 1.0, 'lon': 2.0}", tool_call_id="t1", name="where")]
+
+
+@pytest.fixture
+def server() -> Iterator[AnthropicServer]:
+    """A loopback Messages API server for one test."""
+    with AnthropicServer() as running:
+        yield running
+
+
+async def test_claude_gets_the_class_schema_and_its_call_builds_the_value(server: AnthropicServer) -> None:
+    """Against the loopback API: the request's tools carry the argument's object schema; the streamed call builds it."""
+    where = typed(DLoc, name="where")
+    server.script(ToolUseStream("where", "toolu_1", ['{"x": {"la', 't": 4}}']))
+    model = ChatAnthropic(
+        model="claude-test-model", api_key="test-key", base_url=server.base_url, max_retries=0
+    ).bind_tools([where])
+    with anyio.fail_after(GUARD):
+        message = await model.ainvoke("where?")
+        answer = await where.ainvoke(message.tool_calls[0])
+    assert server.requests[0].body["tools"] == [
+        {
+            "name": "where",
+            "description": "F.",
+            "input_schema": {
+                "type": "object",
+                "properties": {"x": {**_LAT, "title": "DLoc", "additionalProperties": False}},
+                "required": ["x"],
+            },
+        }
+    ]
+    assert answer == ToolMessage("DLoc(lat=4.0)", tool_call_id="toolu_1", name="where")
