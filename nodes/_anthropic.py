@@ -49,6 +49,7 @@ import attrs
 from ._anthropic_input import SystemContent, to_anthropic_messages
 from ._anthropic_options import (
     check_thinking_budget,
+    check_thinking_tool_choice,
     check_tool_choice,
     merge_output_config,
     to_cache_control,
@@ -510,7 +511,9 @@ class ChatAnthropic(BaseChatModel):
         tool_choice: How the model must use the tools: ``"auto"``, ``"any"``, ``"none"``,
             a tool's name (``{"type": "tool", "name": ...}``), or the API's dict
             (which may carry ``disable_parallel_tool_use``). A choice that forces a
-            tool that is not bound is refused before any request.
+            tool that is not bound is refused before any request, and so is a choice
+            that forces a tool (``"any"``, a name) while ``thinking`` is ``enabled`` or
+            ``adaptive``: the API allows only ``"auto"`` and ``"none"`` with thinking.
         output_config: The API's ``output_config`` as a dict, such as ``{"format":
             {"type": "json_schema", "schema": {...}}}``; keys set to ``None`` are left out.
         effort: The ``output_config.effort`` level: ``"low"``, ``"medium"``,
@@ -583,6 +586,9 @@ class ChatAnthropic(BaseChatModel):
     def __attrs_post_init__(self) -> None:
         merge_output_config(self.output_config, self.effort, self.get_name())
         check_thinking_budget(self.thinking, self.max_tokens, self.get_name())
+        # Here, so that whichever of the two is set last (constructor, bind, bind_tools)
+        # fails at once, before any request.
+        check_thinking_tool_choice(self.thinking, self.tool_choice, self.get_name())
         if self.tools:
             # Without tools the choice may still be waiting for bind_tools; the call checks it.
             check_tool_choice(self.tool_choice, self.tools, self.get_name())
@@ -617,7 +623,8 @@ class ChatAnthropic(BaseChatModel):
         Raises:
             TypeError: If an item is neither a ``Tool`` nor a dict, or ``tool_choice`` is
                 of no accepted shape.
-            ValueError: If ``tool_choice`` names a tool that is not among ``tools``.
+            ValueError: If ``tool_choice`` names a tool that is not among ``tools``, or
+                forces a tool call while thinking is on.
         """
         choice = self.tool_choice if tool_choice is None else to_tool_choice(tool_choice)
         if parallel_tool_calls is not None:

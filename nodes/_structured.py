@@ -281,7 +281,16 @@ def _with_forced_tool(model: Any, tool: dict[str, Any], where: str) -> Any:
     choice = {"type": "tool", "name": tool["name"]}
     bind_tools = getattr(model, "bind_tools", None)
     if bind_tools is not None:
-        return bind_tools([tool], tool_choice=choice)
+        try:
+            return bind_tools([tool], tool_choice=choice)
+        except ValueError as exc:
+            # The model refuses to be forced to call the tool (with thinking on, Claude
+            # does): say what this method needs and what to use instead.
+            raise ValueError(
+                f"{where}: method='function_calling' forces a call of the tool {tool['name']!r}, "
+                f"which {model.get_name()} refuses: {exc}. Use method='json_schema' (Claude's "
+                "native structured output needs no forced tool call)"
+            ) from exc
     try:
         # A model without bind_tools that takes the call arguments (the scripted model).
         return model.bind(tools=[tool], tool_choice=choice)
