@@ -59,6 +59,7 @@ from ._anthropic_options import (
     to_tool_choice,
     with_parallel_tool_calls,
 )
+from ._anthropic_tools import to_tool_definitions
 from ._chat_model import BaseChatModel
 from ._messages import (
     AIMessageChunk,
@@ -66,7 +67,6 @@ from ._messages import (
     ToolCallChunk,
     UsageMetadata,
 )
-from ._tools import Tool
 
 if TYPE_CHECKING:
     # Imported where used at run time: the SDK takes seconds to import, which every
@@ -415,16 +415,6 @@ async def _prepare_sdk() -> ssl.SSLContext:
     return _ssl_context
 
 
-def _tool_schema(tool: Tool | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(tool, Tool):
-        return tool.to_anthropic()
-    if isinstance(tool, Mapping):
-        return dict(tool)
-    raise TypeError(
-        f"bind_tools takes Tool objects (from @tool) or tool-definition dicts, got {type(tool).__name__}: {tool!r}"
-    )
-
-
 def _delivered(count: int) -> str:
     if count == 0:
         return "before any chunk was delivered"
@@ -461,10 +451,6 @@ def _to_stop(value: Sequence[str] | None) -> tuple[str, ...] | None:
     if isinstance(value, str):
         raise TypeError(f"stop must be a list of strings, got the string {value!r}")
     return tuple(value)
-
-
-def _to_tools(value: Sequence[Tool | Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
-    return tuple(_tool_schema(tool) for tool in value)
 
 
 def _check_temperature(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -506,8 +492,8 @@ class ChatAnthropic(BaseChatModel):
         max_retries: How often the SDK retries a failed request before the stream starts.
         timeout: The SDK's request timeout in seconds (connect, and each read).
         name: The name this step's events carry.
-        tools: Tool definitions sent with each request (see :meth:`bind_tools`): ``Tool``
-            objects (sent as ``Tool.to_anthropic()``) or dicts (sent as given).
+        tools: Tool definitions sent with each request, in any form :meth:`bind_tools`
+            takes.
         tool_choice: How the model must use the tools: ``"auto"``, ``"any"``, ``"none"``,
             a tool's name (``{"type": "tool", "name": ...}``), or the API's dict
             (which may carry ``disable_parallel_tool_use``). A choice that forces a
@@ -576,7 +562,7 @@ class ChatAnthropic(BaseChatModel):
     max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
     name_: str = attrs.field(default="ChatAnthropic", alias="name")
-    tools: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=_to_tools)
+    tools: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=to_tool_definitions)
     tool_choice: dict[str, Any] | None = attrs.field(default=None, converter=to_tool_choice)
     output_config: dict[str, Any] | None = attrs.field(default=None, converter=to_output_config)
     effort: str | None = attrs.field(default=None, converter=to_effort)
@@ -601,7 +587,7 @@ class ChatAnthropic(BaseChatModel):
 
     def bind_tools(
         self,
-        tools: Sequence[Tool | Mapping[str, Any]],
+        tools: Sequence[Any],
         *,
         tool_choice: str | Mapping[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
@@ -609,8 +595,14 @@ class ChatAnthropic(BaseChatModel):
         """A copy of this model that offers ``tools`` to the model (replacing any bound before).
 
         Args:
-            tools: ``Tool`` objects (sent as ``Tool.to_anthropic()``) or tool-definition
-                dicts (sent as given, so a dict may carry ``cache_control``).
+            tools: ``Tool`` objects (sent as ``Tool.to_anthropic()``), plain functions
+                (made tools with ``@tool``), schema classes (a pydantic model, a
+                dataclass, an attrs class or a ``TypedDict``: named after the class,
+                described by its docstring), the API's tool dicts (sent as given, so a
+                dict may carry ``cache_control``; a server tool's dict, whose ``type``
+                is not ``"custom"``, too) or OpenAI's ``{"type": "function",
+                "function": {"name", "description", "parameters"}}``. Each is
+                converted here, once.
             tool_choice: How the model must use them: ``"auto"``, ``"any"``, ``"none"``,
                 a tool's name (forces that tool), or the API's dict such as ``{"type":
                 "tool", "name": ...}``. ``None`` keeps the choice bound before, if any.
@@ -621,15 +613,17 @@ class ChatAnthropic(BaseChatModel):
             The new model; this one is unchanged.
 
         Raises:
-            TypeError: If an item is neither a ``Tool`` nor a dict, or ``tool_choice`` is
-                of no accepted shape.
-            ValueError: If ``tool_choice`` names a tool that is not among ``tools``, or
-                forces a tool call while thinking is on.
+            TypeError: If an item is none of those, or ``tool_choice`` is of no accepted
+                shape.
+            ValueError: If a custom tool's dict has no ``input_schema``, a tool's name
+                does not match the API's pattern (``^[a-zA-Z0-9_-]{1,64}$``),
+                ``tool_choice`` names a tool that is not among ``tools``, or it forces a
+                tool call while thinking is on.
         """
         choice = self.tool_choice if tool_choice is None else to_tool_choice(tool_choice)
         if parallel_tool_calls is not None:
             choice = with_parallel_tool_calls(choice, parallel_tool_calls)
-        return attrs.evolve(self, tools=tuple(_tool_schema(tool) for tool in tools), tool_choice=choice)
+        return attrs.evolve(self, tools=to_tool_definitions(tools), tool_choice=choice)
 
     def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
         config = arguments.get("output_config")

@@ -46,7 +46,14 @@ import attrs
 
 from ._exceptions import OutputParserException
 
-__all__ = ("Schema", "SchemaValidationError", "UnsupportedSchemaError", "to_schema")
+__all__ = (
+    "TOOL_NAME",
+    "Schema",
+    "SchemaValidationError",
+    "UnsupportedSchemaError",
+    "to_schema",
+    "valid_tool_name",
+)
 
 Path = tuple[str | int, ...]
 
@@ -1118,6 +1125,20 @@ def _claude_typed(declared: str, rest: dict[str, Any], out: dict[str, Any], wher
 
 
 # -- the schema -------------------------------------------------------------------------
+
+#: The names a model API takes for a tool: Anthropic's (see ANTHROPIC-SDK-NOTES.md, "Tool
+#: definitions"), which OpenAI's function names share.
+TOOL_NAME: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_NOT_IN_TOOL_NAME: Final = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def valid_tool_name(name: str) -> str:
+    """``name`` made a name the APIs take: each other character becomes ``_``, cut to 64.
+
+    For a name the user never calls by (the forced tool of structured output, named
+    after a schema's title such as ``"Person Info"``).
+    """
+    return _NOT_IN_TOOL_NAME.sub("_", name)[:64]
 
 
 @attrs.frozen(eq=False)

@@ -43,7 +43,7 @@ from ._exceptions import OutputParserException
 from ._json_stream import MAX_DEPTH, IncrementalJsonParser, check_max_depth
 from ._messages import AIMessage, AIMessageChunk
 from ._parsers import chunk_text
-from ._schema import Schema, to_schema
+from ._schema import Schema, to_schema, valid_tool_name
 
 __all__ = ("METHODS", "StructuredOutputMethod", "StructuredOutputParser", "structured_output")
 
@@ -330,6 +330,9 @@ def structured_output(
         tool_name = None
     else:
         tool = converted.tool(f"{where} with method='function_calling'")
+        # Named after the schema's class or title ("Person Info"), which nobody calls it
+        # by: made a name the API takes rather than refused.
+        tool = {**tool, "name": valid_tool_name(tool["name"])}
         bound = _with_forced_tool(model, tool, where)
         tool_name = tool["name"]
     parser = StructuredOutputParser(converted, tool_name=tool_name, include_raw=include_raw)
