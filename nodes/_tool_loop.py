@@ -47,7 +47,17 @@ import attrs
 
 # The hosting step is the engine's base for steps that run nested runs in their actor
 # (retry, fallbacks, timeouts); the loop is one more, so it uses the same base.
-from engine import Emitter, HostingNode, Runnable, Step
+from engine import (
+    Emitter,
+    HostingNode,
+    Runnable,
+    RunnableBinding,
+    RunnableRateLimited,
+    RunnableRetry,
+    RunnableTimeout,
+    RunnableWithFallbacks,
+    Step,
+)
 
 from ._messages import (
     AIMessage,
@@ -114,6 +124,61 @@ def _to_tools(value: Sequence[Tool | Callable[..., Any]]) -> tuple[Tool, ...]:
     return tools
 
 
+def _offered_names(model: Runnable[Any, Any]) -> list[str] | None:
+    """The names of the tools ``model`` already offers, or ``None`` when it offers none."""
+    bound = getattr(model, "tools", None)
+    if not bound:
+        return None
+    names = []
+    for item in bound:
+        name = item.get("name") if isinstance(item, Mapping) else getattr(item, "tool_name", None)
+        names.append(str(name))
+    return names
+
+
+def _offer(model: Runnable[Any, Any], tools: tuple[Tool, ...], loop: str) -> Runnable[Any, Any]:
+    """``model`` offering exactly ``tools``, bound through the engine's wrappers.
+
+    Raises:
+        ValueError: If the model already offers other tools.
+        TypeError: If no model inside can be given tools.
+    """
+    if isinstance(model, RunnableBinding | RunnableRetry | RunnableRateLimited):
+        return attrs.evolve(model, bound=_offer(model.bound, tools, loop))
+    if isinstance(model, RunnableTimeout):
+        return attrs.evolve(model, inner=_offer(model.inner, tools, loop))
+    if isinstance(model, RunnableWithFallbacks):
+        return attrs.evolve(
+            model,
+            runnable=_offer(model.runnable, tools, loop),
+            fallbacks=tuple(_offer(fallback, tools, loop) for fallback in model.fallbacks),
+        )
+    wanted = [item.tool_name for item in tools]
+    offered = _offered_names(model)
+    if offered is not None:
+        if sorted(offered) != sorted(wanted):
+            raise ValueError(
+                f"{loop}: its model {model.get_name()} already offers the tools {offered}, but the "
+                f"loop's tools are {wanted}; the model would call tools the loop cannot run, or never "
+                "hear of some it can. Give the loop the model without tools bound (it binds its own), "
+                "or the same tools"
+            )
+        # The same tools, bound by the user: kept as bound (with their tool_choice, cache_control).
+        return model
+    bind_tools = getattr(model, "bind_tools", None)
+    if callable(bind_tools):
+        bound: Runnable[Any, Any] = bind_tools(list(tools))
+        return bound
+    if "tools" in type(model).call_arguments:
+        return model.bind(tools=list(tools))
+    raise TypeError(
+        f"{loop} cannot offer its tools to its model {model.get_name()}: it has no bind_tools() and "
+        "takes no 'tools' call argument, so the model would never hear of the tools. Give the loop a "
+        "chat model that takes tools (ChatAnthropic, ScriptedChatModel), possibly wrapped in "
+        "with_retry, with_fallbacks, with_timeout, with_rate_limit or with_config"
+    )
+
+
 def _check_model(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, Runnable):
         raise TypeError(f"ToolLoop's model must be a chat model (a runnable), got {type(value).__name__}")
@@ -137,10 +202,16 @@ class ToolLoop(HostingNode[Any, Any]):
     """Runs ``model``, then the tools it calls, then ``model`` again, until it answers.
 
     Args:
-        model: A chat model (a runnable streaming ``AIMessageChunk``s). If it has
-            ``bind_tools`` and no tools bound yet (``ChatAnthropic``), the loop binds
-            ``tools`` to it; bind them yourself on a wrapped model
-            (``model.bind_tools(tools).with_retry()``).
+        model: A chat model (a runnable streaming ``AIMessageChunk``s) that takes tools,
+            possibly wrapped in the engine's wrappers (``with_retry``,
+            ``with_fallbacks``, ``with_timeout``, ``with_rate_limit``, ``with_config``).
+            The loop offers the model exactly its ``tools``, or refuses at
+            construction: it binds them inside the wrappers (to each model of a
+            fallback list), with ``bind_tools`` or, for a model without it, the
+            ``tools`` call argument (``bind(tools=...)``); a model that already offers
+            the same tools (by name) is kept as bound, so a ``tool_choice`` or
+            ``cache_control`` bound with them stays. The bound model is the loop's
+            ``model`` attribute.
         tools: ``Tool`` objects (or functions, made tools with ``@tool``), named uniquely.
         max_turns: The most model calls. A reply in the last turn that still calls tools
             ends the loop with :class:`ToolLoopLimitError` (an error, not a quiet stop:
@@ -162,9 +233,12 @@ class ToolLoop(HostingNode[Any, Any]):
     metadata.
 
     Raises:
-        TypeError: For a model that is not a runnable, tools that are not a list of tools
-            or functions, or a bad ``handle_tool_errors``.
-        ValueError: For no tools, two tools of one name, or ``max_turns`` below 1.
+        TypeError: For a model that is not a runnable or cannot be given tools (no
+            ``bind_tools``, no ``tools`` call argument, inside or out of the wrappers),
+            tools that are not a list of tools or functions, or a bad
+            ``handle_tool_errors``.
+        ValueError: For no tools, two tools of one name, ``max_turns`` below 1, or a
+            model that already offers other tools than the loop's (both named).
     """
 
     kind: ClassVar[str] = "chain"
@@ -178,9 +252,7 @@ class ToolLoop(HostingNode[Any, Any]):
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {item.tool_name: item for item in self.tools})
-        bind = getattr(self.model, "bind_tools", None)
-        if callable(bind) and not getattr(self.model, "tools", None):
-            object.__setattr__(self, "model", bind(list(self.tools)))
+        object.__setattr__(self, "model", _offer(self.model, self.tools, self.get_name()))
 
     def get_name(self) -> str:
         return self.name_

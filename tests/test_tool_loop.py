@@ -11,13 +11,13 @@ import asyncio
 import json
 import pickle
 import threading
-from collections.abc import AsyncGenerator, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from typing import Any, ClassVar, Self
 
 import anyio
 import attrs
 import pytest
-from anthropic_server import AnthropicServer, TextStream, ToolUse, ToolUseStream
+from anthropic_server import AnthropicServer, ErrorReply, TextStream, ToolUse, ToolUseStream
 
 from engine import RunnableLambda
 from engine.testing import assert_run_cleaned_up, check_event_order, cleanup_guard
@@ -60,7 +60,10 @@ def text_chunks(text: str) -> list[AIMessageChunk]:
 @attrs.define(eq=False)
 class StepModel(BaseChatModel):
     """Streams ``replies[n]`` on call n (raising an exception found there); waits for
-    ``gates[(n, i)]`` before item i of call n."""
+    ``gates[(n, i)]`` before item i of call n. Takes ``tools`` as a call argument and
+    records them in place (not on a copy), so the test's handle sees the loop's calls."""
+
+    call_arguments: ClassVar[Mapping[str, str]] = {"tools": "tools"}
 
     replies: list[list[AIMessageChunk | Exception]]
     gates: dict[tuple[int, int], anyio.Event] = attrs.field(factory=dict)
@@ -68,6 +71,11 @@ class StepModel(BaseChatModel):
     produced: int = 0
     received: list[list[BaseMessage]] = attrs.field(factory=list)
     stopped_early: int = 0
+    tools: list[str] = attrs.field(factory=list)
+
+    def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
+        self.tools = [item.tool_name for item in arguments["tools"]]
+        return self
 
     async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         number = self.calls
@@ -130,8 +138,10 @@ async def test_the_loop_streams_every_turn_the_answers_between_and_the_transcrip
 
 async def test_ainvoke_returns_the_transcript_and_the_model_sees_the_answers() -> None:
     """ainvoke gives [AIMessage, answers in call order, AIMessage]; turn 2's input is the whole conversation."""
-    model = two_calls_then("Sunny at noon.")
-    loop = ToolLoop(model, [weather, local_time])
+    loop = ToolLoop(two_calls_then("Sunny at noon."), [weather, local_time])
+    # The loop's model is the scripted model with the loop's tools bound (a copy).
+    model = loop.model
+    assert isinstance(model, ScriptedChatModel)
     transcript = await loop.ainvoke([("system", "Be brief."), ("human", "Weather in Paris?")])
     assert [type(message).__name__ for message in transcript] == [
         "AIMessage",
@@ -146,6 +156,8 @@ async def test_ainvoke_returns_the_transcript_and_the_model_sees_the_answers() -
     assert transcript[-1] == AIMessage("Sunny at noon.")
     assert model.received[1] == [*model.received[0], *transcript[:3]]
     assert len(model.received[1]) == 5
+    offered = [weather.to_anthropic(), local_time.to_anthropic()]
+    assert [arguments["tools"] for arguments in model.received_arguments] == [offered, offered]
 
 
 def test_invoke_and_a_string_input() -> None:
@@ -157,9 +169,9 @@ def test_invoke_and_a_string_input() -> None:
 
 async def test_a_reply_without_tool_calls_ends_the_loop_at_once() -> None:
     """One turn, no tool run: the transcript is that one message."""
-    model = ScriptedChatModel(["No tools needed."])
-    assert await ToolLoop(model, [weather]).ainvoke("hi") == [AIMessage("No tools needed.")]
-    assert model.calls == 1
+    loop = ToolLoop(ScriptedChatModel(["No tools needed."]), [weather])
+    assert await loop.ainvoke("hi") == [AIMessage("No tools needed.")]
+    assert isinstance(loop.model, ScriptedChatModel) and loop.model.calls == 1
 
 
 async def test_a_tool_starts_before_the_message_has_ended() -> None:
@@ -692,3 +704,63 @@ async def test_with_claude_a_reported_error_goes_back_as_is_error(server: Anthro
         ],
     }
     assert events[-1]["data"]["output"][-1].text == "No data."
+
+
+# -- the tools the model is offered -----------------------------------------------------
+
+
+@tool
+def get_date(city: str) -> str:
+    """Get the date in a city."""
+    return f"Monday in {city}"
+
+
+async def test_the_loop_binds_its_tools_inside_the_engine_wrappers(server: AnthropicServer) -> None:
+    """A model wrapped in with_config/with_timeout/with_retry/with_fallbacks gets the tools, each fallback too."""
+    server.script(ErrorReply(500, "api_error"))  # the primary fails, the fallback answers
+    server.script(TextStream(["It is noon."]))
+    primary = (
+        claude(server).with_config(run_name="primary").with_timeout(total=60).with_retry(stop_after_attempt=1)
+    )
+    loop = ToolLoop(primary.with_fallbacks([claude(server)]), [get_time, get_date])
+    with anyio.fail_after(GUARD):
+        transcript = await loop.ainvoke("Time in Paris?")
+    assert [message.text for message in transcript] == ["It is noon."]
+    tools = [get_time.to_anthropic(), get_date.to_anthropic()]
+    assert [request.body.get("tools") for request in server.requests] == [tools, tools]
+
+
+async def test_the_loop_keeps_a_model_that_offers_the_same_tools(server: AnthropicServer) -> None:
+    """The user's own binding of the same tools (in any order) stays, with its tool choice."""
+    server.script(TextStream(["Noon."]))
+    model = claude(server).bind_tools([get_date, get_time], parallel_tool_calls=False).with_retry()
+    with anyio.fail_after(GUARD):
+        await ToolLoop(model, [get_time, get_date]).ainvoke("Time?")
+    sent = server.requests[0].body
+    assert sent["tools"] == [get_date.to_anthropic(), get_time.to_anthropic()]
+    assert sent["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+
+
+def test_a_model_offering_other_tools_is_refused_naming_both() -> None:
+    """A model bound to other tools than the loop's (wrapped or not) fails at construction, naming both lists."""
+    model = ChatAnthropic(model=MODEL).bind_tools([get_time])
+    for given in (model, model.with_retry(), model.with_fallbacks([ChatAnthropic(model=MODEL)])):
+        with pytest.raises(ValueError, match=r"already offers the tools \['get_time'\]") as caught:
+            ToolLoop(given, [get_time, get_date])
+        assert "the loop's tools are ['get_time', 'get_date']" in str(caught.value)
+
+
+def test_a_model_that_cannot_take_tools_is_refused() -> None:
+    """A runnable with neither bind_tools nor a tools call argument (a function, a chain) fails at construction."""
+    function = RunnableLambda(lambda messages: AIMessage("hi"))
+    chain = RunnableLambda(lambda messages: messages) | ChatAnthropic(model=MODEL)
+    for model in (function, function.with_retry(), chain):
+        with pytest.raises(TypeError, match="cannot offer its tools to its model"):
+            ToolLoop(model, [get_time])
+
+
+def test_a_model_without_bind_tools_gets_the_tools_as_a_call_argument() -> None:
+    """A model that takes tools only through bind(tools=...) is offered the loop's tools that way."""
+    model = StepModel([text_chunks("ok")])
+    ToolLoop(model.with_retry(), [get_time, get_date])
+    assert model.tools == ["get_time", "get_date"]
