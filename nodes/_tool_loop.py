@@ -13,9 +13,21 @@ bounded by its edges like any step's: a slow consumer holds the actor at its sen
 model's nested run fills its own bounded edge and stops reading the HTTP stream, in every
 turn. Each tool call runs as a nested run of its tool (``tool.ainvoke(call)``) in a task
 of a task group the actor holds for the turn; the model's stream is read inside that
-group, so cancelling the loop cancels the model call and every running tool at once, and
-a tool that fails (unless its error is handled) cancels the model call and the other
-tools of its turn, and ends the loop with its own exception.
+group, so cancelling the loop cancels the model call and every running tool, and a tool
+that fails (unless its error is handled) cancels the model call and the other tools of
+its turn, and ends the loop with its own exception.
+
+**Cancelling waits for synchronous tools.** An async tool is cancelled at its next
+``await``. A synchronous tool runs in a worker thread, and a thread cannot be
+interrupted: the cancellation waits until the function returns (a ``time.sleep(1)`` tool
+holds a cancelled loop for up to a second), and a synchronous generator tool is stopped
+after the chunk it is making, then closed in its thread. *Chosen over abandoning the
+thread* (``anyio.to_thread.run_sync(abandon_on_cancel=True)``, which would let the
+cancellation return at once): everything a run starts ends before the run does, as for
+every step of the engine (``engine.run_in_worker_thread``); an abandoned tool would go on
+with its side effects unseen, still hold a worker thread, and call back into a run that
+has ended if it runs a runnable itself. A tool that must stop promptly is written async
+(or checks for cancellation in its own way).
 
 **When a call is complete.** A chat model streams a message's content blocks one after
 another (the Messages API sends every event of a block before the next block starts), and

@@ -1,9 +1,11 @@
 """Tools: functions with a name, a description and an argument schema (``@tool``).
 
 A tool aggregates its input, checks it against the signature, and calls the function:
-a synchronous one in a worker thread, an async one in its actor. A generator function
-streams its chunks as ``on_tool_stream`` events. Runnables the tool calls are nested
-under its step with no ``callbacks`` argument to thread through.
+a synchronous one in a worker thread (which a cancellation cannot interrupt: it waits
+for the function to return, or for a generator's current chunk), an async one in its
+actor (cancelled at its next ``await``). A generator function streams its chunks as
+``on_tool_stream`` events. Runnables the tool calls are nested under its step with no
+``callbacks`` argument to thread through.
 
 The input is either the arguments (a dict, or one value for a one-argument tool) or a
 *tool call* as a model makes it (a :class:`~nodes.ToolCall` from ``AIMessage.tool_calls``,

@@ -437,6 +437,80 @@ async def test_cancelling_the_loop_while_a_tool_runs_stops_the_tool_and_the_mode
     assert model.stopped_early == 1 and not gate.is_set()
 
 
+async def cancel_while_held(
+    loop: ToolLoop, started: threading.Event, release: threading.Event, order: list[str]
+) -> None:
+    """Cancel ``loop``'s run once ``started`` is set, append "settled" when every task is
+    blocked after the cancel, then set ``release``; "loop returned" is appended when the
+    cancelled run has returned."""
+    async with cleanup_guard():
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tasks:
+                scope = anyio.CancelScope()
+
+                async def run() -> None:
+                    with scope:
+                        await loop.ainvoke("go")
+                    order.append("loop returned")
+
+                tasks.start_soon(run)
+                await anyio.to_thread.run_sync(started.wait, GUARD)
+                scope.cancel()
+                # As far as the cancellation can go without the thread: a loop that did
+                # not wait for its tool would have returned by now.
+                await anyio.wait_all_tasks_blocked()
+                order.append("settled")
+                release.set()
+
+
+async def test_cancelling_the_loop_waits_for_a_running_sync_tool_to_return() -> None:
+    """A sync tool's thread cannot be interrupted: the cancelled loop returns only after the tool has returned."""
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    @tool
+    def blocking(x: int) -> str:
+        """Blocks until released."""
+        started.set()
+        release.wait(GUARD)
+        order.append("tool returned")
+        return "done"
+
+    gate = anyio.Event()
+    reply = [*call_chunks(0, "blocking", "c1", {"x": 1}), *call_chunks(1, "blocking", "c2", {"x": 2})]
+    model = StepModel([reply], gates={(0, 4): gate})
+    await cancel_while_held(ToolLoop(model, [blocking]), started, release, order)
+    assert order == ["settled", "tool returned", "loop returned"]
+    assert model.stopped_early == 1 and not gate.is_set()
+
+
+async def test_cancelling_the_loop_stops_a_sync_generator_tool_after_its_current_chunk() -> None:
+    """A sync generator tool finishes the chunk it is making, makes no more, and is closed in its thread."""
+    started, release = threading.Event(), threading.Event()
+    made: list[str] = []
+
+    @tool
+    def chunks(x: int) -> Iterator[str]:
+        """Yields until released, then more."""
+        try:
+            made.append("a")
+            yield "a"
+            started.set()
+            release.wait(GUARD)
+            made.append("b")
+            yield "b"
+            made.append("c")
+            yield "c"
+        finally:
+            made.append("closed")
+
+    gate = anyio.Event()
+    reply = [*call_chunks(0, "chunks", "c1", {"x": 1}), *call_chunks(1, "chunks", "c2", {"x": 2})]
+    model = StepModel([reply], gates={(0, 4): gate})
+    await cancel_while_held(ToolLoop(model, [chunks]), started, release, made)
+    assert made == ["a", "settled", "b", "closed", "loop returned"]
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_an_asyncio_task_cancel_while_a_tool_runs_stays_pending(anyio_backend: str) -> None:
     """task.cancel() landing in a loop whose tool runs: the tool is cancelled, the caller's cancelling() is 1."""
