@@ -230,6 +230,7 @@ class _Translator:
     stop_sequence: str | None = None
     stop_details: dict[str, Any] | None = None
     thinking_seen: bool = False
+    tool_block: int | None = None
     produced: int = 0
     complete: bool = False
 
@@ -258,6 +259,8 @@ class _Translator:
             return self._thinking_delta(index, delta)
         if event == "content_block_start":
             return self._block_start(data)
+        if event == "content_block_stop":
+            return self._block_stop(data)
         if event == "message_start":
             message = _field(data, "message", dict, event)
             self.message_id = message.get("id")
@@ -274,7 +277,7 @@ class _Translator:
         if event == "message_stop":
             self.complete = True
             return self._chunk(content="", usage_metadata=self._usage(), response_metadata=self._metadata())
-        # content_block_stop, and event types newer than this code, carry nothing to stream.
+        # Event types newer than this code carry nothing to stream.
         return None
 
     def _block_start(self, data: Mapping[str, Any]) -> AIMessageChunk | None:
@@ -285,6 +288,7 @@ class _Translator:
         if kind == "text":
             return self._chunk(content=block["text"]) if block.get("text") else None
         if kind == "tool_use":
+            self.tool_block = index
             call = ToolCallChunk(name=block.get("name"), id=block.get("id"), args="", index=index)
             if not self.thinking_seen:
                 return self._chunk(content="", tool_call_chunks=[call])
@@ -298,6 +302,16 @@ class _Translator:
             return self._chunk(content=[{**block, "index": index}])
         # Server tool blocks and block types newer than this code are not streamed.
         return None
+
+    def _block_stop(self, data: Mapping[str, Any]) -> AIMessageChunk | None:
+        index = _field(data, "index", int, "content_block_stop")
+        if index != self.tool_block:
+            return None
+        # The end of a tool_use block: its arguments are complete. A fragment with only
+        # the index says so (it adds nothing to the call), so that a consumer can run the
+        # call now rather than when the next block or the message's end shows it.
+        self.tool_block = None
+        return self._chunk(content="", tool_call_chunks=[ToolCallChunk(index=index)])
 
     def _thinking_delta(self, index: int, delta: Mapping[str, Any]) -> AIMessageChunk | None:
         event = "content_block_delta"
@@ -463,8 +477,10 @@ class ChatAnthropic(BaseChatModel):
     """A chat model served by Anthropic's Messages API, streamed token by token.
 
     Each text delta is yielded as an ``AIMessageChunk`` as soon as it arrives. A tool call
-    streams as ``tool_call_chunks`` (name and id first, then the JSON argument fragments),
-    so the chunks add up to a message with parsed ``tool_calls``. The first chunk carries
+    streams as ``tool_call_chunks`` (name and id first, then the JSON argument fragments,
+    then, at the block's ``content_block_stop``, an end marker: a fragment with only the
+    call's ``index``, which adds nothing), so the chunks add up to a message with parsed
+    ``tool_calls``. The first chunk carries
     the message id; a final chunk with empty content carries ``usage_metadata`` (with the
     prompt cache's counts in ``input_token_details`` and thinking tokens in
     ``output_token_details``, when reported) and ``response_metadata`` (``model_name``,

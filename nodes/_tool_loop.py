@@ -32,9 +32,12 @@ has ended if it runs a runnable itself. A tool that must stop promptly is writte
 **When a call is complete.** A chat model streams a message's content blocks one after
 another (the Messages API sends every event of a block before the next block starts), and
 each tool-call fragment carries the ``index`` of its block. So a fragment of another index
-means the open call is complete, and the end of the message completes the last one:
-no marker from the provider is needed. A fragment without an index cannot be placed; such
-calls run when the message has ended.
+means the open call is complete, and the end of the message completes the last one. A
+provider that knows sooner says so with an *end marker*, a fragment with nothing but the
+call's ``index`` (no name, arguments or id; it adds nothing to the call):
+``ChatAnthropic`` sends one at the tool_use block's ``content_block_stop``, so a call
+runs as soon as its block ends, not when the next block (or the message's end) arrives.
+A fragment without an index cannot be placed; such calls run when the message has ended.
 
 **What streams out.** ``astream`` yields the model's ``AIMessageChunk``s of every turn as
 they come, each tool's ``ToolMessage`` as soon as that tool has finished (so a fast tool's
@@ -450,6 +453,10 @@ class _CallTracker:
             index = fragment.index
             if index is None:
                 self._loose.append(fragment)
+            elif fragment.name is None and fragment.args is None and fragment.id is None:
+                # An end marker (ChatAnthropic's at content_block_stop): the call is complete.
+                if index == self._open:
+                    complete.append(self._close())
             elif index == self._open:
                 self._parts.append(fragment)
             elif index in self._closed:

@@ -17,7 +17,16 @@ from typing import Any, ClassVar, Self
 import anyio
 import attrs
 import pytest
-from anthropic_server import AnthropicServer, ErrorReply, TextStream, ToolUse, ToolUseStream
+from anthropic_server import (
+    AnthropicServer,
+    ErrorReply,
+    MessageStream,
+    TextBlock,
+    TextStream,
+    ToolUse,
+    ToolUseBlock,
+    ToolUseStream,
+)
 
 from engine import RunnableLambda
 from engine.testing import assert_run_cleaned_up, check_event_order, cleanup_guard
@@ -741,6 +750,81 @@ async def test_with_claude_a_tool_runs_while_the_next_tool_use_block_streams(
             ],
         },
     ]
+
+
+async def test_with_claude_a_tool_starts_when_its_block_ends(server: AnthropicServer) -> None:
+    """The tool runs on Claude's content_block_stop, while the server still holds the message's end."""
+    held = threading.Event()
+    weather_ran = anyio.Event()
+
+    @tool
+    async def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        weather_ran.set()
+        return f"sunny in {city}"
+
+    blocks = [TextBlock(["Checking."]), ToolUseBlock("get_weather", "toolu_1", ['{"city": ', '"Paris"}'])]
+    server.script(MessageStream(blocks, stop_reason="tool_use", hold_after_stop={1: held}))
+    server.script(TextStream(["Sunny."]))
+    loop = ToolLoop(claude(server), [get_weather])
+    seen: list[Any] = []
+
+    async def consume() -> None:
+        async for chunk in loop.astream("Weather in Paris?"):
+            seen.append(chunk)
+
+    async with cleanup_guard():
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(consume)
+                await weather_ran.wait()
+                # Held after the block's content_block_stop: no message_delta, no message_stop yet.
+                assert server.requests[0].outcome is None
+                held.set()
+    assert seen[-1][1] == ToolMessage("sunny in Paris", tool_call_id="toolu_1", name="get_weather")
+    assert server.requests[1].body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny in Paris"}],
+        },
+    ]
+
+
+async def test_an_end_marker_completes_the_open_call_at_once() -> None:
+    """A fragment with only the open call's index runs that call before the model's next chunk."""
+    gate = anyio.Event()
+    ran = anyio.Event()
+
+    @tool
+    async def lookup(word: str) -> str:
+        """Look up."""
+        ran.set()
+        return word.upper()
+
+    reply = [
+        *call_chunks(0, "lookup", "c1", {"word": "a"}),
+        AIMessageChunk(content="", tool_call_chunks=[ToolCallChunk(index=0)]),
+        *text_chunks("done"),
+    ]
+    model = StepModel([reply, text_chunks("ok")], gates={(0, 4): gate})
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tasks:
+
+            async def run() -> None:
+                transcript = await ToolLoop(model, [lookup]).ainvoke("go")
+                assert transcript[1] == ToolMessage("A", tool_call_id="c1", name="lookup")
+
+            tasks.start_soon(run)
+            await ran.wait()  # before the model's chunk 4, held at the gate
+            assert model.produced == 4
+            gate.set()
 
 
 async def test_with_claude_a_reported_error_goes_back_as_is_error(server: AnthropicServer) -> None:
