@@ -251,8 +251,7 @@ def check_thinking_tool_choice(
             f"{model}: tool_choice {dict(choice)!r} forces a tool call, which the API refuses with "
             f"thinking {dict(thinking)!r}: with thinking on, only tool_choice 'auto' or 'none' is "
             "allowed. Use tool_choice='auto' (the model may still call the tool), or turn thinking "
-            "off for this call (thinking={'type': 'disabled'}); for with_structured_output, use "
-            "method='json_schema'"
+            "off for this call (thinking={'type': 'disabled'})"
         )
 
 

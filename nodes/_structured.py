@@ -288,8 +288,8 @@ def _with_forced_tool(model: Any, tool: dict[str, Any], where: str) -> Any:
             # does): say what this method needs and what to use instead.
             raise ValueError(
                 f"{where}: method='function_calling' forces a call of the tool {tool['name']!r}, "
-                f"which {model.get_name()} refuses: {exc}. Use method='json_schema' (Claude's "
-                "native structured output needs no forced tool call)"
+                f"which {model.get_name()} refuses ({exc}); use method='json_schema' (Claude's "
+                "native structured output, which forces no tool call)"
             ) from exc
     try:
         # A model without bind_tools that takes the call arguments (the scripted model).
