@@ -49,6 +49,7 @@ import attrs
 from ._anthropic_input import SystemContent, to_anthropic_messages
 from ._anthropic_options import (
     check_thinking_budget,
+    check_thinking_tool_choice,
     check_tool_choice,
     merge_output_config,
     to_cache_control,
@@ -58,6 +59,7 @@ from ._anthropic_options import (
     to_tool_choice,
     with_parallel_tool_calls,
 )
+from ._anthropic_tools import to_tool_definitions
 from ._chat_model import BaseChatModel
 from ._messages import (
     AIMessageChunk,
@@ -65,7 +67,6 @@ from ._messages import (
     ToolCallChunk,
     UsageMetadata,
 )
-from ._tools import Tool
 
 if TYPE_CHECKING:
     # Imported where used at run time: the SDK takes seconds to import, which every
@@ -229,6 +230,7 @@ class _Translator:
     stop_sequence: str | None = None
     stop_details: dict[str, Any] | None = None
     thinking_seen: bool = False
+    tool_block: int | None = None
     produced: int = 0
     complete: bool = False
 
@@ -257,6 +259,8 @@ class _Translator:
             return self._thinking_delta(index, delta)
         if event == "content_block_start":
             return self._block_start(data)
+        if event == "content_block_stop":
+            return self._block_stop(data)
         if event == "message_start":
             message = _field(data, "message", dict, event)
             self.message_id = message.get("id")
@@ -273,7 +277,7 @@ class _Translator:
         if event == "message_stop":
             self.complete = True
             return self._chunk(content="", usage_metadata=self._usage(), response_metadata=self._metadata())
-        # content_block_stop, and event types newer than this code, carry nothing to stream.
+        # Event types newer than this code carry nothing to stream.
         return None
 
     def _block_start(self, data: Mapping[str, Any]) -> AIMessageChunk | None:
@@ -284,6 +288,7 @@ class _Translator:
         if kind == "text":
             return self._chunk(content=block["text"]) if block.get("text") else None
         if kind == "tool_use":
+            self.tool_block = index
             call = ToolCallChunk(name=block.get("name"), id=block.get("id"), args="", index=index)
             if not self.thinking_seen:
                 return self._chunk(content="", tool_call_chunks=[call])
@@ -297,6 +302,16 @@ class _Translator:
             return self._chunk(content=[{**block, "index": index}])
         # Server tool blocks and block types newer than this code are not streamed.
         return None
+
+    def _block_stop(self, data: Mapping[str, Any]) -> AIMessageChunk | None:
+        index = _field(data, "index", int, "content_block_stop")
+        if index != self.tool_block:
+            return None
+        # The end of a tool_use block: its arguments are complete. A fragment with only
+        # the index says so (it adds nothing to the call), so that a consumer can run the
+        # call now rather than when the next block or the message's end shows it.
+        self.tool_block = None
+        return self._chunk(content="", tool_call_chunks=[ToolCallChunk(index=index)])
 
     def _thinking_delta(self, index: int, delta: Mapping[str, Any]) -> AIMessageChunk | None:
         event = "content_block_delta"
@@ -414,16 +429,6 @@ async def _prepare_sdk() -> ssl.SSLContext:
     return _ssl_context
 
 
-def _tool_schema(tool: Tool | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(tool, Tool):
-        return tool.to_anthropic()
-    if isinstance(tool, Mapping):
-        return dict(tool)
-    raise TypeError(
-        f"bind_tools takes Tool objects (from @tool) or tool-definition dicts, got {type(tool).__name__}: {tool!r}"
-    )
-
-
 def _delivered(count: int) -> str:
     if count == 0:
         return "before any chunk was delivered"
@@ -462,10 +467,6 @@ def _to_stop(value: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _to_tools(value: Sequence[Tool | Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
-    return tuple(_tool_schema(tool) for tool in value)
-
-
 def _check_temperature(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise ValueError(f"temperature must be between 0 and 1, got {value}")
@@ -476,8 +477,10 @@ class ChatAnthropic(BaseChatModel):
     """A chat model served by Anthropic's Messages API, streamed token by token.
 
     Each text delta is yielded as an ``AIMessageChunk`` as soon as it arrives. A tool call
-    streams as ``tool_call_chunks`` (name and id first, then the JSON argument fragments),
-    so the chunks add up to a message with parsed ``tool_calls``. The first chunk carries
+    streams as ``tool_call_chunks`` (name and id first, then the JSON argument fragments,
+    then, at the block's ``content_block_stop``, an end marker: a fragment with only the
+    call's ``index``, which adds nothing), so the chunks add up to a message with parsed
+    ``tool_calls``. The first chunk carries
     the message id; a final chunk with empty content carries ``usage_metadata`` (with the
     prompt cache's counts in ``input_token_details`` and thinking tokens in
     ``output_token_details``, when reported) and ``response_metadata`` (``model_name``,
@@ -505,12 +508,14 @@ class ChatAnthropic(BaseChatModel):
         max_retries: How often the SDK retries a failed request before the stream starts.
         timeout: The SDK's request timeout in seconds (connect, and each read).
         name: The name this step's events carry.
-        tools: Tool definitions sent with each request (see :meth:`bind_tools`): ``Tool``
-            objects (sent as ``Tool.to_anthropic()``) or dicts (sent as given).
+        tools: Tool definitions sent with each request, in any form :meth:`bind_tools`
+            takes.
         tool_choice: How the model must use the tools: ``"auto"``, ``"any"``, ``"none"``,
             a tool's name (``{"type": "tool", "name": ...}``), or the API's dict
             (which may carry ``disable_parallel_tool_use``). A choice that forces a
-            tool that is not bound is refused before any request.
+            tool that is not bound is refused before any request, and so is a choice
+            that forces a tool (``"any"``, a name) while ``thinking`` is ``enabled`` or
+            ``adaptive``: the API allows only ``"auto"`` and ``"none"`` with thinking.
         output_config: The API's ``output_config`` as a dict, such as ``{"format":
             {"type": "json_schema", "schema": {...}}}``; keys set to ``None`` are left out.
         effort: The ``output_config.effort`` level: ``"low"``, ``"medium"``,
@@ -573,7 +578,7 @@ class ChatAnthropic(BaseChatModel):
     max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
     name_: str = attrs.field(default="ChatAnthropic", alias="name")
-    tools: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=_to_tools)
+    tools: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=to_tool_definitions)
     tool_choice: dict[str, Any] | None = attrs.field(default=None, converter=to_tool_choice)
     output_config: dict[str, Any] | None = attrs.field(default=None, converter=to_output_config)
     effort: str | None = attrs.field(default=None, converter=to_effort)
@@ -583,6 +588,9 @@ class ChatAnthropic(BaseChatModel):
     def __attrs_post_init__(self) -> None:
         merge_output_config(self.output_config, self.effort, self.get_name())
         check_thinking_budget(self.thinking, self.max_tokens, self.get_name())
+        # Here, so that whichever of the two is set last (constructor, bind, bind_tools)
+        # fails at once, before any request.
+        check_thinking_tool_choice(self.thinking, self.tool_choice, self.get_name())
         if self.tools:
             # Without tools the choice may still be waiting for bind_tools; the call checks it.
             check_tool_choice(self.tool_choice, self.tools, self.get_name())
@@ -595,7 +603,7 @@ class ChatAnthropic(BaseChatModel):
 
     def bind_tools(
         self,
-        tools: Sequence[Tool | Mapping[str, Any]],
+        tools: Sequence[Any],
         *,
         tool_choice: str | Mapping[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
@@ -603,8 +611,14 @@ class ChatAnthropic(BaseChatModel):
         """A copy of this model that offers ``tools`` to the model (replacing any bound before).
 
         Args:
-            tools: ``Tool`` objects (sent as ``Tool.to_anthropic()``) or tool-definition
-                dicts (sent as given, so a dict may carry ``cache_control``).
+            tools: ``Tool`` objects (sent as ``Tool.to_anthropic()``), plain functions
+                (made tools with ``@tool``), schema classes (a pydantic model, a
+                dataclass, an attrs class or a ``TypedDict``: named after the class,
+                described by its docstring), the API's tool dicts (sent as given, so a
+                dict may carry ``cache_control``; a server tool's dict, whose ``type``
+                is not ``"custom"``, too) or OpenAI's ``{"type": "function",
+                "function": {"name", "description", "parameters"}}``. Each is
+                converted here, once.
             tool_choice: How the model must use them: ``"auto"``, ``"any"``, ``"none"``,
                 a tool's name (forces that tool), or the API's dict such as ``{"type":
                 "tool", "name": ...}``. ``None`` keeps the choice bound before, if any.
@@ -615,14 +629,17 @@ class ChatAnthropic(BaseChatModel):
             The new model; this one is unchanged.
 
         Raises:
-            TypeError: If an item is neither a ``Tool`` nor a dict, or ``tool_choice`` is
-                of no accepted shape.
-            ValueError: If ``tool_choice`` names a tool that is not among ``tools``.
+            TypeError: If an item is none of those, or ``tool_choice`` is of no accepted
+                shape.
+            ValueError: If a custom tool's dict has no ``input_schema``, a tool's name
+                does not match the API's pattern (``^[a-zA-Z0-9_-]{1,64}$``),
+                ``tool_choice`` names a tool that is not among ``tools``, or it forces a
+                tool call while thinking is on.
         """
         choice = self.tool_choice if tool_choice is None else to_tool_choice(tool_choice)
         if parallel_tool_calls is not None:
             choice = with_parallel_tool_calls(choice, parallel_tool_calls)
-        return attrs.evolve(self, tools=tuple(_tool_schema(tool) for tool in tools), tool_choice=choice)
+        return attrs.evolve(self, tools=to_tool_definitions(tools), tool_choice=choice)
 
     def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
         config = arguments.get("output_config")

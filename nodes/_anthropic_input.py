@@ -10,14 +10,17 @@ Three things happen besides the role mapping (:func:`to_anthropic_messages`):
   ``{"type": "image", "source": {...}}`` passes through once checked; langchain-core's
   ``image_url`` blocks and its standard blocks (``{"type": "image", "base64": ...,
   "mime_type": ...}``, ``"url"``, ``"file_id"``, and their ``source_type`` spelling)
-  become the API's ``image``/``document`` blocks. An image or document without its data
-  is a ``ValueError`` naming the message and block, raised before any request.
+  become the API's ``image``/``document`` blocks, and a v1 ``text-plain`` block a
+  plain-text document. An image or document without its data, or whose base64 data is not
+  valid base64 (or, for text, not UTF-8), is a ``ValueError`` naming the message and
+  block, raised before any request.
 * Blocks carrying ``cache_control`` pass through with it, wherever they are.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -104,13 +107,28 @@ def _assistant_content(message: BaseMessage, position: int) -> MessageContent:
 # -- user content: images and documents ---------------------------------------------------
 
 
+def _decoded(data: str, where: str, what: str) -> bytes:
+    """The bytes of a base64 string, which must be valid base64 (the standard alphabet,
+    padded, nothing else): Python's lenient decoding would drop what is not, and send a
+    corrupt file."""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(
+            f"{where} is {what} whose data is not valid base64 ({exc}): give the file's bytes, or "
+            f"their standard base64 encoding, got {data[:40]!r}{'...' if len(data) > 40 else ''}"
+        ) from None
+
+
 def _data(value: object, where: str, what: str) -> Any:
-    """A base64 source's ``data``: a base64 string, bytes (encoded here), or a path or file the SDK reads."""
+    """A base64 source's ``data``: a base64 string (checked), bytes (encoded here), or a path
+    or file the SDK reads."""
     if isinstance(value, bytes | bytearray):
         if value:
             return base64.b64encode(value).decode("ascii")
     elif isinstance(value, str):
         if value:
+            _decoded(value, where, what)
             return value
     elif isinstance(value, os.PathLike) or hasattr(value, "read"):
         return value
@@ -180,7 +198,7 @@ def _standard_source(block: Mapping[str, Any], where: str, kind: str) -> dict[st
         if kind == "document" and mime_type == _TEXT:
             if not isinstance(data, str) or not data:
                 raise ValueError(f"{where} is a text document block without data")
-            return {"type": "text", "media_type": _TEXT, "data": base64.b64decode(data).decode()}
+            return _text_source(_decoded(data, where, "a text document block"), where)
         return _base64_source(data, mime_type, where, kind)
     if "url" in block or source_type == "url":
         return _from_url(block.get("url"), where, kind)
@@ -193,6 +211,36 @@ def _standard_source(block: Mapping[str, Any], where: str, kind: str) -> dict[st
         f"{where} is an {kind} block without data: give it a 'source' (the API's form), or "
         "'base64' with 'mime_type', 'url', or 'file_id'"
     )
+
+
+def _text_source(raw: bytes, where: str) -> dict[str, Any]:
+    """The API's plain-text document source for a text file's bytes (UTF-8)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is a text document block whose data is not UTF-8 text ({exc})") from None
+    return {"type": "text", "media_type": _TEXT, "data": text}
+
+
+def _plain_text_source(block: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The source of langchain-core's v1 ``text-plain`` block: its text, base64 or file id."""
+    text = block.get("text")
+    if isinstance(text, str) and text:
+        return {"type": "text", "media_type": _TEXT, "data": text}
+    if "base64" in block:
+        data = block["base64"]
+        if not isinstance(data, str) or not data:
+            raise ValueError(f"{where} is a text-plain block with empty 'base64' data")
+        return _text_source(_decoded(data, where, "a text-plain block"), where)
+    if isinstance(block.get("file_id"), str) and block["file_id"]:
+        return {"type": "file", "file_id": block["file_id"]}
+    if "url" in block:
+        # document_block_param.py: the API's URL source is a PDF's (URLPDFSourceParam).
+        raise ValueError(
+            f"{where} is a text-plain block with a url, which the Messages API cannot read (it reads "
+            "only PDFs by URL): give its 'text'"
+        )
+    raise ValueError(f"{where} is a text-plain block without data: give it 'text', 'base64' or 'file_id'")
 
 
 def _media_block(kind: str, source: dict[str, Any], block: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,6 +261,9 @@ def _user_block(block: dict[str, Any], where: str) -> dict[str, Any]:
     if kind == "file":
         # langchain-core's standard file block: a PDF or plain text becomes a document.
         return _media_block("document", _standard_source(block, where, "document"), block)
+    if kind == "text-plain":
+        # langchain-core v1's plain-text document block.
+        return _media_block("document", _plain_text_source(block, where), block)
     if kind == "image_url":
         image_url = block.get("image_url")
         url = image_url.get("url") if isinstance(image_url, Mapping) else image_url
@@ -220,7 +271,7 @@ def _user_block(block: dict[str, Any], where: str) -> dict[str, Any]:
     return block
 
 
-_MEDIA_TYPES: Final = frozenset({"image", "document", "file", "image_url"})
+_MEDIA_TYPES: Final = frozenset({"image", "document", "file", "image_url", "text-plain"})
 
 
 def _user_content(content: MessageContent, position: int) -> MessageContent:

@@ -15,6 +15,7 @@ from typing import Any, Final
 __all__ = (
     "EFFORT_LEVELS",
     "check_thinking_budget",
+    "check_thinking_tool_choice",
     "check_tool_choice",
     "merge_output_config",
     "to_cache_control",
@@ -222,6 +223,35 @@ def check_thinking_budget(thinking: Mapping[str, Any] | None, max_tokens: int, m
         raise ValueError(
             f"{model}: thinking budget_tokens ({budget}) must be less than max_tokens ({max_tokens}): "
             "thinking tokens count toward max_tokens; raise max_tokens or lower the budget"
+        )
+
+
+# The thinking types Anthropic's documentation says allow only tool_choice auto or none
+# (see ANTHROPIC-SDK-NOTES.md, "Thinking and a forced tool choice").
+_THINKING_WITHOUT_FORCED_TOOLS: Final = ("enabled", "adaptive")
+
+
+def check_thinking_tool_choice(
+    thinking: Mapping[str, Any] | None, choice: Mapping[str, Any] | None, model: str
+) -> None:
+    """Refuse a ``tool_choice`` that forces a tool call while thinking is on.
+
+    With thinking, the API takes ``tool_choice`` ``"auto"`` or ``"none"`` only: ``"any"``
+    and a named tool force a tool call, which it refuses (a 400), so the pair is refused
+    here, when the model is built or bound, before any request.
+
+    Raises:
+        ValueError: If ``thinking`` is ``enabled`` or ``adaptive`` and ``choice`` is of
+            type ``"any"`` or ``"tool"``.
+    """
+    if thinking is None or choice is None:
+        return
+    if thinking["type"] in _THINKING_WITHOUT_FORCED_TOOLS and choice["type"] in ("any", "tool"):
+        raise ValueError(
+            f"{model}: tool_choice {dict(choice)!r} forces a tool call, which the API refuses with "
+            f"thinking {dict(thinking)!r}: with thinking on, only tool_choice 'auto' or 'none' is "
+            "allowed. Use tool_choice='auto' (the model may still call the tool), or turn thinking "
+            "off for this call (thinking={'type': 'disabled'})"
         )
 
 

@@ -191,7 +191,10 @@ class ToolCallChunk(_KeyAccess):
     """A streamed fragment of a tool call.
 
     Fragments with the same ``index`` belong to the same call: their ``args`` strings
-    join into the call's JSON arguments.
+    join into the call's JSON arguments. A fragment with nothing but its ``index`` (no
+    name, args or id) marks the end of its call: it adds nothing when chunks add up, and
+    tells a consumer such as ``ToolLoop`` that the call is complete (``ChatAnthropic``
+    sends one at the end of each tool_use block).
 
     Attributes:
         name: The tool's name, usually only on the first fragment.

@@ -47,6 +47,7 @@ import attrs
 from ._exceptions import OutputParserException
 
 __all__ = (
+    "TOOL_NAME",
     "ArgumentMismatch",
     "ArgumentTypes",
     "Schema",
@@ -54,6 +55,7 @@ __all__ = (
     "UnsupportedSchemaError",
     "argument_types",
     "to_schema",
+    "valid_tool_name",
 )
 
 Path = tuple[str | int, ...]
@@ -1194,6 +1196,20 @@ def _claude_typed(declared: str, rest: dict[str, Any], out: dict[str, Any], wher
 
 
 # -- the schema -------------------------------------------------------------------------
+
+#: The names a model API takes for a tool: Anthropic's (see ANTHROPIC-SDK-NOTES.md, "Tool
+#: definitions"), which OpenAI's function names share.
+TOOL_NAME: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_NOT_IN_TOOL_NAME: Final = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def valid_tool_name(name: str) -> str:
+    """``name`` made a name the APIs take: each other character becomes ``_``, cut to 64.
+
+    For a name the user never calls by (the forced tool of structured output, named
+    after a schema's title such as ``"Person Info"``).
+    """
+    return _NOT_IN_TOOL_NAME.sub("_", name)[:64]
 
 
 @attrs.frozen(eq=False)

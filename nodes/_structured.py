@@ -50,7 +50,7 @@ from ._exceptions import OutputParserException
 from ._json_stream import MAX_DEPTH, IncrementalJsonParser, check_max_depth
 from ._messages import AIMessage, AIMessageChunk
 from ._parsers import chunk_text
-from ._schema import Schema, to_schema
+from ._schema import Schema, to_schema, valid_tool_name
 
 __all__ = ("METHODS", "StructuredOutputMethod", "StructuredOutputParser", "structured_output")
 
@@ -288,7 +288,16 @@ def _with_forced_tool(model: Any, tool: dict[str, Any], where: str) -> Any:
     choice = {"type": "tool", "name": tool["name"]}
     bind_tools = getattr(model, "bind_tools", None)
     if bind_tools is not None:
-        return bind_tools([tool], tool_choice=choice)
+        try:
+            return bind_tools([tool], tool_choice=choice)
+        except ValueError as exc:
+            # The model refuses to be forced to call the tool (with thinking on, Claude
+            # does): say what this method needs and what to use instead.
+            raise ValueError(
+                f"{where}: method='function_calling' forces a call of the tool {tool['name']!r}, "
+                f"which {model.get_name()} refuses ({exc}); use method='json_schema' (Claude's "
+                "native structured output, which forces no tool call)"
+            ) from exc
     try:
         # A model without bind_tools that takes the call arguments (the scripted model).
         return model.bind(tools=[tool], tool_choice=choice)
@@ -328,6 +337,9 @@ def structured_output(
         tool_name = None
     else:
         tool = converted.tool(f"{where} with method='function_calling'")
+        # Named after the schema's class or title ("Person Info"), which nobody calls it
+        # by: made a name the API takes rather than refused.
+        tool = {**tool, "name": valid_tool_name(tool["name"])}
         bound = _with_forced_tool(model, tool, where)
         tool_name = tool["name"]
     parser = StructuredOutputParser(converted, tool_name=tool_name, include_raw=include_raw)

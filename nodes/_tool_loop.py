@@ -13,16 +13,31 @@ bounded by its edges like any step's: a slow consumer holds the actor at its sen
 model's nested run fills its own bounded edge and stops reading the HTTP stream, in every
 turn. Each tool call runs as a nested run of its tool (``tool.ainvoke(call)``) in a task
 of a task group the actor holds for the turn; the model's stream is read inside that
-group, so cancelling the loop cancels the model call and every running tool at once, and
-a tool that fails (unless its error is handled) cancels the model call and the other
-tools of its turn, and ends the loop with its own exception.
+group, so cancelling the loop cancels the model call and every running tool, and a tool
+that fails (unless its error is handled) cancels the model call and the other tools of
+its turn, and ends the loop with its own exception.
+
+**Cancelling waits for synchronous tools.** An async tool is cancelled at its next
+``await``. A synchronous tool runs in a worker thread, and a thread cannot be
+interrupted: the cancellation waits until the function returns (a ``time.sleep(1)`` tool
+holds a cancelled loop for up to a second), and a synchronous generator tool is stopped
+after the chunk it is making, then closed in its thread. *Chosen over abandoning the
+thread* (``anyio.to_thread.run_sync(abandon_on_cancel=True)``, which would let the
+cancellation return at once): everything a run starts ends before the run does, as for
+every step of the engine (``engine.run_in_worker_thread``); an abandoned tool would go on
+with its side effects unseen, still hold a worker thread, and call back into a run that
+has ended if it runs a runnable itself. A tool that must stop promptly is written async
+(or checks for cancellation in its own way).
 
 **When a call is complete.** A chat model streams a message's content blocks one after
 another (the Messages API sends every event of a block before the next block starts), and
 each tool-call fragment carries the ``index`` of its block. So a fragment of another index
-means the open call is complete, and the end of the message completes the last one:
-no marker from the provider is needed. A fragment without an index cannot be placed; such
-calls run when the message has ended.
+means the open call is complete, and the end of the message completes the last one. A
+provider that knows sooner says so with an *end marker*, a fragment with nothing but the
+call's ``index`` (no name, arguments or id; it adds nothing to the call):
+``ChatAnthropic`` sends one at the tool_use block's ``content_block_stop``, so a call
+runs as soon as its block ends, not when the next block (or the message's end) arrives.
+A fragment without an index cannot be placed; such calls run when the message has ended.
 
 **What streams out.** ``astream`` yields the model's ``AIMessageChunk``s of every turn as
 they come, each tool's ``ToolMessage`` as soon as that tool has finished (so a fast tool's
@@ -47,7 +62,17 @@ import attrs
 
 # The hosting step is the engine's base for steps that run nested runs in their actor
 # (retry, fallbacks, timeouts); the loop is one more, so it uses the same base.
-from engine import Emitter, HostingNode, Runnable, Step
+from engine import (
+    Emitter,
+    HostingNode,
+    Runnable,
+    RunnableBinding,
+    RunnableRateLimited,
+    RunnableRetry,
+    RunnableTimeout,
+    RunnableWithFallbacks,
+    Step,
+)
 
 from ._messages import (
     AIMessage,
@@ -114,6 +139,61 @@ def _to_tools(value: Sequence[Tool | Callable[..., Any]]) -> tuple[Tool, ...]:
     return tools
 
 
+def _offered_names(model: Runnable[Any, Any]) -> list[str] | None:
+    """The names of the tools ``model`` already offers, or ``None`` when it offers none."""
+    bound = getattr(model, "tools", None)
+    if not bound:
+        return None
+    names = []
+    for item in bound:
+        name = item.get("name") if isinstance(item, Mapping) else getattr(item, "tool_name", None)
+        names.append(str(name))
+    return names
+
+
+def _offer(model: Runnable[Any, Any], tools: tuple[Tool, ...], loop: str) -> Runnable[Any, Any]:
+    """``model`` offering exactly ``tools``, bound through the engine's wrappers.
+
+    Raises:
+        ValueError: If the model already offers other tools.
+        TypeError: If no model inside can be given tools.
+    """
+    if isinstance(model, RunnableBinding | RunnableRetry | RunnableRateLimited):
+        return attrs.evolve(model, bound=_offer(model.bound, tools, loop))
+    if isinstance(model, RunnableTimeout):
+        return attrs.evolve(model, inner=_offer(model.inner, tools, loop))
+    if isinstance(model, RunnableWithFallbacks):
+        return attrs.evolve(
+            model,
+            runnable=_offer(model.runnable, tools, loop),
+            fallbacks=tuple(_offer(fallback, tools, loop) for fallback in model.fallbacks),
+        )
+    wanted = [item.tool_name for item in tools]
+    offered = _offered_names(model)
+    if offered is not None:
+        if sorted(offered) != sorted(wanted):
+            raise ValueError(
+                f"{loop}: its model {model.get_name()} already offers the tools {offered}, but the "
+                f"loop's tools are {wanted}; the model would call tools the loop cannot run, or never "
+                "hear of some it can. Give the loop the model without tools bound (it binds its own), "
+                "or the same tools"
+            )
+        # The same tools, bound by the user: kept as bound (with their tool_choice, cache_control).
+        return model
+    bind_tools = getattr(model, "bind_tools", None)
+    if callable(bind_tools):
+        bound: Runnable[Any, Any] = bind_tools(list(tools))
+        return bound
+    if "tools" in type(model).call_arguments:
+        return model.bind(tools=list(tools))
+    raise TypeError(
+        f"{loop} cannot offer its tools to its model {model.get_name()}: it has no bind_tools() and "
+        "takes no 'tools' call argument, so the model would never hear of the tools. Give the loop a "
+        "chat model that takes tools (ChatAnthropic, ScriptedChatModel), possibly wrapped in "
+        "with_retry, with_fallbacks, with_timeout, with_rate_limit or with_config"
+    )
+
+
 def _check_model(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, Runnable):
         raise TypeError(f"ToolLoop's model must be a chat model (a runnable), got {type(value).__name__}")
@@ -137,10 +217,16 @@ class ToolLoop(HostingNode[Any, Any]):
     """Runs ``model``, then the tools it calls, then ``model`` again, until it answers.
 
     Args:
-        model: A chat model (a runnable streaming ``AIMessageChunk``s). If it has
-            ``bind_tools`` and no tools bound yet (``ChatAnthropic``), the loop binds
-            ``tools`` to it; bind them yourself on a wrapped model
-            (``model.bind_tools(tools).with_retry()``).
+        model: A chat model (a runnable streaming ``AIMessageChunk``s) that takes tools,
+            possibly wrapped in the engine's wrappers (``with_retry``,
+            ``with_fallbacks``, ``with_timeout``, ``with_rate_limit``, ``with_config``).
+            The loop offers the model exactly its ``tools``, or refuses at
+            construction: it binds them inside the wrappers (to each model of a
+            fallback list), with ``bind_tools`` or, for a model without it, the
+            ``tools`` call argument (``bind(tools=...)``); a model that already offers
+            the same tools (by name) is kept as bound, so a ``tool_choice`` or
+            ``cache_control`` bound with them stays. The bound model is the loop's
+            ``model`` attribute.
         tools: ``Tool`` objects (or functions, made tools with ``@tool``), named uniquely.
         max_turns: The most model calls. A reply in the last turn that still calls tools
             ends the loop with :class:`ToolLoopLimitError` (an error, not a quiet stop:
@@ -162,9 +248,12 @@ class ToolLoop(HostingNode[Any, Any]):
     metadata.
 
     Raises:
-        TypeError: For a model that is not a runnable, tools that are not a list of tools
-            or functions, or a bad ``handle_tool_errors``.
-        ValueError: For no tools, two tools of one name, or ``max_turns`` below 1.
+        TypeError: For a model that is not a runnable or cannot be given tools (no
+            ``bind_tools``, no ``tools`` call argument, inside or out of the wrappers),
+            tools that are not a list of tools or functions, or a bad
+            ``handle_tool_errors``.
+        ValueError: For no tools, two tools of one name, ``max_turns`` below 1, or a
+            model that already offers other tools than the loop's (both named).
     """
 
     kind: ClassVar[str] = "chain"
@@ -178,9 +267,7 @@ class ToolLoop(HostingNode[Any, Any]):
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {item.tool_name: item for item in self.tools})
-        bind = getattr(self.model, "bind_tools", None)
-        if callable(bind) and not getattr(self.model, "tools", None):
-            object.__setattr__(self, "model", bind(list(self.tools)))
+        object.__setattr__(self, "model", _offer(self.model, self.tools, self.get_name()))
 
     def get_name(self) -> str:
         return self.name_
@@ -366,6 +453,10 @@ class _CallTracker:
             index = fragment.index
             if index is None:
                 self._loose.append(fragment)
+            elif fragment.name is None and fragment.args is None and fragment.id is None:
+                # An end marker (ChatAnthropic's at content_block_stop): the call is complete.
+                if index == self._open:
+                    complete.append(self._close())
             elif index == self._open:
                 self._parts.append(fragment)
             elif index in self._closed:

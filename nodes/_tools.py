@@ -1,7 +1,9 @@
 """Tools: functions with a name, a description and an argument schema (``@tool``).
 
 A tool aggregates its input, checks it against the signature, and calls the function:
-a synchronous one in a worker thread, an async one in its actor. Each argument's JSON
+a synchronous one in a worker thread (which a cancellation cannot interrupt: it waits
+for the function to return, or for a generator's current chunk), an async one in its
+actor (cancelled at its next ``await``). Each argument's JSON
 schema and its conversion come from the schema converter ``with_structured_output`` uses
 (``nodes/_schema.py``): an argument annotated with a ``TypedDict``, a dataclass, an attrs
 class, a pydantic model (when installed), ``tuple[int, int]``, an ``Enum``... is sent with

@@ -256,6 +256,9 @@ class MessageStream(_StreamFaults):
         stop_details: The ``stop_details`` of ``message_delta`` (a refusal's category...).
         usage: More ``message_start`` usage fields, such as ``cache_read_input_tokens``.
         delta_usage: More ``message_delta`` usage fields, such as ``output_tokens_details``.
+        hold_after_stop: Block index -> event; the server waits for the event right after
+            that block's ``content_block_stop`` (before the next block or the closing
+            events), noticing meanwhile if the client goes away.
     """
 
     blocks: Sequence[Block] = attrs.field(kw_only=False, converter=tuple)
@@ -264,9 +267,15 @@ class MessageStream(_StreamFaults):
     stop_details: Mapping[str, Any] | None = None
     usage: Mapping[str, Any] = attrs.field(factory=dict)
     delta_usage: Mapping[str, Any] = attrs.field(factory=dict)
+    hold_after_stop: Mapping[int, threading.Event] = attrs.field(factory=dict, converter=_as_gates)
 
     def __attrs_post_init__(self) -> None:
         self._check_points(self.deltas)
+        for index in self.hold_after_stop:
+            if not 0 <= index < len(self.blocks):
+                raise ValueError(
+                    f"hold_after_stop block {index} is outside the blocks 0..{len(self.blocks) - 1}"
+                )
 
     @property
     def deltas(self) -> int:
@@ -460,7 +469,14 @@ class _Event:
     is_delta: bool = False
 
 
-_Step: TypeAlias = _Point | _Event
+@attrs.frozen
+class _Gate:
+    """Wait here for ``gate`` (a hold between two events that is not a delta point)."""
+
+    gate: threading.Event
+
+
+_Step: TypeAlias = _Point | _Event | _Gate
 
 
 def _text_block_steps(index: int, tokens: Sequence[str], first_point: int) -> Iterator[_Step]:
@@ -508,11 +524,14 @@ def _plan_blocks(reply: MessageStream, message_id: str, model: str) -> list[_Ste
             steps.append(_Event("content_block_delta", data, is_delta=True))
         if index < len(reply.blocks) - 1:
             steps.append(_Event("content_block_stop", {"type": "content_block_stop", "index": index}))
+            if index in reply.hold_after_stop:
+                steps.append(_Gate(reply.hold_after_stop[index]))
     steps.append(_Point(point))
     if reply.blocks:
-        steps.append(
-            _Event("content_block_stop", {"type": "content_block_stop", "index": len(reply.blocks) - 1})
-        )
+        last = len(reply.blocks) - 1
+        steps.append(_Event("content_block_stop", {"type": "content_block_stop", "index": last}))
+        if last in reply.hold_after_stop:
+            steps.append(_Gate(reply.hold_after_stop[last]))
     delta_fields: dict[str, Any] = {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence}
     if reply.stop_details is not None:
         delta_fields["stop_details"] = dict(reply.stop_details)
@@ -956,6 +975,9 @@ class AnthropicServer:
         plan = _plan(reply, message_id, model)
         final_step = plan[-1]
         for step in plan:
+            if isinstance(step, _Gate):
+                self._wait_at_gate(conn, step.gate)
+                continue
             if isinstance(step, _Point):
                 gate = reply.hold_before.get(step.index)
                 if gate is not None:

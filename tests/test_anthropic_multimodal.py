@@ -23,6 +23,7 @@ PNG = b"\x89PNG\r\n\x1a\n-not-really-a-png"
 PNG64 = base64.b64encode(PNG).decode()
 PDF64 = base64.b64encode(b"%PDF-1.7 tiny").decode()
 CACHED = {"type": "ephemeral"}
+TEXT = "text/plain"
 
 
 @pytest.fixture
@@ -85,6 +86,23 @@ CASES = [
     (
         {"type": "file", "url": "https://example.com/a.pdf"},
         document({"type": "url", "url": "https://example.com/a.pdf"}),
+    ),
+    # A text file as base64, and langchain-core v1's text-plain block: plain-text documents.
+    (
+        {"type": "file", "base64": base64.b64encode("naïve words".encode()).decode(), "mime_type": TEXT},
+        document({"type": "text", "media_type": TEXT, "data": "naïve words"}),
+    ),
+    (
+        {"type": "text-plain", "text": "plain words", "mime_type": TEXT, "title": "Notes"},
+        document({"type": "text", "media_type": TEXT, "data": "plain words"}, title="Notes"),
+    ),
+    (
+        {"type": "text-plain", "base64": base64.b64encode(b"plain words").decode(), "mime_type": TEXT},
+        document({"type": "text", "media_type": TEXT, "data": "plain words"}),
+    ),
+    (
+        {"type": "text-plain", "file_id": "file_2", "mime_type": TEXT, "cache_control": CACHED},
+        document({"type": "file", "file_id": "file_2"}, cache_control=CACHED),
     ),
 ]
 
@@ -153,6 +171,22 @@ BAD = [
     ),
     ({"type": "file"}, "document block without data"),
     ({"type": "image_url", "image_url": "data:image/png,notbase64"}, "data URL must be"),
+    # Data that is not base64 (Python's lenient decoding would drop the bad characters).
+    (image({"type": "base64", "media_type": "image/png", "data": "!!!not base64!!!"}), "not valid base64"),
+    ({"type": "image", "base64": PNG64[:-1], "mime_type": "image/png"}, "not valid base64"),
+    ({"type": "image_url", "image_url": "data:image/png;base64,a b c d"}, "not valid base64"),
+    (
+        document({"type": "base64", "media_type": "application/pdf", "data": PDF64 + "\n"}),
+        "not valid base64",
+    ),
+    (
+        {"type": "file", "base64": "!!!", "mime_type": TEXT},
+        "text document block whose data is not valid base64",
+    ),
+    ({"type": "file", "base64": base64.b64encode(b"\xff\xfe").decode(), "mime_type": TEXT}, "not UTF-8"),
+    ({"type": "text-plain", "base64": "!!!", "mime_type": TEXT}, "not valid base64"),
+    ({"type": "text-plain", "url": "https://example.com/a.txt", "mime_type": TEXT}, "only PDFs by URL"),
+    ({"type": "text-plain", "mime_type": TEXT}, "text-plain block without data"),
 ]
 
 

@@ -147,6 +147,60 @@ async def test_binding_max_tokens_below_the_budget_fails_before_any_request(serv
     assert server.requests == []
 
 
+@pytest.mark.parametrize("config", [ENABLED, {"type": "adaptive"}])
+@pytest.mark.parametrize(
+    "bind",
+    [
+        lambda m: m.bind_tools([get_weather], tool_choice="any"),
+        lambda m: m.bind_tools([get_weather], tool_choice="get_weather"),
+        lambda m: m.bind_tools([get_weather]).bind(tool_choice={"type": "any"}),
+        lambda m: m.bind(tool_choice="any"),
+    ],
+)
+async def test_a_forced_tool_choice_with_thinking_is_refused_when_bound(
+    server: AnthropicServer, config: dict[str, Any], bind: Any
+) -> None:
+    """With thinking on, tool_choice any or a named tool fails at bind time, naming both; nothing is sent."""
+    with pytest.raises(ValueError, match="forces a tool call") as caught:
+        bind(chat(server, thinking=config))
+    message = str(caught.value)
+    assert f"with thinking {config!r}" in message and "only tool_choice 'auto' or 'none'" in message
+    # Set in the other order (the choice first, thinking bound last), the same refusal.
+    with pytest.raises(ValueError, match="forces a tool call"):
+        bind(chat(server)).bind(thinking=config)
+    with pytest.raises(ValueError, match="forces a tool call"):
+        chat(server, thinking=config, tool_choice="any")
+    assert server.requests == []
+
+
+async def test_auto_and_none_tool_choice_go_with_thinking(server: AnthropicServer) -> None:
+    """tool_choice auto or none (and a forced choice with thinking disabled) is sent as given."""
+    with anyio.fail_after(GUARD):
+        await chat(server, thinking=ENABLED).bind_tools([get_weather], tool_choice="auto").ainvoke("hi")
+        await chat(server, thinking=ENABLED).bind_tools([get_weather], tool_choice="none").ainvoke("hi")
+        disabled = chat(server, thinking={"type": "disabled"})
+        await disabled.bind_tools([get_weather], tool_choice="any").ainvoke("hi")
+    sent = [(request.body["thinking"], request.body["tool_choice"]) for request in server.requests]
+    assert sent == [
+        (ENABLED, {"type": "auto"}),
+        (ENABLED, {"type": "none"}),
+        ({"type": "disabled"}, {"type": "any"}),
+    ]
+
+
+def test_function_calling_structured_output_with_thinking_says_to_use_json_schema() -> None:
+    """with_structured_output(method='function_calling') with thinking on fails at once, pointing to json_schema."""
+    model = ChatAnthropic(model=MODEL, max_tokens=4000, thinking={"type": "enabled", "budget_tokens": 2000})
+    schema = {"title": "Person", "type": "object", "properties": {"name": {"type": "string"}}}
+    with pytest.raises(
+        ValueError, match="method='function_calling' forces a call of the tool 'Person'"
+    ) as caught:
+        model.with_structured_output(schema, method="function_calling")
+    assert "use method='json_schema'" in str(caught.value).lower()
+    # The default method (json_schema) works with thinking.
+    model.with_structured_output(schema)
+
+
 # -- the stream -----------------------------------------------------------------------
 
 

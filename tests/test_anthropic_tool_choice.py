@@ -6,8 +6,9 @@ missing one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 import pytest
@@ -181,3 +182,140 @@ def test_repr_shows_the_options_that_are_set() -> None:
         "ChatAnthropic(model='claude-test-model', max_tokens=1024, tools=['lookup'], "
         "tool_choice={'type': 'tool', 'name': 'lookup'}, effort='low')"
     )
+
+
+# -- what bind_tools takes -------------------------------------------------------------
+
+
+def lookup_word(word: str, strict: bool = False) -> str:
+    """Look a word up."""
+    return word
+
+
+@dataclasses.dataclass
+class Forecast:
+    """Get the forecast for a city."""
+
+    city: str
+    days: int
+
+
+class Alarm(TypedDict):
+    """Set an alarm."""
+
+    hour: int
+
+
+async def test_bind_tools_converts_functions_schema_classes_and_openai_dicts(server: AnthropicServer) -> None:
+    """A function, a dataclass, a TypedDict and OpenAI's function dicts are sent as the API's tools."""
+    openai = {
+        "type": "function",
+        "function": {"name": "find", "description": "Find.", "parameters": {"type": "object"}},
+    }
+    bare = {"name": "bare", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}
+    with anyio.fail_after(GUARD):
+        await chat(server).bind_tools([lookup_word, Forecast, Alarm, openai, bare]).ainvoke("hi")
+    assert server.requests[0].body["tools"] == [
+        {
+            "name": "lookup_word",
+            "description": "Look a word up.",
+            "input_schema": {
+                "type": "object",
+                "properties": {"word": {"type": "string"}, "strict": {"type": "boolean", "default": False}},
+                "required": ["word"],
+            },
+        },
+        {
+            "name": "Forecast",
+            "description": "Get the forecast for a city.",
+            "input_schema": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city", "days"],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "Alarm",
+            "description": "Set an alarm.",
+            "input_schema": {
+                "type": "object",
+                "properties": {"hour": {"type": "integer"}},
+                "required": ["hour"],
+                "additionalProperties": False,
+            },
+        },
+        {"name": "find", "description": "Find.", "input_schema": {"type": "object"}},
+        {"name": "bare", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}},
+    ]
+
+
+async def test_bind_tools_converts_a_pydantic_model(server: AnthropicServer) -> None:
+    """A pydantic model (pydantic installed) is sent as a tool named after it, with its schema."""
+    pydantic = pytest.importorskip("pydantic")
+
+    class GetWeather(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+        """Get the weather."""
+
+        city: str
+
+    with anyio.fail_after(GUARD):
+        await chat(server).bind_tools([GetWeather], tool_choice="GetWeather").ainvoke("hi")
+    sent = server.requests[0].body
+    assert sent["tools"] == [
+        {
+            "name": "GetWeather",
+            "description": "Get the weather.",
+            "input_schema": {
+                "type": "object",
+                "properties": {"city": {"title": "City", "type": "string"}},
+                "required": ["city"],
+            },
+        }
+    ]
+    assert sent["tool_choice"] == {"type": "tool", "name": "GetWeather"}
+
+
+async def test_a_server_tool_dict_is_sent_as_given(server: AnthropicServer) -> None:
+    """A dict of one of the API's server tools (a type other than custom) needs no input_schema."""
+    search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+    with anyio.fail_after(GUARD):
+        await chat(server).bind_tools([search]).ainvoke("hi")
+    assert server.requests[0].body["tools"] == [search]
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [
+        ({"name": "no_schema"}, ValueError, "has no 'input_schema'"),
+        ({"name": "x", "input_schema": "object"}, TypeError, "input_schema that is not a dict"),
+        ({"type": "function"}, TypeError, "needs a 'function' dict"),
+        ({"name": "get weather", "input_schema": {"type": "object"}}, ValueError, "'get weather'"),
+        (
+            {"type": "function", "function": {"name": "a.b", "parameters": {"type": "object"}}},
+            ValueError,
+            r"must match \[a-zA-Z0-9_-\]\{1,64\}",
+        ),
+        (tool(name="get weather")(lookup_word), ValueError, "has the name 'get weather'"),
+        ({"name": "x" * 65, "input_schema": {"type": "object"}}, ValueError, "1 to 64 characters"),
+        (42, TypeError, "bind_tools takes a Tool"),
+        (int, TypeError, "cannot read a schema from the class int"),
+    ],
+)
+async def test_a_tool_the_api_would_refuse_fails_when_bound(
+    server: AnthropicServer, given: Any, error: type[Exception], message: str
+) -> None:
+    """No input schema, a name outside the API's pattern, or no tool at all: refused at bind time."""
+    with pytest.raises(error, match=message):
+        chat(server).bind_tools([given])
+    with pytest.raises(error, match=message):
+        chat(server, tools=[given])
+    with pytest.raises(error, match=message):
+        chat(server).bind(tools=[given])
+    assert server.requests == []
+
+
+def test_bind_tools_wants_a_list() -> None:
+    """A single tool instead of a list is a TypeError naming what came."""
+    with pytest.raises(TypeError, match="tools must be a list of tools"):
+        ChatAnthropic(model=MODEL).bind_tools(get_weather)  # type: ignore[arg-type]

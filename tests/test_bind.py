@@ -128,7 +128,7 @@ async def test_a_later_bind_overrides_an_earlier_one_and_with_config_passes_it_t
         ({"temperature": 3.0}, ValueError, "temperature must be between 0 and 1"),
         ({"stop": "END"}, TypeError, "stop must be a list of strings"),
         ({"tool_choice": 3}, TypeError, "tool_choice must be"),
-        ({"tools": [42]}, TypeError, "bind_tools takes Tool objects"),
+        ({"tools": [42]}, TypeError, "bind_tools takes a Tool"),
     ],
 )
 def test_a_bad_value_is_refused_at_bind_time_with_a_note(

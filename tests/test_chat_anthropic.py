@@ -305,7 +305,7 @@ async def test_request_body_carries_the_converted_conversation_and_options(serve
 
 
 async def test_tool_use_streams_as_tool_call_chunks_that_sum_to_parsed_calls(server: AnthropicServer) -> None:
-    """A tool_use block streams its name and id, then its JSON fragments; the sum has parsed tool_calls."""
+    """A tool_use block streams its name and id, its JSON fragments, then an end marker; the sum has parsed tool_calls."""
     fragments = ['{"city": "Par', 'is", "da', 'ys": 3}']
     server.script_many(
         [ToolUseStream("get_weather", "toolu_01", fragments, text_before=["Let me check."])] * 2
@@ -315,6 +315,9 @@ async def test_tool_use_streams_as_tool_call_chunks_that_sum_to_parsed_calls(ser
     assert chunks[0] == AIMessageChunk(content="Let me check.", id="msg_test_0001")
     assert chunks[1].tool_call_chunks == [ToolCallChunk(name="get_weather", id="toolu_01", args="", index=1)]
     assert [c.tool_call_chunks for c in chunks[2:5]] == [[ToolCallChunk(args=f, index=1)] for f in fragments]
+    # content_block_stop: a fragment with only the index, then the closing chunk.
+    assert chunks[5] == AIMessageChunk(content="", tool_call_chunks=[ToolCallChunk(index=1)])
+    assert len(chunks) == 7 and chunks[6].tool_call_chunks == []
 
     whole = AIMessageChunk.concat_chunks(chunks)
     expected = [ToolCall(name="get_weather", args={"city": "Paris", "days": 3}, id="toolu_01")]

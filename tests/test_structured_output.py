@@ -623,6 +623,20 @@ async def test_claude_function_calling_forces_the_tool_and_streams_its_input_jso
     assert len(chunks) > 6
 
 
+async def test_claude_function_calling_makes_a_title_a_tool_name_the_api_takes(
+    server: AnthropicServer,
+) -> None:
+    """A title such as "Person Info" names the forced tool Person_Info (the API's pattern); its call is read."""
+    schema = {"title": "Person Info: v2", **PERSON_SCHEMA}
+    server.script(ToolUseStream("Person_Info__v2", "toolu_01", pieces(PERSON_JSON, 6)))
+    structured = chat(server).with_structured_output(schema, method="function_calling")
+    chunks = await collect(structured)
+    sent = server.requests[0].body
+    assert [tool["name"] for tool in sent["tools"]] == ["Person_Info__v2"]
+    assert sent["tool_choice"] == {"type": "tool", "name": "Person_Info__v2"}
+    assert chunks[-1] == PERSON
+
+
 async def test_claude_thinking_is_not_read_as_the_json_and_stays_in_the_raw_reply(
     server: AnthropicServer,
 ) -> None:

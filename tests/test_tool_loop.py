@@ -11,14 +11,23 @@ import asyncio
 import json
 import pickle
 import threading
-from collections.abc import AsyncGenerator, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from typing import Any, ClassVar, Self
 
 import anthropic  # noqa: F401  (imported at collection: its first import takes seconds, inside GUARD)
 import anyio
 import attrs
 import pytest
-from anthropic_server import AnthropicServer, TextStream, ToolUse, ToolUseStream
+from anthropic_server import (
+    AnthropicServer,
+    ErrorReply,
+    MessageStream,
+    TextBlock,
+    TextStream,
+    ToolUse,
+    ToolUseBlock,
+    ToolUseStream,
+)
 
 from engine import RunnableLambda
 from engine.testing import assert_run_cleaned_up, check_event_order, cleanup_guard
@@ -61,7 +70,10 @@ def text_chunks(text: str) -> list[AIMessageChunk]:
 @attrs.define(eq=False)
 class StepModel(BaseChatModel):
     """Streams ``replies[n]`` on call n (raising an exception found there); waits for
-    ``gates[(n, i)]`` before item i of call n."""
+    ``gates[(n, i)]`` before item i of call n. Takes ``tools`` as a call argument and
+    records them in place (not on a copy), so the test's handle sees the loop's calls."""
+
+    call_arguments: ClassVar[Mapping[str, str]] = {"tools": "tools"}
 
     replies: list[list[AIMessageChunk | Exception]]
     gates: dict[tuple[int, int], anyio.Event] = attrs.field(factory=dict)
@@ -69,6 +81,11 @@ class StepModel(BaseChatModel):
     produced: int = 0
     received: list[list[BaseMessage]] = attrs.field(factory=list)
     stopped_early: int = 0
+    tools: list[str] = attrs.field(factory=list)
+
+    def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
+        self.tools = [item.tool_name for item in arguments["tools"]]
+        return self
 
     async def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
         number = self.calls
@@ -131,8 +148,10 @@ async def test_the_loop_streams_every_turn_the_answers_between_and_the_transcrip
 
 async def test_ainvoke_returns_the_transcript_and_the_model_sees_the_answers() -> None:
     """ainvoke gives [AIMessage, answers in call order, AIMessage]; turn 2's input is the whole conversation."""
-    model = two_calls_then("Sunny at noon.")
-    loop = ToolLoop(model, [weather, local_time])
+    loop = ToolLoop(two_calls_then("Sunny at noon."), [weather, local_time])
+    # The loop's model is the scripted model with the loop's tools bound (a copy).
+    model = loop.model
+    assert isinstance(model, ScriptedChatModel)
     transcript = await loop.ainvoke([("system", "Be brief."), ("human", "Weather in Paris?")])
     assert [type(message).__name__ for message in transcript] == [
         "AIMessage",
@@ -147,6 +166,8 @@ async def test_ainvoke_returns_the_transcript_and_the_model_sees_the_answers() -
     assert transcript[-1] == AIMessage("Sunny at noon.")
     assert model.received[1] == [*model.received[0], *transcript[:3]]
     assert len(model.received[1]) == 5
+    offered = [weather.to_anthropic(), local_time.to_anthropic()]
+    assert [arguments["tools"] for arguments in model.received_arguments] == [offered, offered]
 
 
 def test_invoke_and_a_string_input() -> None:
@@ -158,9 +179,9 @@ def test_invoke_and_a_string_input() -> None:
 
 async def test_a_reply_without_tool_calls_ends_the_loop_at_once() -> None:
     """One turn, no tool run: the transcript is that one message."""
-    model = ScriptedChatModel(["No tools needed."])
-    assert await ToolLoop(model, [weather]).ainvoke("hi") == [AIMessage("No tools needed.")]
-    assert model.calls == 1
+    loop = ToolLoop(ScriptedChatModel(["No tools needed."]), [weather])
+    assert await loop.ainvoke("hi") == [AIMessage("No tools needed.")]
+    assert isinstance(loop.model, ScriptedChatModel) and loop.model.calls == 1
 
 
 async def test_a_tool_starts_before_the_message_has_ended() -> None:
@@ -426,6 +447,80 @@ async def test_cancelling_the_loop_while_a_tool_runs_stops_the_tool_and_the_mode
     assert model.stopped_early == 1 and not gate.is_set()
 
 
+async def cancel_while_held(
+    loop: ToolLoop, started: threading.Event, release: threading.Event, order: list[str]
+) -> None:
+    """Cancel ``loop``'s run once ``started`` is set, append "settled" when every task is
+    blocked after the cancel, then set ``release``; "loop returned" is appended when the
+    cancelled run has returned."""
+    async with cleanup_guard():
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tasks:
+                scope = anyio.CancelScope()
+
+                async def run() -> None:
+                    with scope:
+                        await loop.ainvoke("go")
+                    order.append("loop returned")
+
+                tasks.start_soon(run)
+                await anyio.to_thread.run_sync(started.wait, GUARD)
+                scope.cancel()
+                # As far as the cancellation can go without the thread: a loop that did
+                # not wait for its tool would have returned by now.
+                await anyio.wait_all_tasks_blocked()
+                order.append("settled")
+                release.set()
+
+
+async def test_cancelling_the_loop_waits_for_a_running_sync_tool_to_return() -> None:
+    """A sync tool's thread cannot be interrupted: the cancelled loop returns only after the tool has returned."""
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    @tool
+    def blocking(x: int) -> str:
+        """Blocks until released."""
+        started.set()
+        release.wait(GUARD)
+        order.append("tool returned")
+        return "done"
+
+    gate = anyio.Event()
+    reply = [*call_chunks(0, "blocking", "c1", {"x": 1}), *call_chunks(1, "blocking", "c2", {"x": 2})]
+    model = StepModel([reply], gates={(0, 4): gate})
+    await cancel_while_held(ToolLoop(model, [blocking]), started, release, order)
+    assert order == ["settled", "tool returned", "loop returned"]
+    assert model.stopped_early == 1 and not gate.is_set()
+
+
+async def test_cancelling_the_loop_stops_a_sync_generator_tool_after_its_current_chunk() -> None:
+    """A sync generator tool finishes the chunk it is making, makes no more, and is closed in its thread."""
+    started, release = threading.Event(), threading.Event()
+    made: list[str] = []
+
+    @tool
+    def chunks(x: int) -> Iterator[str]:
+        """Yields until released, then more."""
+        try:
+            made.append("a")
+            yield "a"
+            started.set()
+            release.wait(GUARD)
+            made.append("b")
+            yield "b"
+            made.append("c")
+            yield "c"
+        finally:
+            made.append("closed")
+
+    gate = anyio.Event()
+    reply = [*call_chunks(0, "chunks", "c1", {"x": 1}), *call_chunks(1, "chunks", "c2", {"x": 2})]
+    model = StepModel([reply], gates={(0, 4): gate})
+    await cancel_while_held(ToolLoop(model, [chunks]), started, release, made)
+    assert made == ["a", "settled", "b", "closed", "loop returned"]
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_an_asyncio_task_cancel_while_a_tool_runs_stays_pending(anyio_backend: str) -> None:
     """task.cancel() landing in a loop whose tool runs: the tool is cancelled, the caller's cancelling() is 1."""
@@ -658,6 +753,81 @@ async def test_with_claude_a_tool_runs_while_the_next_tool_use_block_streams(
     ]
 
 
+async def test_with_claude_a_tool_starts_when_its_block_ends(server: AnthropicServer) -> None:
+    """The tool runs on Claude's content_block_stop, while the server still holds the message's end."""
+    held = threading.Event()
+    weather_ran = anyio.Event()
+
+    @tool
+    async def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        weather_ran.set()
+        return f"sunny in {city}"
+
+    blocks = [TextBlock(["Checking."]), ToolUseBlock("get_weather", "toolu_1", ['{"city": ', '"Paris"}'])]
+    server.script(MessageStream(blocks, stop_reason="tool_use", hold_after_stop={1: held}))
+    server.script(TextStream(["Sunny."]))
+    loop = ToolLoop(claude(server), [get_weather])
+    seen: list[Any] = []
+
+    async def consume() -> None:
+        async for chunk in loop.astream("Weather in Paris?"):
+            seen.append(chunk)
+
+    async with cleanup_guard():
+        with anyio.fail_after(GUARD):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(consume)
+                await weather_ran.wait()
+                # Held after the block's content_block_stop: no message_delta, no message_stop yet.
+                assert server.requests[0].outcome is None
+                held.set()
+    assert seen[-1][1] == ToolMessage("sunny in Paris", tool_call_id="toolu_1", name="get_weather")
+    assert server.requests[1].body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny in Paris"}],
+        },
+    ]
+
+
+async def test_an_end_marker_completes_the_open_call_at_once() -> None:
+    """A fragment with only the open call's index runs that call before the model's next chunk."""
+    gate = anyio.Event()
+    ran = anyio.Event()
+
+    @tool
+    async def lookup(word: str) -> str:
+        """Look up."""
+        ran.set()
+        return word.upper()
+
+    reply = [
+        *call_chunks(0, "lookup", "c1", {"word": "a"}),
+        AIMessageChunk(content="", tool_call_chunks=[ToolCallChunk(index=0)]),
+        *text_chunks("done"),
+    ]
+    model = StepModel([reply, text_chunks("ok")], gates={(0, 4): gate})
+    with anyio.fail_after(GUARD):
+        async with anyio.create_task_group() as tasks:
+
+            async def run() -> None:
+                transcript = await ToolLoop(model, [lookup]).ainvoke("go")
+                assert transcript[1] == ToolMessage("A", tool_call_id="c1", name="lookup")
+
+            tasks.start_soon(run)
+            await ran.wait()  # before the model's chunk 4, held at the gate
+            assert model.produced == 4
+            gate.set()
+
+
 async def test_with_claude_a_reported_error_goes_back_as_is_error(server: AnthropicServer) -> None:
     """A failing tool's error ToolMessage is sent as a tool_result with is_error; events nest under the loop."""
 
@@ -693,3 +863,63 @@ async def test_with_claude_a_reported_error_goes_back_as_is_error(server: Anthro
         ],
     }
     assert events[-1]["data"]["output"][-1].text == "No data."
+
+
+# -- the tools the model is offered -----------------------------------------------------
+
+
+@tool
+def get_date(city: str) -> str:
+    """Get the date in a city."""
+    return f"Monday in {city}"
+
+
+async def test_the_loop_binds_its_tools_inside_the_engine_wrappers(server: AnthropicServer) -> None:
+    """A model wrapped in with_config/with_timeout/with_retry/with_fallbacks gets the tools, each fallback too."""
+    server.script(ErrorReply(500, "api_error"))  # the primary fails, the fallback answers
+    server.script(TextStream(["It is noon."]))
+    primary = (
+        claude(server).with_config(run_name="primary").with_timeout(total=60).with_retry(stop_after_attempt=1)
+    )
+    loop = ToolLoop(primary.with_fallbacks([claude(server)]), [get_time, get_date])
+    with anyio.fail_after(GUARD):
+        transcript = await loop.ainvoke("Time in Paris?")
+    assert [message.text for message in transcript] == ["It is noon."]
+    tools = [get_time.to_anthropic(), get_date.to_anthropic()]
+    assert [request.body.get("tools") for request in server.requests] == [tools, tools]
+
+
+async def test_the_loop_keeps_a_model_that_offers_the_same_tools(server: AnthropicServer) -> None:
+    """The user's own binding of the same tools (in any order) stays, with its tool choice."""
+    server.script(TextStream(["Noon."]))
+    model = claude(server).bind_tools([get_date, get_time], parallel_tool_calls=False).with_retry()
+    with anyio.fail_after(GUARD):
+        await ToolLoop(model, [get_time, get_date]).ainvoke("Time?")
+    sent = server.requests[0].body
+    assert sent["tools"] == [get_date.to_anthropic(), get_time.to_anthropic()]
+    assert sent["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+
+
+def test_a_model_offering_other_tools_is_refused_naming_both() -> None:
+    """A model bound to other tools than the loop's (wrapped or not) fails at construction, naming both lists."""
+    model = ChatAnthropic(model=MODEL).bind_tools([get_time])
+    for given in (model, model.with_retry(), model.with_fallbacks([ChatAnthropic(model=MODEL)])):
+        with pytest.raises(ValueError, match=r"already offers the tools \['get_time'\]") as caught:
+            ToolLoop(given, [get_time, get_date])
+        assert "the loop's tools are ['get_time', 'get_date']" in str(caught.value)
+
+
+def test_a_model_that_cannot_take_tools_is_refused() -> None:
+    """A runnable with neither bind_tools nor a tools call argument (a function, a chain) fails at construction."""
+    function = RunnableLambda(lambda messages: AIMessage("hi"))
+    chain = RunnableLambda(lambda messages: messages) | ChatAnthropic(model=MODEL)
+    for model in (function, function.with_retry(), chain):
+        with pytest.raises(TypeError, match="cannot offer its tools to its model"):
+            ToolLoop(model, [get_time])
+
+
+def test_a_model_without_bind_tools_gets_the_tools_as_a_call_argument() -> None:
+    """A model that takes tools only through bind(tools=...) is offered the loop's tools that way."""
+    model = StepModel([text_chunks("ok")])
+    ToolLoop(model.with_retry(), [get_time, get_date])
+    assert model.tools == ["get_time", "get_date"]
