@@ -19,7 +19,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import aclosing
 from contextvars import copy_context
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import anyio
 import anyio.from_thread
@@ -104,6 +104,8 @@ class RunnableLambda(AggregateNode[In, Out]):
 
     func: Callable[[In], Out | Awaitable[Out]]
     func_name: str | None = None
+    #: As langchain-core's lambdas: inside a composite, its start shows no input.
+    input_at_start: ClassVar[bool] = False
 
     def __attrs_post_init__(self) -> None:
         if not callable(self.func):

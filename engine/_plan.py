@@ -92,6 +92,7 @@ class RunPlan(Generic[T]):
         """Build the graph, publish its start events, and start its tasks in ``task_group``."""
         launch = Launch(self.scope)
         launch.edges = self.edges
+        launch.events_root = self.events is not None
         inbox: Inbox[Any]
         if self.input_stream is None:
             inbox = ConstantInbox(self.input)

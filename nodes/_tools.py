@@ -255,6 +255,12 @@ class Tool(AggregateNode[Any, Any]):
         default=None, kw_only=True, validator=_check_handler
     )
 
+    @property
+    def publishes_chunks(self) -> bool:
+        """A generator tool's chunks are stream events; a plain tool's one value is not
+        (as in langchain-core's ``astream_events`` v2)."""
+        return inspect.isasyncgenfunction(self.func) or inspect.isgeneratorfunction(self.func)
+
     @classmethod
     def from_function(
         cls,
