@@ -184,8 +184,14 @@ class RunLogStream:
         data = event["data"]
         if self._root is None:
             self._root = event["run_id"]
-            state = {"id": event["run_id"], "streamed_output": [], "final_output": None, "logs": {}}
-            state.update(name=event["name"], type=_run_type(kind_of(event)))
+            state: dict[str, Any] = {
+                "id": event["run_id"],
+                "streamed_output": [],
+                "final_output": None,
+                "logs": {},
+                "name": event["name"],
+                "type": _run_type(kind_of(event)),
+            }
             return [{"op": "replace", "path": "", "value": state}]
         if event["run_id"] == self._root:
             return self._root_ops(phase, data)
