@@ -35,6 +35,10 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
+#: The kinds that stream their tokens even in an invoked run (langchain-core streams a
+#: model's tokens to an ``astream_events`` handler whichever way the model is called).
+_TOKEN_KINDS = frozenset({"chat_model", "llm"})
+
 __all__ = ("DiscardOutbox", "Inbox", "KeyedOutbox", "Launch", "Outbox", "RecordingInbox", "Site", "TapOutbox")
 
 
@@ -277,11 +281,19 @@ class Launch:
         if self.root_step is None:
             self.root_step = step
             step.events_root = self.events_root
-        if step.subscribers and self.scope.version != "native" and not runnable.publishes_chunks:
+        if step.subscribers and self.scope.version != "native" and self._quiet(runnable):
             # langchain-core's shape: no stream events for a step that makes its output
             # at once, except (v1) at the root of the stream.
             step.mute_stream = not (step.events_root and self.scope.version == "v1")
         return step
+
+    def _quiet(self, runnable: Runnable[Any, Any]) -> bool:
+        """Whether ``astream_events`` leaves out the stream events of ``runnable``'s step:
+        its output is one value made at once, or its run was invoked (only a model's
+        tokens stream then)."""
+        if self.scope.invoked and runnable.kind not in _TOKEN_KINDS:
+            return True
+        return not runnable.publishes_chunks
 
     def add_feeder(self, edge: Edge[Any], inputs: AsyncIterable[Any]) -> None:
         """Feed a run's input stream into ``edge`` (a task of the root step)."""

@@ -383,9 +383,14 @@ class Runnable(Generic[In, Out]):
         return RunStream(plan_run(self, config, input_stream=inputs))
 
     async def ainvoke(self, input: In, config: Config = None) -> Out:
-        """Run to completion and return the whole output (its chunks added up)."""
+        """Run to completion and return the whole output (its chunks added up).
+
+        Inside an ``astream_events`` stream, an invoked run publishes no stream events
+        but a model's tokens, as langchain-core's ``ainvoke`` does (its start and end
+        events carry its input and output).
+        """
         total = ChunkSum(self.output_accumulation)
-        async with self.astream(input, config) as stream:
+        async with RunStream(plan_run(self, config, input=input, invoked=True)) as stream:
             while batch := await stream.next_batch(1024):
                 total.extend(batch)
                 del batch  # not held while the next one is awaited (snapshots: only the last)

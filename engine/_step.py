@@ -56,6 +56,9 @@ class RunScope:
     #: (langchain-core's shapes; see ARCHITECTURE.md, "Differences from langchain-core"),
     #: ``"native"`` for a run only ``EventBus`` subscribers see (every input and chunk).
     version: str = "native"
+    #: Whether the run was started by ``ainvoke`` (inside an ``astream_events`` stream
+    #: its steps publish no stream events but a model's tokens, as langchain-core's).
+    invoked: bool = False
     #: How many of the run's steps built an event (each counted once, when it builds its
     #: first): 0 while no subscriber sees any of them, since such steps build nothing.
     #: Counted per step, not per event, so the per-chunk path pays nothing for it.
@@ -299,16 +302,16 @@ class Step:
         return event
 
     async def emit_custom(self, name: str, data: Any) -> None:
-        """Publish an ``on_custom_event`` from inside this step."""
-        if not self.subscribers:
+        """Publish an ``on_custom_event`` from inside this step (not in v1, as langchain-core)."""
+        if not self.subscribers or self.scope.version == "v1":
             return
         event = self._custom_event(name, data)
         for subscriber in self.subscribers:
             await subscriber.put(event)
 
     def emit_custom_nowait(self, name: str, data: Any) -> None:
-        """Publish an ``on_custom_event`` without waiting (from synchronous code)."""
-        if not self.subscribers:
+        """Publish an ``on_custom_event`` without waiting (from synchronous code; not in v1)."""
+        if not self.subscribers or self.scope.version == "v1":
             return
         event = self._custom_event(name, data)
         for subscriber in self.subscribers:
