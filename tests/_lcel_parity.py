@@ -147,6 +147,16 @@ async def _ri_upper(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
         yield chunk.upper()
 
 
+async def _lc_ask(question: str) -> str:
+    chain = _lc_model(TEXT) | LcStrOutputParser()
+    return str(await chain.ainvoke(question))
+
+
+async def _ri_ask(question: str) -> str:
+    chain = _ri_model(TOKENS) | StrOutputParser()
+    return str(await chain.ainvoke(question))
+
+
 async def _lc_report(value: int) -> int:
     await lc_adispatch_custom_event("progress", {"at": value})
     return value + 1
@@ -188,6 +198,7 @@ def _lc_chains() -> dict[str, Callable[[], Any]]:
             lambda x: LcRunnableLambda(lambda y: y + 1).with_config(run_name="inner").invoke(x)
         ).with_config(run_name="outer"),
         "tool_in_chain": lambda: LcRunnableLambda(lambda x: {"word": x}) | reverse,
+        "model_invoked_inside": lambda: LcRunnableLambda(_lc_ask).with_config(run_name="ask"),
         "generator": lambda: LcRunnableLambda(lambda x: x) | LcRunnableGenerator(_lc_upper, name="upper"),
         "parser_root": lambda: LcStrOutputParser(),
         "custom_event": lambda: LcRunnableLambda(_lc_report).with_config(run_name="report"),
@@ -226,6 +237,7 @@ def _ri_chains() -> dict[str, Callable[[], Any]]:
             lambda x: RunnableLambda(lambda y: y + 1).with_config(run_name="inner").invoke(x)
         ).with_config(run_name="outer"),
         "tool_in_chain": lambda: RunnableLambda(lambda x: {"word": x}) | reverse,
+        "model_invoked_inside": lambda: RunnableLambda(_ri_ask).with_config(run_name="ask"),
         "generator": lambda: RunnableLambda(lambda x: x) | RunnableGenerator(_ri_upper, func_name="upper"),
         "parser_root": lambda: StrOutputParser(),
         "custom_event": lambda: RunnableLambda(_ri_report).with_config(run_name="report"),
@@ -304,6 +316,14 @@ SCENARIOS = (
     Scenario("lambda", 3),
     Scenario("nested_sequences", 3, {"v1": ("starts-at-launch",), "v2": ("starts-at-launch",)}),
     Scenario("nested_run", 1),
+    Scenario(
+        "model_invoked_inside",
+        "hi",
+        {
+            "v1": ("starts-at-launch", "tracer-outputs", "invoked-runs-stream", "langsmith-metadata"),
+            "v2": ("starts-at-launch", "invoked-runs-stream", "langsmith-metadata"),
+        },
+    ),
     Scenario(
         "tool_in_chain",
         "abc",
@@ -568,6 +588,23 @@ def _streams_for(other: Seen, ended: Seen) -> bool:
     return ended.run[: len(other.run)] == other.run
 
 
+def _as_chunks(value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "AIMessage":
+        return ("AIMessageChunk", value[1])
+    if isinstance(value, dict):
+        return {key: _as_chunks(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_chunks(item) for item in value]
+    return value
+
+
+def _invoked_runs_stream(lc: list[Seen], ri: list[Seen]) -> Pair:
+    """A run invoked inside a step is a stream of actors like any other: a model hands
+    the next step (and its end event) its summed ``AIMessageChunk``; langchain-core's
+    ``invoke`` runs the steps one after another and passes the ``AIMessage``."""
+    return [i.with_data({k: _as_chunks(v) for k, v in i.data}) for i in lc], ri
+
+
 def _generator_tools_stream(lc: list[Seen], ri: list[Seen]) -> Pair:
     """A generator tool streams its chunks (``on_tool_stream`` each, v2 included): rillet
     adds generator tools; langchain-core's tools return one value."""
@@ -583,6 +620,7 @@ DIFFERENCES: dict[str, Callable[[list[Seen], list[Seen]], Pair]] = {
     "error-events": _error_events,
     "generator-tools-stream": _generator_tools_stream,
     "ends-after-output": _ends_after_output,
+    "invoked-runs-stream": _invoked_runs_stream,
 }
 
 

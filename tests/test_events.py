@@ -156,10 +156,10 @@ async def test_tool_propagates_nested_runs_without_callbacks() -> None:
         """Custom tool that doesn't propagate callbacks."""
         return reverse_word.invoke(word)
 
+    # reverse_word is invoked: no stream event of its own (as the guide prints).
     nested = [
         ("on_tool_start", "bad_tool"),
         ("on_chain_start", "reverse_word"),
-        ("on_chain_stream", "reverse_word"),
         ("on_chain_end", "reverse_word"),
     ]
     events = await collect(bad_tool.astream_events("hello"))
@@ -167,7 +167,7 @@ async def test_tool_propagates_nested_runs_without_callbacks() -> None:
     assert names(events) == [*nested, ("on_tool_end", "bad_tool")]
     assert events[0]["data"] == {"input": "hello"}
     assert events[1]["parent_ids"] == [events[0]["run_id"]]
-    assert events[3]["data"] == {"input": "hello", "output": "olleh"}
+    assert events[2]["data"] == {"output": "olleh", "input": "hello"}
     assert events[-1]["data"] == {"output": "olleh"}
     # v1 (the guide's): the root's output is streamed too.
     events = await collect(bad_tool.astream_events("hello", version="v1"))
@@ -176,7 +176,7 @@ async def test_tool_propagates_nested_runs_without_callbacks() -> None:
 
 @pytest.mark.parametrize("style", ["lambda", "chain"])
 async def test_lambda_and_chain_propagate_nested_runs(style: str) -> None:
-    """reverse_and_double as a RunnableLambda or @chain shows reverse_word nested inside."""
+    """reverse_and_double as a RunnableLambda or @chain shows reverse_word nested inside, as the guide prints."""
     reverse_word = RunnableLambda(lambda word: word[::-1], func_name="reverse_word")
 
     async def reverse_and_double(word: str) -> str:
@@ -185,15 +185,18 @@ async def test_lambda_and_chain_propagate_nested_runs(style: str) -> None:
     runnable = RunnableLambda(reverse_and_double) if style == "lambda" else chain(reverse_and_double)
     assert await runnable.ainvoke("1234") == "43214321"
     events = await collect(runnable.astream_events("1234", version="v1"))
+    # reverse_word is invoked: its start and end, no stream event (the guide's output).
     assert names(events) == [
         ("on_chain_start", "reverse_and_double"),
         ("on_chain_start", "reverse_word"),
-        ("on_chain_stream", "reverse_word"),
         ("on_chain_end", "reverse_word"),
         ("on_chain_stream", "reverse_and_double"),
         ("on_chain_end", "reverse_and_double"),
     ]
-    assert events[4]["data"] == {"chunk": "43214321"}
+    assert events[1]["data"] == {"input": "1234"}
+    assert events[2]["data"] == {"input": "1234", "output": "4321"}
+    assert events[3]["data"] == {"chunk": "43214321"}
+    assert events[4]["data"] == {"output": "43214321"}
 
 
 async def test_nested_runs_inherit_tags_and_metadata() -> None:
