@@ -90,7 +90,7 @@ def _unescape(token: str) -> str:
 
 
 def apply_ops(state: Any, ops: Sequence[Op]) -> Any:
-    """Apply the ``add``/``replace``/``remove`` operations ``astream_log`` produces.
+    """Apply the ``add``/``replace`` operations ``astream_log`` produces.
 
     The state is changed in place; the values the operations carry are copied into it,
     so a later operation never changes an earlier patch's value.
@@ -105,16 +105,12 @@ def apply_ops(state: Any, ops: Sequence[Op]) -> Any:
         for token in tokens[:-1]:
             target = target[int(token)] if isinstance(target, list) else target[token]
         last = tokens[-1]
-        kind = op["op"]
-        if kind == "remove":
-            del target[int(last) if isinstance(target, list) else last]
-            continue
         value = copy.deepcopy(op["value"])
         if not isinstance(target, list):
             target[last] = value
         elif last == "-":
             target.append(value)
-        elif kind == "add":
+        elif op["op"] == "add":
             target.insert(int(last), value)
         else:
             target[int(last)] = value
@@ -246,7 +242,9 @@ class RunLogStream:
         self._final.append(chunk)
         final = self._final_output = self._final.total()
         ops: list[Op] = [{"op": "add", "path": "/streamed_output/-", "value": chunk}]
-        if previous is None or self._snapshots:
+        if previous is None or self._snapshots or final is chunk:
+            # The first chunk, a snapshot, or chunks that do not add up (the sum is the
+            # newest chunk): the whole value, as langchain-core replaces it.
             ops.append({"op": "replace", "path": "/final_output", "value": final})
         else:
             ops.extend(_diff("/final_output", previous, final))
@@ -279,8 +277,8 @@ def _entry(event: Event, run_type: str) -> dict[str, Any]:
 
 def _diff(path: str, old: Any, new: Any) -> list[Op]:
     """The JSON-patch operations that turn ``old`` into ``new``, where ``new`` is ``old``
-    with a chunk added: keys added or changed in a dict, items appended to a list, and
-    any other value that changed replaced whole."""
+    with a chunk added: keys added or changed in a dict (a sum never loses one), items
+    appended to a list, and any other value that changed replaced whole."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         ops: list[Op] = []
         for key, value in new.items():
@@ -289,9 +287,6 @@ def _diff(path: str, old: Any, new: Any) -> list[Op]:
                 ops.append({"op": "add", "path": where, "value": value})
             elif old[key] is not value:
                 ops.extend(_diff(where, old[key], value))
-        for key in old:
-            if key not in new:
-                ops.append({"op": "remove", "path": f"{path}/{_escape(str(key))}"})
         return ops
     if isinstance(old, list) and isinstance(new, list) and len(new) >= len(old) and new[: len(old)] == old:
         return [

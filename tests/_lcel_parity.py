@@ -205,6 +205,7 @@ def _lc_chains() -> dict[str, Callable[[], Any]]:
         "error": lambda: LcRunnableLambda(lambda x: x) | LcRunnableLambda(_boom),
         "json_snapshots": lambda: _lc_model(JSON_TEXT) | LcJsonOutputParser(),
         "list_stream": lambda: LcRunnableLambda(lambda x: x) | LcRunnableGenerator(_lc_lists, name="lists"),
+        "dict_chunks": lambda: LcRunnableLambda(lambda x: x) | LcRunnableGenerator(_lc_dicts, name="dicts"),
     }
 
 
@@ -244,6 +245,7 @@ def _ri_chains() -> dict[str, Callable[[], Any]]:
         "error": lambda: RunnableLambda(lambda x: x) | RunnableLambda(_boom),
         "json_snapshots": lambda: _ri_model(JSON_TOKENS) | JsonOutputParser(),
         "list_stream": lambda: RunnableLambda(lambda x: x) | RunnableGenerator(_ri_lists, func_name="lists"),
+        "dict_chunks": lambda: RunnableLambda(lambda x: x) | RunnableGenerator(_ri_dicts, func_name="dicts"),
     }
 
 
@@ -267,6 +269,18 @@ async def _ri_lists(chunks: AsyncIterator[int]) -> AsyncIterator[list[int]]:
     async for chunk in chunks:
         yield [chunk]
         yield [chunk + 1]
+
+
+async def _lc_dicts(chunks: AsyncIterator[int]) -> AsyncIterator[dict[str, int]]:
+    async for chunk in chunks:
+        yield {"a": chunk, "c": 2}
+        yield {"b": chunk}
+
+
+async def _ri_dicts(chunks: AsyncIterator[int]) -> AsyncIterator[dict[str, int]]:
+    async for chunk in chunks:
+        yield {"a": chunk, "c": 2}
+        yield {"b": chunk}
 
 
 @attrs.frozen
@@ -346,6 +360,7 @@ LOG_SCENARIOS = (
     Scenario("tool", {"word": "abc"}),
     Scenario("json_snapshots", "x", {"log": ("starts-at-launch", "tracer-outputs", "langsmith-metadata")}),
     Scenario("list_stream", 1, {"log": ("starts-at-launch", "tracer-outputs")}),
+    Scenario("dict_chunks", 1, {"log": ("starts-at-launch", "tracer-outputs")}),
 )
 
 

@@ -11,16 +11,19 @@ langchain-core"), and only named differences are undone, so a new one fails here
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
+import attrs
 import pytest
 from _lcel_parity import (
     DIFFERENCES,
     LOG_SCENARIOS,
     SCENARIOS,
     Scenario,
+    _reverse,
     by_owner,
     comparable_events,
     comparable_log,
@@ -33,6 +36,9 @@ from _lcel_parity import (
     rillet_log,
     undo,
 )
+
+from engine import AggregateNode, EventBus, RunnablePassthrough, Step
+from nodes import tool
 
 ARCHITECTURE = Path(__file__).resolve().parents[1] / "ARCHITECTURE.md"
 
@@ -122,3 +128,49 @@ async def test_astream_log_final_state_matches_langchain_core(scenario: Scenario
             state["streamed_output"] = sorted(map(repr, state["streamed_output"]))
     assert list(ri_state) == list(lc_state)
     assert ri_state == lc_state
+
+
+# -- rillet's own side of the shapes ------------------------------------------------------
+
+
+async def test_a_run_only_bus_subscribers_see_keeps_every_input_and_chunk() -> None:
+    """Native events (no astream_events): a tool's chunk is a stream event, every start and end shows its input."""
+    bus = EventBus()
+    reverse = tool(_reverse)
+    async with bus.subscribe(capacity=100) as events:
+        assert await reverse.ainvoke({"word": "abc"}, {"bus": bus}) == "cba"
+        seen = events.receive_available(100)
+    assert [(e["event"], e["data"]) for e in seen] == [
+        ("on_tool_start", {"input": {"word": "abc"}}),
+        ("on_tool_stream", {"chunk": "cba"}),
+        ("on_tool_end", {"input": {"word": "abc"}, "output": "cba"}),
+    ]
+
+
+@attrs.frozen
+class Shout(AggregateNode[str, str]):
+    """A node that says how its events look: one value, no input on its start."""
+
+    publishes_chunks: ClassVar[bool] = False
+    input_at_start: ClassVar[bool] = False
+
+    async def compute(self, value: str, step: Step) -> AsyncIterator[str]:
+        yield value.upper()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_a_node_says_whether_its_start_shows_input_and_it_streams(version: str) -> None:
+    """input_at_start=False: no input on its start inside a chain; publishes_chunks=False: no stream
+    events (v1: only at the root of the stream)."""
+    inside = [e async for e in (Shout() | RunnablePassthrough()).astream_events("hi", version=version)]
+    shout = [(e["event"], e["data"]) for e in inside if e["name"] == "Shout"]
+    end_data = {"input": "hi", "output": "HI"}
+    assert shout == [("on_chain_start", {}), ("on_chain_end", end_data)]
+    assert list(shout[1][1]) == (["output", "input"] if version == "v2" else ["input", "output"])
+    alone = [(e["event"], e["data"]) for e in await _collect(Shout().astream_events("hi", version=version))]
+    streamed = [("on_chain_stream", {"chunk": "HI"})] if version == "v1" else []
+    assert alone == [("on_chain_start", {"input": "hi"}), *streamed, ("on_chain_end", {"output": "HI"})]
+
+
+async def _collect(stream: Any) -> list[Any]:
+    return [item async for item in stream]
