@@ -199,6 +199,11 @@ def _lc_chains() -> dict[str, Callable[[], Any]]:
         ).with_config(run_name="outer"),
         "tool_in_chain": lambda: LcRunnableLambda(lambda x: {"word": x}) | reverse,
         "model_invoked_inside": lambda: LcRunnableLambda(_lc_ask).with_config(run_name="ask"),
+        "tagged": lambda: (
+            LcRunnableLambda(lambda x: x + 1).with_config(tags=["inner"], metadata={"k": 2})
+            | LcRunnableLambda(str)
+        ).with_config(tags=["outer"], metadata={"m": 1}),
+        "assign": lambda: LcRunnablePassthrough.assign(double=lambda d: d["x"] * 2),
         "generator": lambda: LcRunnableLambda(lambda x: x) | LcRunnableGenerator(_lc_upper, name="upper"),
         "parser_root": lambda: LcStrOutputParser(),
         "custom_event": lambda: LcRunnableLambda(_lc_report).with_config(run_name="report"),
@@ -239,6 +244,11 @@ def _ri_chains() -> dict[str, Callable[[], Any]]:
         ).with_config(run_name="outer"),
         "tool_in_chain": lambda: RunnableLambda(lambda x: {"word": x}) | reverse,
         "model_invoked_inside": lambda: RunnableLambda(_ri_ask).with_config(run_name="ask"),
+        "tagged": lambda: (
+            RunnableLambda(lambda x: x + 1).with_config(tags=["inner"], metadata={"k": 2})
+            | RunnableLambda(str)
+        ).with_config(tags=["outer"], metadata={"m": 1}),
+        "assign": lambda: RunnablePassthrough.assign(double=lambda d: d["x"] * 2),
         "generator": lambda: RunnableLambda(lambda x: x) | RunnableGenerator(_ri_upper, func_name="upper"),
         "parser_root": lambda: StrOutputParser(),
         "custom_event": lambda: RunnableLambda(_ri_report).with_config(run_name="report"),
@@ -346,6 +356,8 @@ SCENARIOS = (
     Scenario("generator", "ab", {"v1": ("starts-at-launch",), "v2": ("starts-at-launch",)}),
     Scenario("parser_root", "abc", {"v2": ("parser-streams-at-root",)}),
     Scenario("custom_event", 1),
+    Scenario("tagged", 1, {"v1": ("starts-at-launch",), "v2": ("starts-at-launch",)}),
+    Scenario("assign", {"x": 2}, ordered=False),
     Scenario("error", 1, {"v2": ("starts-at-launch", "error-events")}, versions=("v2",)),
 )
 
