@@ -196,9 +196,8 @@ class RunLogStream:
         if kind is None:
             return []
         run_type = _run_type(kind)
-        tags = tuple(event["tags"])
         name = event["name"]
-        if not (self._filter.matches(name, kind, tags) or self._filter.matches(name, run_type, tags)):
+        if not self._logged(name, kind, run_type, tuple(event["tags"])):
             return []
         run_id = event["run_id"]
         if phase is EventPhase.START:
@@ -226,6 +225,14 @@ class RunLogStream:
                 {"op": "add", "path": f"{base}/end_time", "value": _now()},
             ]
         return []
+
+    def _logged(self, name: str, kind: str, run_type: str, tags: tuple[str, ...]) -> bool:
+        """Whether the filters keep a step: a type filter names it by its kind or by its
+        run type (``"chat_model"`` or langchain-core's ``"llm"`` for a chat model)."""
+        include, exclude = self._filter.include, self._filter.exclude
+        if include.given and not (include.picks(name, kind, tags) or include.picks(name, run_type, tags)):
+            return False
+        return not (exclude.picks(name, kind, tags) or exclude.picks(name, run_type, tags))
 
     def _root_ops(self, phase: EventPhase, data: Any) -> list[Op]:
         if phase is EventPhase.STREAM:

@@ -67,6 +67,9 @@ __all__ = (
     "lc_log",
     "rillet_events",
     "rillet_log",
+    "reverse_word",
+    "untraced",
+    "without_langsmith",
 )
 
 #: The scripted reply: langchain-core's fake model splits its text at whitespace, so
@@ -114,7 +117,7 @@ class RilletKeywordRetriever(BaseRetriever):
 TEXTS = ["harrison worked at kensho", "bears like honey"]
 
 
-def _reverse(word: str) -> str:
+def reverse_word(word: str) -> str:
     """Reverse a word."""
     return word[::-1]
 
@@ -170,7 +173,7 @@ async def _ri_report(value: int) -> int:
 def _lc_chains() -> dict[str, Callable[[], Any]]:
     prompt = LcChatPromptTemplate.from_template("tell me about {topic}")
     rag_prompt = LcChatPromptTemplate.from_template("{context} {question}")
-    reverse = lc_tool(_reverse)
+    reverse = lc_tool(reverse_word)
     return {
         "prompt_model_parser": lambda: prompt | _lc_model(TEXT) | LcStrOutputParser(),
         "chat_model_root": lambda: _lc_model(TEXT),
@@ -217,7 +220,7 @@ def _lc_chains() -> dict[str, Callable[[], Any]]:
 def _ri_chains() -> dict[str, Callable[[], Any]]:
     prompt = ChatPromptTemplate.from_template("tell me about {topic}")
     rag_prompt = ChatPromptTemplate.from_template("{context} {question}")
-    reverse = tool(_reverse)
+    reverse = tool(reverse_word)
     return {
         "prompt_model_parser": lambda: prompt | _ri_model(TOKENS) | StrOutputParser(),
         "chat_model_root": lambda: _ri_model(TOKENS),
@@ -553,6 +556,11 @@ def _langsmith_metadata(lc: list[Seen], ri: list[Seen]) -> Pair:
     return [attrs.evolve(i, metadata=tuple(k for k in i.metadata if not _LANGSMITH.match(k))) for i in lc], ri
 
 
+def without_langsmith(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata without LangSmith's keys (see ``langsmith-metadata``)."""
+    return {key: value for key, value in metadata.items() if not _LANGSMITH.match(key)}
+
+
 def untraced(value: Any) -> Any:
     """A tracer's record of an output as the output itself."""
     if isinstance(value, dict):
@@ -713,7 +721,7 @@ def _plain_op(op: dict[str, Any], expected: tuple[str, ...]) -> tuple[Any, ...]:
         assert isinstance(value["start_time"], str) and _ISO_TIME.match(value["start_time"])
         value = {**value, "id": "<id>", "start_time": "<time>"}
         if "langsmith-metadata" in expected:
-            value["metadata"] = {k: v for k, v in value["metadata"].items() if not _LANGSMITH.match(k)}
+            value["metadata"] = without_langsmith(value["metadata"])
     elif path.endswith("/final_output") and path.startswith("/logs/") and "tracer-outputs" in expected:
         value = untraced(value)
     return (op["op"], path, plain(value))

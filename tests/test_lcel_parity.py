@@ -23,7 +23,6 @@ from _lcel_parity import (
     LOG_SCENARIOS,
     SCENARIOS,
     Scenario,
-    _reverse,
     by_owner,
     comparable_events,
     comparable_log,
@@ -32,13 +31,16 @@ from _lcel_parity import (
     per_run,
     plain,
     plain_state,
+    reverse_word,
     rillet_events,
     rillet_log,
     undo,
+    untraced,
+    without_langsmith,
 )
 
 from engine import AggregateNode, EventBus, RunnablePassthrough, Step
-from nodes import tool
+from nodes import ScriptedChatModel, StrOutputParser, tool
 
 ARCHITECTURE = Path(__file__).resolve().parents[1] / "ARCHITECTURE.md"
 
@@ -117,12 +119,11 @@ async def test_astream_log_final_state_matches_langchain_core(scenario: Scenario
     ri = await rillet_log(scenario.name, scenario.input, False)
     lc_state, ri_state = plain_state(lc[-1].state), plain_state(ri[-1].state)
     expected = scenario.expected.get("log", ())
-    if "tracer-outputs" in expected or "langsmith-metadata" in expected:
-        from _lcel_parity import _LANGSMITH, untraced
-
-        for entry in lc_state["logs"].values():
+    for entry in lc_state["logs"].values():
+        if "tracer-outputs" in expected:
             entry["final_output"] = untraced(entry["final_output"])
-            entry["metadata"] = {k: v for k, v in entry["metadata"].items() if not _LANGSMITH.match(k)}
+        if "langsmith-metadata" in expected:
+            entry["metadata"] = without_langsmith(entry["metadata"])
     if not scenario.ordered:
         for state in (lc_state, ri_state):
             state["streamed_output"] = sorted(map(repr, state["streamed_output"]))
@@ -136,7 +137,7 @@ async def test_astream_log_final_state_matches_langchain_core(scenario: Scenario
 async def test_a_run_only_bus_subscribers_see_keeps_every_input_and_chunk() -> None:
     """Native events (no astream_events): a tool's chunk is a stream event, every start and end shows its input."""
     bus = EventBus()
-    reverse = tool(_reverse)
+    reverse = tool(reverse_word)
     async with bus.subscribe(capacity=100) as events:
         assert await reverse.ainvoke({"word": "abc"}, {"bus": bus}) == "cba"
         seen = events.receive_available(100)
@@ -174,3 +175,26 @@ async def test_a_node_says_whether_its_start_shows_input_and_it_streams(version:
 
 async def _collect(stream: Any) -> list[Any]:
     return [item async for item in stream]
+
+
+@pytest.mark.parametrize(
+    ("filters", "logged"),
+    [
+        ({"include_types": ["llm"]}, ["model"]),
+        ({"include_types": ["chat_model"]}, ["model"]),
+        ({"exclude_types": ["llm"]}, ["StrOutputParser"]),
+        ({"exclude_types": ["chat_model"]}, ["StrOutputParser"]),
+    ],
+)
+async def test_astream_log_type_filters_name_a_chat_model_as_llm_or_by_kind(
+    filters: dict[str, list[str]], logged: list[str]
+) -> None:
+    """astream_log's type filters take a chat model's run type ("llm", as langchain-core) or its kind."""
+    chain = ScriptedChatModel([["a", "b"]], name="model") | StrOutputParser()
+    state: Any = None
+    async for log in chain.astream_log("hi", diff=False, **filters):
+        state = log.state
+    assert list(state["logs"]) == logged
+    if "model" in logged:
+        assert state["logs"]["model"]["type"] == "llm"
+        assert state["logs"]["model"]["streamed_output_str"] == ["a", "b"]
