@@ -134,6 +134,9 @@ class TransformNode(LeafNode[In, Out]):
     :attr:`~LeafNode.reads_current_step` where the defaults do not fit.
     """
 
+    #: It works on the input stream: inside a composite its start shows no input.
+    input_at_start: ClassVar[bool] = False
+
     def transform_stream(self, chunks: AsyncIterator[In], step: Step) -> AsyncIterator[Out]:
         """Yield this step's output chunks while reading its input ``chunks``.
 

@@ -12,7 +12,7 @@ Composites are the engine's own: users compose with ``|``, dicts and
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import anyio
 import attrs
@@ -53,6 +53,8 @@ class RunnableSequence(Runnable[In, Out]):
     """
 
     steps: tuple[Runnable[Any, Any], ...]
+    #: Its input streams into its first step: inside a composite, its start shows none.
+    input_at_start: ClassVar[bool] = False
 
     @classmethod
     def of(cls, *steps: Runnable[Any, Any]) -> RunnableSequence[Any, Any]:
@@ -207,6 +209,8 @@ class RunnableParallel(Runnable[In, dict[str, Any]]):
     """
 
     branches: Mapping[str, Runnable[In, Any]]
+    #: Its input streams into its branches: inside a composite, its start shows none.
+    input_at_start: ClassVar[bool] = False
 
     def __init__(self, branches: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         from ._functions import coerce_runnable
@@ -254,6 +258,8 @@ class RunnableAssign(Runnable[dict[str, Any], dict[str, Any]]):
     """
 
     mapper: RunnableParallel[dict[str, Any]]
+    #: Its input streams through: inside a composite, its start shows none.
+    input_at_start: ClassVar[bool] = False
 
     def get_name(self) -> str:
         return f"RunnableAssign<{','.join(self.mapper.branches)}>"

@@ -68,10 +68,12 @@ class StreamEvent(TypedDict):
         parent_ids: The run ids of the step's ancestors, root first (always empty in v1).
         tags: The step's tags.
         metadata: The step's metadata.
-        data: ``{"input": ...}`` at start, ``{"chunk": ...}`` per chunk, ``{"input",
-            "output"}`` at end, ``{"error", "input"?}`` on error, the dispatched value for a
-            custom event, ``{"dropped": n}`` for a drop marker, ``{"from": a, "to": b}``
-            for a lost marker.
+        data: ``{"input": ...}`` or ``{}`` at start, ``{"chunk": ...}`` per chunk,
+            ``{"input", "output"}`` at end (``{"output", "input"}`` in v2, only
+            ``{"output"}`` at the root of an ``astream_events`` stream), ``{"error",
+            "input"?}`` on error, the dispatched value for a custom event, ``{"dropped":
+            n}`` for a drop marker, ``{"from": a, "to": b}`` for a lost marker.
+            ARCHITECTURE.md ("Differences from langchain-core") says which event shows what.
     """
 
     event: str

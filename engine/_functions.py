@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing
 from contextvars import copy_context
 from functools import partial
-from typing import Any, TypeVar, cast, overload
+from typing import Any, ClassVar, TypeVar, cast, overload
 
 import anyio
 import anyio.from_thread
@@ -174,6 +174,8 @@ class RunnableLambda(AggregateNode[In, Out]):
     afunc: Callable[..., Any] | None
     func_name: str | None
     _takes_config: bool
+    #: As langchain-core's lambdas: inside a composite, its start shows no input.
+    input_at_start: ClassVar[bool] = False
 
     @overload
     def __init__(

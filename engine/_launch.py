@@ -35,6 +35,10 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
+#: The kinds that stream their tokens even in an invoked run (langchain-core streams a
+#: model's tokens to an ``astream_events`` handler whichever way the model is called).
+_TOKEN_KINDS = frozenset({"chat_model", "llm"})
+
 __all__ = (
     "DiscardOutbox",
     "Inbox",
@@ -258,6 +262,8 @@ class Launch:
         self._units: list[_Unit] = []
         self._feeders: list[tuple[Edge[Any], AsyncIterable[Any]]] = []
         self.root_step: Step | None = None
+        #: Whether the root step is what an ``astream_events`` stream was asked for.
+        self.events_root = False
         self._claims: list[Step] = []
         self.edges: list[Edge[Any]] = []
         #: The task group the tasks run in, once :meth:`start` was called: a step that
@@ -300,7 +306,20 @@ class Launch:
         self._starts.append((step, runnable))
         if self.root_step is None:
             self.root_step = step
+            step.events_root = self.events_root
+        if step.subscribers and self.scope.version != "native" and self._quiet(runnable):
+            # langchain-core's shape: no stream events for a step that makes its output
+            # at once, except (v1) at the root of the stream.
+            step.mute_stream = not (step.events_root and self.scope.version == "v1")
         return step
+
+    def _quiet(self, runnable: Runnable[Any, Any]) -> bool:
+        """Whether ``astream_events`` leaves out the stream events of ``runnable``'s step:
+        its output is one value made at once, or its run was invoked (only a model's
+        tokens stream then)."""
+        if self.scope.invoked and runnable.kind not in _TOKEN_KINDS:
+            return True
+        return not runnable.publishes_chunks
 
     def add_feeder(self, edge: Edge[Any], inputs: AsyncIterable[Any]) -> None:
         """Feed a run's input stream into ``edge`` (a task of the root step)."""
@@ -347,8 +366,13 @@ class Launch:
         try:
             for step, runnable in self._starts:
                 if step.subscribers:
-                    if step.input_known:
-                        await step.emit_start(runnable.start_event_input(step.input_value), has_input=True)
+                    if _input_at_start(step, runnable):
+                        value = (
+                            step.input_value
+                            if step.events_root
+                            else runnable.start_event_input(step.input_value)
+                        )
+                        await step.emit_start(value, has_input=True)
                     else:
                         await step.emit_start()
         except BaseException as exc:
@@ -361,6 +385,22 @@ class Launch:
             step = unit.step
             handle = task_group.start_soon(unit.run, name=f"rillet {step.kind} {step.name}")
             unit.stop_when_unread(handle)
+
+
+def _input_at_start(step: Step, runnable: Runnable[Any, Any]) -> bool:
+    """Whether ``step``'s start event shows its input.
+
+    Only an input known at launch can be shown (see ARCHITECTURE.md, "Differences
+    from langchain-core"). Native events show it wherever it is known; ``astream_events``
+    shows it as langchain-core does: at the root of the stream (the raw input), at the
+    root of a run started inside a step, and for a step inside a composite that takes
+    its whole input at once (``Runnable.input_at_start``).
+    """
+    if not step.input_known:
+        return False
+    if step.scope.version == "native" or step.events_root or step.parent is None or not step.linked:
+        return True
+    return runnable.input_at_start
 
 
 async def _feed(edge: Edge[Any], inputs: AsyncIterable[Any]) -> None:

@@ -129,6 +129,7 @@ class RunPlan(Generic[T]):
         """Build the graph, publish its start events, and start its tasks in ``task_group``."""
         launch = Launch(self.scope)
         launch.edges = self.edges
+        launch.events_root = self.events is not None
         inbox: Inbox[Any]
         if self.input_stream is None:
             inbox = ConstantInbox(self.input)
@@ -161,8 +162,11 @@ def plan_run(
     input: Any = None,
     input_stream: AsyncIterable[Any] | None = None,
     events: EventsRequest | None = None,
+    invoked: bool = False,
 ) -> RunPlan[Any]:
     """The plan of one run of ``runnable`` (nested under the current step, if any).
+
+    ``invoked`` says the caller wants only the whole output (``ainvoke``).
 
     Raises:
         ConfigError: For a bad ``config`` (at once, before anything runs).
@@ -173,6 +177,7 @@ def plan_run(
         if scope.bus is None:
             scope.bus = EventBus()
         scope.version = events.version
+    scope.invoked = invoked
     output: Edge[Any] = Edge(
         scope.capacity,
         name=f"{runnable.get_name()} output",

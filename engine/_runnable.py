@@ -47,6 +47,10 @@ __all__ = ("Runnable",)
 
 Config = RunConfig | Mapping[str, Any] | None
 
+#: The kinds whose output is one value made at once: no stream events in ``astream_events``
+#: (see :attr:`Runnable.publishes_chunks`).
+_ONE_VALUE_KINDS = frozenset({"prompt", "retriever", "tool"})
+
 
 class Runnable(Generic[In, Out]):
     """A step, or a graph of steps, that turns input of type ``In`` into ``Out``.
@@ -118,6 +122,35 @@ class Runnable(Generic[In, Out]):
         default), so a node that converts its input here converts it there too.
         """
         return value
+
+    @property
+    def input_at_start(self) -> bool:
+        """Whether this step's ``astream_events`` start shows its input inside a composite.
+
+        For a step placed in a sequence or a parallel step whose input is known at launch
+        (see ARCHITECTURE.md, "Differences from langchain-core"). ``True`` (the default)
+        for steps that take their whole input at once (prompts, models, tools,
+        retrievers), as langchain-core's invoked runnables do; ``False`` for steps that
+        work on the input stream or pass it on (functions, passthrough, parsers,
+        sequences, parallel steps), which langchain-core starts with ``{}``. The root of
+        the stream and a run started inside a step always show their input. Override it
+        with a class attribute.
+        """
+        return True
+
+    @property
+    def publishes_chunks(self) -> bool:
+        """Whether ``astream_events`` publishes this step's stream events.
+
+        ``False`` for the kinds whose output is one value made at once (``prompt``,
+        ``retriever``, ``tool``; a generator tool says ``True``): as in langchain-core,
+        v2 publishes no stream event for them, and v1 only at the root of the stream.
+        ``True`` for every other kind. The output is on the end event either way, and a
+        run that is not an ``astream_events`` stream (``EventBus`` subscribers only)
+        publishes every chunk. Override it with a class attribute, or a property when it
+        depends on the instance.
+        """
+        return self.kind not in _ONE_VALUE_KINDS
 
     def _launch(self, launch: Launch, inbox: Inbox[In], outbox: Outbox[Out], site: Site) -> None:
         # Engine-internal: wires this runnable's actors between ``inbox`` and
@@ -483,9 +516,14 @@ class Runnable(Generic[In, Out]):
         return RunStream(plan_run(self, config, input_stream=inputs))
 
     async def ainvoke(self, input: In, config: Config = None) -> Out:
-        """Run to completion and return the whole output (its chunks added up)."""
+        """Run to completion and return the whole output (its chunks added up).
+
+        Inside an ``astream_events`` stream, an invoked run publishes no stream events
+        but a model's tokens, as langchain-core's ``ainvoke`` does (its start and end
+        events carry its input and output).
+        """
         total = ChunkSum(self.output_accumulation)
-        async with self.astream(input, config) as stream:
+        async with RunStream(plan_run(self, config, input=input, invoked=True)) as stream:
             while batch := await stream.next_batch(1024):
                 total.extend(batch)
                 del batch  # not held while the next one is awaited (snapshots: only the last)

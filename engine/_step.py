@@ -56,7 +56,13 @@ class RunScope:
     root_run_id: str
     bus: EventBus | None
     capacity: int
-    version: str = "v2"
+    #: The shape of the events: ``"v1"`` or ``"v2"`` for an ``astream_events`` stream
+    #: (langchain-core's shapes; see ARCHITECTURE.md, "Differences from langchain-core"),
+    #: ``"native"`` for a run only ``EventBus`` subscribers see (every input and chunk).
+    version: str = "native"
+    #: Whether the run was started by ``ainvoke`` (inside an ``astream_events`` stream
+    #: its steps publish no stream events but a model's tokens, as langchain-core's).
+    invoked: bool = False
     #: How many of the run's steps built an event (each counted once, when it builds its
     #: first): 0 while no subscriber sees any of them, since such steps build nothing.
     #: Counted per step, not per event, so the per-chunk path pays nothing for it.
@@ -125,6 +131,14 @@ class Step:
     depth: int = 0
     recursion_limit: int = DEFAULT_RECURSION_LIMIT
     bound_buses: tuple[EventBus, ...] = ()
+    #: The step an ``astream_events`` stream was asked for (its start shows the raw
+    #: input, its end only the output, as langchain-core's root events do).
+    events_root: bool = False
+    #: Whether ``astream_events`` leaves out this step's stream events (see
+    #: ``Runnable.publishes_chunks``); its chunks are still summed for its end event.
+    mute_stream: bool = False
+    #: The subscribers its stream events go to (set at start: none when muted).
+    _stream_to: tuple[Subscriber, ...] = ()
     _end_extras: dict[str, Any] | None = None
     configurable: Mapping[str, Any] = NO_VALUES
     # Set when a subscriber of this step wants stamped events (seq and time); _mixed
@@ -204,7 +218,7 @@ class Step:
                 "event": event_name(self.kind, phase),
                 "name": self.name,
                 "run_id": self.run_id,
-                "parent_ids": list(self.parent_ids) if self.scope.version == "v2" else [],
+                "parent_ids": list(self.parent_ids) if self.scope.version != "v1" else [],
                 "tags": list(self.tags),
                 "metadata": dict(self.metadata),
                 "data": None,
@@ -250,6 +264,7 @@ class Step:
         self._outputs = ChunkSum(self.accumulation, tolerant=True)
         if not self.input_known:
             self._inputs = ChunkSum(self.input_accumulation, tolerant=True)
+        self._stream_to = () if self.mute_stream else self.subscribers
         data: dict[str, Any] = {"input": start_input} if has_input else {}
         event = self._event(EventPhase.START, data)
         for subscriber in self.subscribers:
@@ -274,6 +289,8 @@ class Step:
             recent.append(chunk)
             if len(recent) >= log.limit:
                 log.carry()
+        if not self._stream_to:
+            return None  # muted (a v2 prompt, retriever or plain tool): no event, no seq
         template = self._stream_template
         if template is None:
             template = self._stream_template = self._template(EventPhase.STREAM)
@@ -284,7 +301,7 @@ class Step:
             stamps.stamp(event)
             if self._mixed:
                 return self._publish_shaped(event)
-        for subscriber in self.subscribers:
+        for subscriber in self._stream_to:
             if not subscriber.try_put(event):
                 return self._deliver_from(subscriber, event)
         return None
@@ -292,7 +309,7 @@ class Step:
     def _publish_shaped(self, event: Event) -> Awaitable[None] | None:
         # Some subscribers want the stamps, some the guide's shape: one copy for the latter.
         guide: Event | None = None
-        for subscriber in self.subscribers:
+        for subscriber in self._stream_to:
             shaped = event
             if not subscriber.native:
                 if guide is None:
@@ -303,7 +320,7 @@ class Step:
         return None
 
     async def _deliver_from(self, first: Subscriber, event: Event) -> None:
-        subscribers = self.subscribers
+        subscribers = self._stream_to
         for subscriber in subscribers[subscribers.index(first) :]:
             await subscriber.put(self._shaped(event, subscriber))
 
@@ -345,16 +362,16 @@ class Step:
         return event
 
     async def emit_custom(self, name: str, data: Any) -> None:
-        """Publish an ``on_custom_event`` from inside this step."""
-        if not self.subscribers:
+        """Publish an ``on_custom_event`` from inside this step (not in v1, as langchain-core)."""
+        if not self.subscribers or self.scope.version == "v1":
             return
         event = self._custom_event(name, data)
         for subscriber in self.subscribers:
             await subscriber.put(self._shaped(event, subscriber))
 
     def emit_custom_nowait(self, name: str, data: Any) -> None:
-        """Publish an ``on_custom_event`` without waiting (from synchronous code)."""
-        if not self.subscribers:
+        """Publish an ``on_custom_event`` without waiting (from synchronous code; not in v1)."""
+        if not self.subscribers or self.scope.version == "v1":
             return
         event = self._custom_event(name, data)
         for subscriber in self.subscribers:
@@ -373,13 +390,20 @@ class Step:
         self._inputs = None
 
     def end_data(self) -> dict[str, Any]:
-        """The ``data`` of the end event: the whole input and the summed output."""
-        data: dict[str, Any] = {}
+        """The ``data`` of the end event: the whole input and the summed output.
+
+        As langchain-core shapes it: the root of an ``astream_events`` stream shows only
+        the output; v2 puts the output first, v1 (and native events) the input.
+        """
+        output = self._outputs.total() if self._outputs is not None else None
+        if self.events_root:
+            return {"output": output}
+        data: dict[str, Any] = {"output": output} if self.scope.version == "v2" else {}
         if self.input_known:
             data["input"] = self.input_value
         elif self._inputs is not None:
             data["input"] = self._inputs.total()
-        data["output"] = self._outputs.total() if self._outputs is not None else None
+        data["output"] = output
         return data
 
     def add_end_data(self, key: str, value: Any) -> None:

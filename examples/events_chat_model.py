@@ -2,9 +2,9 @@
 
 Collects ``model.astream_events("hello", version="v1")`` and prints the first three
 events (the start, then one stream event per token) and the last two (the last token,
-then the end with the whole reply). rillet's events also carry ``parent_ids``; its start
-event shows the input as the messages the model received (as the guide's chain example
-does), and its end event carries that input beside the output.
+then the end with the whole reply). rillet's events also carry ``parent_ids``; the data
+are the guide's: the start shows the raw input, the end only the output (inside a chain,
+a model's start and end show the messages it received, as the guide's chain example does).
 
 Run: python examples/events_chat_model.py   (offline; Claude when ANTHROPIC_API_KEY is set)
 """

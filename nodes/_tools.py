@@ -239,6 +239,12 @@ class Tool(AggregateNode[Any, Any]):
     #: the arguments and their schema.
     injected: tuple[str, ...] = attrs.field(default=(), kw_only=True)
 
+    @property
+    def publishes_chunks(self) -> bool:
+        """A generator tool's chunks are stream events; a plain tool's one value is not
+        (as in langchain-core's ``astream_events`` v2)."""
+        return inspect.isasyncgenfunction(self.func) or inspect.isgeneratorfunction(self.func)
+
     @classmethod
     def from_function(
         cls,
@@ -260,13 +266,15 @@ class Tool(AggregateNode[Any, Any]):
                 )
         tool_name = name or func.__name__
         where = f"tool {tool_name!r}"
-        argument_schema = argument_types(_resolved_annotations(func, signature, where), where=where)
-        doc = inspect.getdoc(func) or ""
+        # Injected parameters (the run's config, the guide's callbacks) are not arguments:
+        # they are left out before the schema is made (a RunnableConfig has no JSON form).
         injected = tuple(name for name in signature.parameters if name in _INJECTED)
         if injected:
             signature = signature.replace(
                 parameters=[p for p in signature.parameters.values() if p.name not in injected]
             )
+        argument_schema = argument_types(_resolved_annotations(func, signature, where), where=where)
+        doc = inspect.getdoc(func) or ""
         return cls(
             func=func,
             tool_name=tool_name,

@@ -218,7 +218,10 @@ async def test_a_bus_bound_on_an_inner_step_sees_that_step_and_below() -> None:
     assert starts == ["inner", "times_ten", "calls_nested", "nested"]
     all_starts = ["RunnableSequence", "first", "inner", "times_ten", "calls_nested", "nested", "last"]
     assert sorted(n for k, n in _summary(seen_by_run) if k.endswith("_start")) == sorted(all_starts)
-    assert _summary(streamed) == _summary(seen_by_run)
+    # astream_events leaves out an invoked run's chunks (langchain-core's shape); the
+    # bus of a plain run sees them.
+    assert ("on_chain_stream", "nested") in _summary(seen_by_run)
+    assert _summary(streamed) == [s for s in _summary(seen_by_run) if s != ("on_chain_stream", "nested")]
     check_event_order(seen_by_run)
 
 

@@ -26,7 +26,6 @@ from nodes import (
     BaseChatModel,
     BaseMessage,
     ChatPromptTemplate,
-    HumanMessage,
     InMemoryRetriever,
     JsonOutputParser,
     ScriptedChatModel,
@@ -46,22 +45,21 @@ def names(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 async def test_chat_model_events_like_the_guide() -> None:
-    """A model alone: start with the input, one stream event per token, end with the sum."""
+    """A model alone: start with the raw input, one stream event per token, end with the sum only."""
     model = ScriptedChatModel(replies=[HELLO_TOKENS], name="ChatAnthropic")
     events = await collect(model.astream_events("hello", version="v1"))
     assert names(events[:2]) == [
         ("on_chat_model_start", "ChatAnthropic"),
         ("on_chat_model_stream", "ChatAnthropic"),
     ]
-    assert events[0]["data"] == {"input": {"messages": [[HumanMessage(content="hello")]]}}
+    assert events[0]["data"] == {"input": "hello"}
     assert events[0]["tags"] == [] and events[0]["metadata"] == {} and events[0]["parent_ids"] == []
     assert events[1]["data"] == {"chunk": AIMessageChunk(content=" Hello")}
     assert repr(events[1]["data"]["chunk"]) == "AIMessageChunk(content=' Hello')"
     assert [e["event"] for e in events[1:-1]] == ["on_chat_model_stream"] * len(HELLO_TOKENS)
     end = events[-1]
     assert end["event"] == "on_chat_model_end"
-    assert end["data"]["output"] == AIMessageChunk(content="".join(HELLO_TOKENS))
-    assert end["data"]["input"] == {"messages": [[HumanMessage(content="hello")]]}
+    assert end["data"] == {"output": AIMessageChunk(content="".join(HELLO_TOKENS))}
     assert len({e["run_id"] for e in events}) == 1
 
 
@@ -158,24 +156,27 @@ async def test_tool_propagates_nested_runs_without_callbacks() -> None:
         """Custom tool that doesn't propagate callbacks."""
         return reverse_word.invoke(word)
 
-    events = await collect(bad_tool.astream_events("hello"))
-    assert names(events) == [
+    # reverse_word is invoked: no stream event of its own (as the guide prints).
+    nested = [
         ("on_tool_start", "bad_tool"),
         ("on_chain_start", "reverse_word"),
-        ("on_chain_stream", "reverse_word"),
         ("on_chain_end", "reverse_word"),
-        ("on_tool_stream", "bad_tool"),
-        ("on_tool_end", "bad_tool"),
     ]
+    events = await collect(bad_tool.astream_events("hello"))
+    # v2: a plain tool's one value is on its end event, with no stream event.
+    assert names(events) == [*nested, ("on_tool_end", "bad_tool")]
     assert events[0]["data"] == {"input": "hello"}
     assert events[1]["parent_ids"] == [events[0]["run_id"]]
-    assert events[3]["data"] == {"input": "hello", "output": "olleh"}
-    assert events[-1]["data"]["output"] == "olleh"
+    assert events[2]["data"] == {"output": "olleh", "input": "hello"}
+    assert events[-1]["data"] == {"output": "olleh"}
+    # v1 (the guide's): the root's output is streamed too.
+    events = await collect(bad_tool.astream_events("hello", version="v1"))
+    assert names(events) == [*nested, ("on_tool_stream", "bad_tool"), ("on_tool_end", "bad_tool")]
 
 
 @pytest.mark.parametrize("style", ["lambda", "chain"])
 async def test_lambda_and_chain_propagate_nested_runs(style: str) -> None:
-    """reverse_and_double as a RunnableLambda or @chain shows reverse_word nested inside."""
+    """reverse_and_double as a RunnableLambda or @chain shows reverse_word nested inside, as the guide prints."""
     reverse_word = RunnableLambda(lambda word: word[::-1], func_name="reverse_word")
 
     async def reverse_and_double(word: str) -> str:
@@ -184,15 +185,18 @@ async def test_lambda_and_chain_propagate_nested_runs(style: str) -> None:
     runnable = RunnableLambda(reverse_and_double) if style == "lambda" else chain(reverse_and_double)
     assert await runnable.ainvoke("1234") == "43214321"
     events = await collect(runnable.astream_events("1234", version="v1"))
+    # reverse_word is invoked: its start and end, no stream event (the guide's output).
     assert names(events) == [
         ("on_chain_start", "reverse_and_double"),
         ("on_chain_start", "reverse_word"),
-        ("on_chain_stream", "reverse_word"),
         ("on_chain_end", "reverse_word"),
         ("on_chain_stream", "reverse_and_double"),
         ("on_chain_end", "reverse_and_double"),
     ]
-    assert events[4]["data"] == {"chunk": "43214321"}
+    assert events[1]["data"] == {"input": "1234"}
+    assert events[2]["data"] == {"input": "1234", "output": "4321"}
+    assert events[3]["data"] == {"chunk": "43214321"}
+    assert events[4]["data"] == {"output": "43214321"}
 
 
 async def test_nested_runs_inherit_tags_and_metadata() -> None:
@@ -327,7 +331,7 @@ async def test_end_events_of_fused_stages_carry_whole_inputs_and_outputs() -> No
     assert ends["StrOutputParser"]["input"].content == text
     assert ends["StrOutputParser"]["output"] == text
     assert ends["_shout"] == {"input": text, "output": text.upper()}
-    assert ends["RunnableSequence"] == {"input": "go", "output": text.upper()}
+    assert ends["RunnableSequence"] == {"output": text.upper()}  # the root of the stream
 
 
 async def _shout(chunks: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -23,6 +23,7 @@ from engine import (
     Runnable,
     RunnableGenerator,
     RunnableLambda,
+    RunnableParallel,
     RunnablePassthrough,
     Step,
     TransformNode,
@@ -159,13 +160,12 @@ async def test_an_aggregate_node_computes_on_its_whole_input() -> None:
 
 async def test_an_aggregate_nodes_events_show_its_event_input() -> None:
     """``start_event_input`` shapes the start event's input; ``step.set_input`` the end's."""
-    events = await collect(WordCount().astream_events("one two", version="v2"))
-    start, end = events[0], events[-1]
+    # Inside a sequence (at the root of the stream the start shows the raw input).
+    events = await collect((WordCount() | RunnablePassthrough()).astream_events("one two", version="v2"))
+    start = events[1]
+    end = next(e for e in events if e["event"] == "on_chain_end" and e["name"] == "WordCount")
     assert start["event"] == "on_chain_start" and start["data"]["input"] == {"characters": 7}
-    assert end["event"] == "on_chain_end" and end["data"] == {
-        "input": {"characters": 7},
-        "output": {"words": 2},
-    }
+    assert end["data"] == {"input": {"characters": 7}, "output": {"words": 2}}
 
 
 # -- a user's chat model ----------------------------------------------------------------------------
@@ -208,7 +208,10 @@ async def test_a_chat_models_events_are_chat_model_events_with_messages() -> Non
         "on_chat_model_stream",
         "on_chat_model_end",
     ]
-    assert [m.text for m in events[0]["data"]["input"]["messages"][0]] == ["a b"]
+    assert events[0]["data"] == {"input": "a b"}  # the root of the stream: the raw input
+    inner = await collect((EchoModel() | StrOutputParser()).astream_events("a b", version="v2"))
+    assert inner[1]["event"] == "on_chat_model_start"
+    assert [m.text for m in inner[1]["data"]["input"]["messages"][0]] == ["a b"]
 
 
 async def test_a_chat_models_stream_is_closed_in_its_own_task_when_the_consumer_leaves() -> None:
@@ -257,6 +260,6 @@ async def test_a_retriever_answers_with_get_relevant_documents() -> None:
     for retriever in (KeywordRetriever(("cats", "dogs", "cats and dogs")), AsyncKeywordRetriever(("cats",))):
         docs = await retriever.ainvoke("cats")
         assert [d.page_content for d in docs] == [t for t in retriever.texts if "cats" in t]
-        events = await collect(retriever.astream_events("cats", version="v2"))
-        assert events[0]["event"] == "on_retriever_start"
-        assert events[0]["data"]["input"] == {"query": "cats"}
+        events = await collect(RunnableParallel(docs=retriever).astream_events("cats", version="v2"))
+        assert events[1]["event"] == "on_retriever_start"
+        assert events[1]["data"]["input"] == {"query": "cats"}

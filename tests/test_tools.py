@@ -132,11 +132,7 @@ async def test_events_of_a_call_show_the_call_in_and_the_message_out() -> None:
     request = call("add", {"a": 1})
     events = [event async for event in add.astream_events(request)]
     check_event_order(events)
-    assert [(e["event"], e["name"]) for e in events] == [
-        ("on_tool_start", "add"),
-        ("on_tool_stream", "add"),
-        ("on_tool_end", "add"),
-    ]
+    assert [(e["event"], e["name"]) for e in events] == [("on_tool_start", "add"), ("on_tool_end", "add")]
     assert events[0]["data"]["input"] == request
     assert events[-1]["data"]["output"] == ToolMessage("3", tool_call_id="call_1", name="add")
 
