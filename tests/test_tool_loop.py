@@ -723,8 +723,10 @@ async def test_with_claude_a_tool_runs_while_the_next_tool_use_block_streams(
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(consume)
                 await weather_ran.wait()
-                # The server has not sent get_time's last fragment: the message is not over.
-                assert server.requests[0].deltas_sent == 5
+                # get_weather ran at its block's end (content_block_stop), maybe before
+                # get_time's first fragment went out; the server holds get_time's last
+                # fragment, so the message is not over.
+                assert server.requests[0].deltas_sent in (4, 5)
                 held.set()
     assert "".join(chunk.text for chunk in seen if isinstance(chunk, AIMessageChunk)) == (
         "Let me check.Sunny at noon."
