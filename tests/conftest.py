@@ -14,6 +14,7 @@ import inspect
 # collection, so that no test pays it inside a hang guard.
 import anthropic  # noqa: F401
 import pytest
+from anthropic_server import AnthropicServer, anthropic_server  # noqa: F401  (the fixture, for every module)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,3 +43,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def server(anthropic_server: AnthropicServer) -> AnthropicServer:  # noqa: F811
+    """A loopback Messages API server for one test: ``anthropic_server`` by the short name
+    the Messages API tests use (a module or class may still define its own)."""
+    return anthropic_server

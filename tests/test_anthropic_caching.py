@@ -6,7 +6,6 @@ the wire exactly; the cache read and creation counts come back in ``usage_metada
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -19,13 +18,6 @@ MODEL = "claude-test-model"
 GUARD = 10.0  # seconds; bounds a call that should end at once, never paces a test
 EPHEMERAL = {"type": "ephemeral"}
 HOUR = {"type": "ephemeral", "ttl": "1h"}
-
-
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
 
 
 def chat(server: AnthropicServer, **options: Any) -> ChatAnthropic:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -24,13 +23,6 @@ PNG64 = base64.b64encode(PNG).decode()
 PDF64 = base64.b64encode(b"%PDF-1.7 tiny").decode()
 CACHED = {"type": "ephemeral"}
 TEXT = "text/plain"
-
-
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
 
 
 def chat(server: AnthropicServer) -> ChatAnthropic:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -13,13 +12,6 @@ from nodes import AIMessage, AIMessageChunk, ChatAnthropic
 
 MODEL = "claude-test-model"
 GUARD = 10.0  # seconds; bounds a call that should end at once, never paces a test
-
-
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
 
 
 def chat(server: AnthropicServer) -> ChatAnthropic:

@@ -8,7 +8,6 @@ unchanged, tool_use with its input, in their order).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -40,13 +39,6 @@ from nodes import (
 MODEL = "claude-test-model"
 GUARD = 10.0  # seconds; bounds a call that should end at once, never paces a test
 ENABLED = {"type": "enabled", "budget_tokens": 2048}
-
-
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
 
 
 def chat(server: AnthropicServer, **options: Any) -> ChatAnthropic:

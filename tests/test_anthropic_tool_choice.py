@@ -7,7 +7,6 @@ missing one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any, TypedDict
 
 import anyio
@@ -19,13 +18,6 @@ from nodes import ChatAnthropic, tool
 MODEL = "claude-test-model"
 GUARD = 10.0  # seconds; bounds a call that should end at once, never paces a test
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
-
-
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
 
 
 def chat(server: AnthropicServer, **options: Any) -> ChatAnthropic:

@@ -8,7 +8,6 @@ chat models accept their call arguments, anything else is refused at bind time w
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import anyio
@@ -32,13 +31,6 @@ MODEL = "claude-test-model"  # not in the SDK's DEPRECATED_MODELS (its warning i
 HANG_GUARD = 5.0  # seconds: bounds a wait that should end at once, never paces a test
 #: A model call's hang guard: the first one imports the SDK (seconds on a busy machine).
 MODEL_GUARD = 60.0
-
-
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
 
 
 def chat(server: AnthropicServer, **options: Any) -> ChatAnthropic:

@@ -14,7 +14,7 @@ import copy
 import dataclasses
 import itertools
 import json
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, ClassVar, NotRequired, TypedDict
 
 import anyio
@@ -572,13 +572,6 @@ async def test_every_partial_is_prefix_consistent_and_the_last_chunk_is_the_valu
 
 
 # -- ChatAnthropic against the loopback server ----------------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
 
 
 def chat(server: AnthropicServer, **options: Any) -> ChatAnthropic:

@@ -668,13 +668,6 @@ def test_plain_functions_become_tools() -> None:
 MODEL = "claude-test-model"
 
 
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
-
-
 @tool
 def get_time(city: str) -> str:
     """Get the local time in a city."""

@@ -10,7 +10,7 @@ import dataclasses
 import datetime
 import enum
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal, TypedDict
 
 import anthropic  # noqa: F401  # the SDK's first import is slow: done here, not under a test's time guard
@@ -546,13 +546,6 @@ async def test_a_tool_loop_calls_a_typeddict_tool_with_what_the_model_sent() -> 
         messages = await ToolLoop(model, [where]).ainvoke("where?")
     answers = [message for message in messages if isinstance(message, ToolMessage)]
     assert answers == [ToolMessage("{'lat': 1.0, 'lon': 2.0}", tool_call_id="t1", name="where")]
-
-
-@pytest.fixture
-def server() -> Iterator[AnthropicServer]:
-    """A loopback Messages API server for one test."""
-    with AnthropicServer() as running:
-        yield running
 
 
 async def test_claude_gets_the_class_schema_and_its_call_builds_the_value(server: AnthropicServer) -> None:
