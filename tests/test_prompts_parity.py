@@ -9,6 +9,7 @@ in its own test below.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -312,3 +313,17 @@ def test_differences_rillet_refuses_what_langchain_core_accepts() -> None:
         LC.MessagesPlaceholder("h").format_messages(h="text")
     with pytest.raises(TypeError, match="list of messages"):
         RI.MessagesPlaceholder("h").format_messages(h="text")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jinja2") is None, reason="jinja2 is not installed")
+def test_jinja2_formats_as_langchain_core() -> None:
+    """With jinja2 installed, a jinja2 chat prompt formats the same on both libraries."""
+    template = "{% for rule in rules %}- {{ rule }}\n{% endfor %}{{ user.name }} {{ missing }}!"
+
+    def build(ns: SimpleNamespace) -> Any:
+        return ns.ChatPromptTemplate([("system", template), ("human", "{{ q }}")], template_format="jinja2")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # langchain-core warns that jinja2 templates are unsafe
+        lc, ri = _on_both(build, {"rules": ["a", "b"], "user": {"name": "Ann"}, "q": "hi"})
+    assert ri == lc
