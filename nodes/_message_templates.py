@@ -73,7 +73,11 @@ class MessagesPlaceholder(BaseMessagePromptTemplate):
 
     variable_name: str = attrs.field(validator=_check_name)
     optional: bool = False
-    n_messages: int | None = attrs.field(default=None, kw_only=True)
+    n_messages: int | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=attrs.validators.optional([attrs.validators.instance_of(int), attrs.validators.gt(0)]),
+    )
 
     @property
     def input_variables(self) -> list[str]:
@@ -109,7 +113,7 @@ class MessagesPlaceholder(BaseMessagePromptTemplate):
         items = [HumanMessage(item) if isinstance(item, str) else item for item in value]
         messages = coerce_to_messages(items, where=f"the messages variable {name!r}")
         if self.n_messages is not None:
-            messages = messages[-self.n_messages :] if self.n_messages > 0 else []
+            messages = messages[-self.n_messages :]
         return messages
 
 

@@ -196,7 +196,7 @@ def test_message_templates_format_on_their_own() -> None:
     assert human.format(name="Ann") == HumanMessage("hi Ann")
     assert human.format_messages(name="Ann") == [HumanMessage("hi Ann")]
     assert human.input_variables == ["name"]
-    assert human.prompt == human.prompt and isinstance(human.prompt, PromptTemplate)
+    assert isinstance(human.prompt, PromptTemplate)
     assert human.prompt.template == "hi {name}"
     assert SystemMessagePromptTemplate.from_template("{x}").format(x=1) == SystemMessage("1")
     assert AIMessagePromptTemplate.from_template("{x}").format(x=2) == AIMessage("2")
@@ -353,6 +353,8 @@ def test_placeholder_values() -> None:
         placeholder.format_messages(h=[42])
     with pytest.raises(ValueError, match="variable name"):
         MessagesPlaceholder("")
+    with pytest.raises(ValueError, match="n_messages"):
+        MessagesPlaceholder("h", n_messages=0)
 
 
 async def test_a_missing_placeholder_fails_the_run_naming_it() -> None:
