@@ -32,7 +32,14 @@ from ._message_templates import (
 )
 from ._messages import BaseMessage
 from ._prompt_values import ChatPromptValue
-from ._prompts import PromptVariableError, _Template, check_declared, resolve_partials, to_partials
+from ._prompts import (
+    PromptTemplate,
+    PromptVariableError,
+    _Template,
+    check_declared,
+    resolve_partials,
+    to_partials,
+)
 from ._template_formats import TemplateFormat, parse_template, to_template_format
 
 __all__ = ("ChatPromptTemplate",)
@@ -107,12 +114,16 @@ def _entry(entry: object, template_format: TemplateFormat) -> list[MessageLike]:
     raise TypeError(f"expected {_FORMS}")
 
 
-def _entries(messages: object, template_format: TemplateFormat) -> tuple[MessageLike, ...]:
+def _as_list(messages: object) -> list[Any]:
     if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Iterable):
         raise TypeError(
             f"ChatPromptTemplate takes a list of entries, got {type(messages).__name__}: "
             f"{reprlib.repr(messages)}; for one human message use ChatPromptTemplate.from_template"
         )
+    return list(messages)
+
+
+def _entries(messages: list[Any], template_format: TemplateFormat) -> tuple[MessageLike, ...]:
     parts: list[MessageLike] = []
     for position, entry in enumerate(messages):
         try:
@@ -125,14 +136,23 @@ def _entries(messages: object, template_format: TemplateFormat) -> tuple[Message
     return tuple(parts)
 
 
-def _partials_of(messages: object) -> dict[str, Any]:
+def _partials_of(messages: list[Any]) -> dict[str, Any]:
     """The partial variables of the chat prompts among ``messages``, merged."""
     found: dict[str, Any] = {}
-    if isinstance(messages, list | tuple):
-        for entry in messages:
-            if isinstance(entry, ChatPromptTemplate):
-                found.update(entry.partial_variables)
+    for entry in messages:
+        if isinstance(entry, ChatPromptTemplate):
+            found.update(entry.partial_variables)
     return found
+
+
+def _describe(part: BaseMessagePromptTemplate) -> str:
+    if isinstance(part, MessagesPlaceholder):
+        return "a MessagesPlaceholder (pass a list of messages, or make it optional=True)"
+    if isinstance(part, _StringMessagePromptTemplate):
+        if isinstance(part.prompt, PromptTemplate):
+            return f"template {part.prompt.template!r}"
+        return f"a {type(part).__name__} with list content"
+    return repr(part)
 
 
 @attrs.frozen(eq=False, repr=False, init=False)
@@ -171,8 +191,9 @@ class ChatPromptTemplate(_Template):
             ImportError: For a jinja2 template when jinja2 is not installed.
         """
         template_format = to_template_format(template_format)
-        parts = _entries(messages, template_format)
-        partials = {**_partials_of(messages), **to_partials(partial_variables)}
+        entries = _as_list(messages)
+        parts = _entries(entries, template_format)
+        partials = {**_partials_of(entries), **to_partials(partial_variables)}
         self.__attrs_init__(parts, template_format, partials)
         known = {*self.input_variables, *self.optional_variables, *partials}
         check_declared("ChatPromptTemplate", input_variables, self.input_variables, known)
@@ -232,9 +253,9 @@ class ChatPromptTemplate(_Template):
             if isinstance(part, BaseMessagePromptTemplate):
                 for name in part.required_variables():
                     if name not in values:
-                        missing.setdefault(name, []).append(f"entry {position}: {part!r}")
+                        missing.setdefault(name, []).append(f"{_describe(part)} (entry {position})")
         if missing:
-            where = "; ".join(f"{name!r} ({', '.join(uses)})" for name, uses in missing.items())
+            where = "; ".join(f"{name!r} for {' and '.join(uses)}" for name, uses in missing.items())
             raise PromptVariableError(
                 f"{self.get_name()} is missing variable(s) {where}; it got {sorted(values) or 'no variables'}"
             )

@@ -288,7 +288,10 @@ def test_format_format_prompt_and_invoke_agree() -> None:
 def test_missing_variables_name_the_entries() -> None:
     """A missing variable is reported with each entry that needs it."""
     prompt = ChatPromptTemplate([("system", "{a}"), ("human", "{a} {b}")])
-    with pytest.raises(PromptVariableError, match=r"'a' \(entry 0: .*, entry 1: .*\)") as caught:
+    with pytest.raises(
+        PromptVariableError,
+        match=r"'a' for template '\{a\}' \(entry 0\) and template '\{a\} \{b\}' \(entry 1\);",
+    ) as caught:
         prompt.format_messages(b=1)
     assert "'b'" not in str(caught.value).split("it got")[0]
 
