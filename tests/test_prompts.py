@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine import Runnable
+from engine import ConfigurableField, Runnable
 from nodes import (
     AIMessage,
     AIMessagePromptTemplate,
@@ -480,3 +480,13 @@ def test_jinja2_templates_render() -> None:
     assert prompt.format(items=[1, 2], name="x") == "1,2, x"
     with pytest.raises(ValueError, match="invalid jinja2 template"):
         PromptTemplate.from_template("{% for %}", template_format="jinja2")
+
+
+async def test_a_prompt_template_is_a_configurable_field() -> None:
+    """configurable_fields rebuilds a prompt from a new template (parsed again) per call."""
+    prompt = PromptTemplate.from_template("hi {x}").configurable_fields(template=ConfigurableField(id="t"))
+    assert await prompt.ainvoke({"x": 1}) == StringPromptValue("hi 1")
+    configured = {"configurable": {"t": "yo {x}"}}
+    assert await prompt.ainvoke({"x": 1}, config=configured) == StringPromptValue("yo 1")
+    with pytest.raises(ValueError, match="invalid prompt template"):
+        await prompt.ainvoke({"x": 1}, config={"configurable": {"t": "yo {x"}})
