@@ -1,6 +1,7 @@
 """rillet's components: messages, prompts, models, parsers, retrievers and tools.
 
-Layout: ``_messages``/``_prompt_values`` (values), ``_prompts`` (templates),
+Layout: ``_messages``/``_prompt_values`` (values), ``_prompts``/``_message_templates``/
+``_chat_prompt`` with ``_template_formats``/``_mustache`` (templates),
 ``_chat_model`` (the chat-model base and the scripted model), ``_anthropic``
 (``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
 ``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``), ``_tool_loop``
@@ -17,10 +18,16 @@ from ._chat_model import BaseChatModel as BaseChatModel
 from ._chat_model import ScriptedChatModel as ScriptedChatModel
 from ._chat_model import ScriptedReply as ScriptedReply
 from ._chat_model import split_tokens as split_tokens
+from ._chat_prompt import ChatPromptTemplate as ChatPromptTemplate
 from ._exceptions import OutputParserException as OutputParserException
 from ._json_stream import IncrementalJsonParser as IncrementalJsonParser
 from ._jsonpatch import apply_patch as apply_patch
 from ._jsonpatch import json_patch_ops as json_patch_ops
+from ._message_templates import AIMessagePromptTemplate as AIMessagePromptTemplate
+from ._message_templates import BaseMessagePromptTemplate as BaseMessagePromptTemplate
+from ._message_templates import HumanMessagePromptTemplate as HumanMessagePromptTemplate
+from ._message_templates import MessagesPlaceholder as MessagesPlaceholder
+from ._message_templates import SystemMessagePromptTemplate as SystemMessagePromptTemplate
 from ._messages import AIMessage as AIMessage
 from ._messages import AIMessageChunk as AIMessageChunk
 from ._messages import BaseMessage as BaseMessage
@@ -38,8 +45,6 @@ from ._parsers import StrOutputParser as StrOutputParser
 from ._prompt_values import ChatPromptValue as ChatPromptValue
 from ._prompt_values import PromptValue as PromptValue
 from ._prompt_values import StringPromptValue as StringPromptValue
-from ._prompts import ChatPromptTemplate as ChatPromptTemplate
-from ._prompts import MessagesPlaceholder as MessagesPlaceholder
 from ._prompts import PromptTemplate as PromptTemplate
 from ._prompts import PromptVariableError as PromptVariableError
 from ._retrievers import BaseRetriever as BaseRetriever
@@ -58,8 +63,10 @@ from ._tools import tool as tool
 __all__ = (
     "AIMessage",
     "AIMessageChunk",
+    "AIMessagePromptTemplate",
     "BaseChatModel",
     "BaseMessage",
+    "BaseMessagePromptTemplate",
     "BaseRetriever",
     "ChatAnthropic",
     "ChatPromptTemplate",
@@ -67,6 +74,7 @@ __all__ = (
     "CommaSeparatedListOutputParser",
     "Document",
     "HumanMessage",
+    "HumanMessagePromptTemplate",
     "InMemoryRetriever",
     "IncrementalJsonParser",
     "InvalidToolCall",
@@ -84,6 +92,7 @@ __all__ = (
     "StrOutputParser",
     "StringPromptValue",
     "SystemMessage",
+    "SystemMessagePromptTemplate",
     "Tool",
     "ToolArgumentError",
     "ToolCall",

@@ -44,7 +44,7 @@ from nodes import (
 async def test_chat_prompt_from_template_formats_a_human_message() -> None:
     """from_template makes one human message; extra variables are ignored."""
     prompt = ChatPromptTemplate.from_template("tell me a joke about {topic}")
-    assert prompt.input_variables == ("topic",)
+    assert prompt.input_variables == ["topic"]
     value = await prompt.ainvoke({"topic": "parrot", "unused": 1})
     assert value == ChatPromptValue([HumanMessage(content="tell me a joke about parrot")])
 
@@ -69,7 +69,7 @@ def test_from_messages_with_system_and_placeholder() -> None:
     without_history = prompt.format_messages(persona="p", question="q")
     assert len(without_history) == 2
     required = ChatPromptTemplate.from_messages([MessagesPlaceholder("history"), ("human", "{q}")])
-    assert required.input_variables == ("history", "q")
+    assert required.input_variables == ["history", "q"]
     with pytest.raises(PromptVariableError, match="history"):
         required.format_messages(q="x")
 

@@ -210,19 +210,19 @@ CONSTRUCTION: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
         "chat-prompt-entry",
         lambda: ChatPromptTemplate.from_messages([42]),
         TypeError,
-        "chat prompt entry 0 must be a (role, template) pair",
+        "ChatPromptTemplate entry 0 (int 42): expected a (role, template) pair",
     ),
     (
         "chat-prompt-role",
         lambda: ChatPromptTemplate.from_messages([("robot", "x")]),
         ValueError,
-        "unknown message role 'robot'; the roles are",
+        "ChatPromptTemplate entry 0 (tuple ('robot', 'x')): unknown role 'robot'; a template's role is",
     ),
     (
         "chat-prompt-placeholder",
         lambda: ChatPromptTemplate.from_messages([("placeholder", "{a} {b}")]),
         ValueError,
-        "a placeholder must be written '{name}', got '{a} {b}'",
+        "a placeholder must be written '{name}' (one variable alone), got '{a} {b}'",
     ),
     (
         "chat-prompt-empty",
@@ -484,7 +484,8 @@ BAD_VALUES: list[tuple[str, Callable[[], Any], Any, type[BaseException], str]] =
         lambda: ChatPromptTemplate.from_template("{context} {question}"),
         {"context": "c"},
         PromptVariableError,
-        "ChatPromptTemplate is missing variable(s) 'question' for template '{context} {question}'; it got ['context']",
+        "ChatPromptTemplate is missing variable(s) 'question' for template '{context} {question}' (entry 0); "
+        "it got ['context']",
     ),
     (
         "string-prompt-missing-variables",
