@@ -7,6 +7,7 @@ langchain-core behaviour is compared side by side in tests/test_prompts_parity.p
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 
 import pytest
@@ -461,9 +462,11 @@ async def test_mustache_chat_prompt_in_a_run() -> None:
 # -- jinja2 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(HAS_JINJA2, reason="jinja2 is installed")
-def test_jinja2_without_jinja2_names_the_install() -> None:
+def test_jinja2_without_jinja2_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without jinja2, a jinja2 template fails when built, saying to pip install jinja2."""
+    # A None entry makes the import fail as if jinja2 were absent, installed or not.
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    monkeypatch.setitem(sys.modules, "jinja2.sandbox", None)
     with pytest.raises(ImportError, match="pip install jinja2"):
         PromptTemplate.from_template("{{ x }}", template_format="jinja2")
     with pytest.raises(ImportError, match=r"entry 0 .*pip install jinja2"):
