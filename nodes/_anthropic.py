@@ -216,7 +216,8 @@ class _Translator:
     API's order.
 
     Attributes:
-        produced: How many chunks it has produced (the first carries the message id).
+        produced: How many chunks it has produced. Each carries the message id (from
+            ``message_start``); the one for ``message_stop`` is marked ``chunk_position="last"``.
         complete: Whether ``message_stop`` has arrived.
     """
 
@@ -235,10 +236,8 @@ class _Translator:
     complete: bool = False
 
     def _chunk(self, **fields: Any) -> AIMessageChunk:
-        if self.produced == 0 and self.message_id is not None:
-            fields["id"] = self.message_id
         self.produced += 1
-        return AIMessageChunk(**fields)
+        return AIMessageChunk(id=self.message_id, **fields)
 
     def feed(self, event: str, data: Mapping[str, Any]) -> AIMessageChunk | None:
         """The chunk for one event (``None`` for events that carry nothing to stream).
@@ -252,7 +251,8 @@ class _Translator:
             delta = _field(data, "delta", dict, event)
             kind = delta.get("type")
             if kind == "text_delta":
-                return self._chunk(content=_field(delta, "text", str, event))
+                self.produced += 1
+                return AIMessageChunk.from_text(_field(delta, "text", str, event), self.message_id)
             if kind == "input_json_delta":
                 fragment = _field(delta, "partial_json", str, event)
                 return self._chunk(content="", tool_call_chunks=[ToolCallChunk(args=fragment, index=index)])
@@ -276,7 +276,12 @@ class _Translator:
             return None
         if event == "message_stop":
             self.complete = True
-            return self._chunk(content="", usage_metadata=self._usage(), response_metadata=self._metadata())
+            return self._chunk(
+                content="",
+                usage_metadata=self._usage(),
+                response_metadata=self._metadata(),
+                chunk_position="last",
+            )
         # Event types newer than this code carry nothing to stream.
         return None
 

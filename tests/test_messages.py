@@ -58,7 +58,7 @@ _blocks = st.one_of(
         st.sampled_from([0, 1]),
     ),
 )
-_contents = st.one_of(_words, st.lists(_blocks, max_size=3))
+_contents = st.one_of(_words, st.lists(st.one_of(_blocks, _words), max_size=3))
 
 _tool_call_chunks = st.sampled_from(
     [
@@ -70,13 +70,17 @@ _tool_call_chunks = st.sampled_from(
     ]
 )
 
+# Values of one type per key (two types on one key do not add up: test_metadata_type_clash...),
+# under the rules that are associative: strings, dicts, lists, None, equal scalars.
 _metadata = st.sampled_from(
     [
         {},
-        {"a": 1},
+        {"a": "x"},
         {"a": None, "m": {"c": 1}},
         {"m": {"d": "x", "c": None}, "a": "y"},
-        {"m": 2, "model": "claude"},
+        {"m": {"c": 1}, "model_provider": "anthropic", "n": 2.5},
+        {"l": [{"index": 0, "text": "p"}, "q"], "n": 2.5},
+        {"l": [{"index": 0, "text": "r"}], "model_provider": "anthropic"},
     ]
 )
 _usages = st.sampled_from([None, UsageMetadata(1, 2), UsageMetadata(3, 0, 5), UsageMetadata(0, 7)])
@@ -87,9 +91,10 @@ _chunks = st.builds(
     additional_kwargs=_metadata,
     response_metadata=_metadata,
     name=st.sampled_from([None, "n1", "n2"]),
-    id=st.sampled_from([None, "m1", "m2"]),
+    id=st.sampled_from([None, "m1", "m2", "lc_run--1", "lc_run--2", "lc_3", ""]),
     usage_metadata=_usages,
     tool_call_chunks=st.lists(_tool_call_chunks, max_size=3),
+    chunk_position=st.sampled_from([None, "last"]),
 )
 
 
@@ -145,15 +150,30 @@ _same_key_chunks = st.builds(
 )
 
 
+def _sum_or_error(add: Any) -> AIMessageChunk | type[TypeError]:
+    try:
+        return add()  # type: ignore[no-any-return]
+    except TypeError:
+        return TypeError
+
+
 @settings(max_examples=100, deadline=None)
 @given(chunks=st.lists(_same_key_chunks, min_size=1, max_size=6), data=st.data())
 def test_mixed_value_kinds_merge_independently_of_grouping(
     chunks: list[AIMessageChunk], data: st.DataObject
 ) -> None:
-    """Block fragments and metadata holding strings, dicts and None on one key merge in any grouping alike."""
-    expected = _left_fold(chunks)
-    _assert_same(_grouped(chunks, data), expected)
-    _assert_same(AIMessageChunk.concat_chunks(chunks), expected)
+    """Block fragments and metadata holding strings, dicts, ints and None on one key merge (or
+    refuse to: two types on a key) in any grouping alike."""
+    expected = _sum_or_error(lambda: _left_fold(chunks))
+    grouped = _sum_or_error(lambda: _grouped(chunks, data))
+    bulk = _sum_or_error(lambda: AIMessageChunk.concat_chunks(chunks))
+    if expected is TypeError:
+        assert grouped is TypeError and bulk is TypeError
+    else:
+        assert isinstance(grouped, AIMessageChunk) and isinstance(bulk, AIMessageChunk)
+        assert isinstance(expected, AIMessageChunk)
+        _assert_same(grouped, expected)
+        _assert_same(bulk, expected)
 
 
 _unindexed_contents = st.one_of(
@@ -452,8 +472,8 @@ def test_messages_validate_their_fields() -> None:
     """Bad content, a bad status and the abstract base are refused."""
     with pytest.raises(TypeError, match=r"HumanMessage\.content"):
         HumanMessage(5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="block 1"):
-        HumanMessage([{"type": "text", "text": "a"}, "b"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"HumanMessage\.content: item 1 is a int 7; a content item is a str or a block"):
+        HumanMessage([{"type": "text", "text": "a"}, 7])  # type: ignore[list-item]
     with pytest.raises(ValueError):
         ToolMessage("x", tool_call_id="c", status="broken")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not a concrete message type"):
@@ -571,6 +591,7 @@ def test_from_text_equals_the_checked_constructor() -> None:
     slow = AIMessageChunk(content=" hi")
     assert fast == slow
     assert repr(fast) == repr(slow)
+    assert AIMessageChunk.from_text("x", "msg_1") == AIMessageChunk(content="x", id="msg_1")
     assert [f.name for f in attrs.fields(AIMessageChunk)] == [
         "content",
         "additional_kwargs",
@@ -579,4 +600,5 @@ def test_from_text_equals_the_checked_constructor() -> None:
         "id",
         "usage_metadata",
         "tool_call_chunks",
+        "chunk_position",
     ]
