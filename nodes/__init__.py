@@ -1,7 +1,8 @@
 """rillet's components: messages, prompts, models, parsers, retrievers and tools.
 
 Layout: ``_messages``/``_prompt_values`` (values), ``_prompts`` (templates),
-``_chat_model`` (the chat-model base and the scripted model), ``_anthropic``
+``_chat_model`` (the chat-model base and the scripted model), ``_llm`` (the
+completion-model base and the scripted LLM), ``_anthropic``
 (``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
 ``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``), ``_tool_loop``
 (``ToolLoop``), ``_schema`` and ``_structured`` (structured output: schemas,
@@ -21,6 +22,8 @@ from ._exceptions import OutputParserException as OutputParserException
 from ._json_stream import IncrementalJsonParser as IncrementalJsonParser
 from ._jsonpatch import apply_patch as apply_patch
 from ._jsonpatch import json_patch_ops as json_patch_ops
+from ._llm import BaseLLM as BaseLLM
+from ._llm import ScriptedLLM as ScriptedLLM
 from ._messages import AIMessage as AIMessage
 from ._messages import AIMessageChunk as AIMessageChunk
 from ._messages import BaseMessage as BaseMessage
@@ -59,6 +62,7 @@ __all__ = (
     "AIMessage",
     "AIMessageChunk",
     "BaseChatModel",
+    "BaseLLM",
     "BaseMessage",
     "BaseRetriever",
     "ChatAnthropic",
@@ -80,6 +84,7 @@ __all__ = (
     "PromptVariableError",
     "SchemaValidationError",
     "ScriptedChatModel",
+    "ScriptedLLM",
     "ScriptedReply",
     "StrOutputParser",
     "StringPromptValue",
