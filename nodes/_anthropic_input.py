@@ -55,7 +55,9 @@ def _text_blocks(content: str | Sequence[str | dict[str, Any]]) -> list[dict[str
     """
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
-    return [{"type": "text", "text": item} if isinstance(item, str) else item for item in content if item != ""]
+    return [
+        {"type": "text", "text": item} if isinstance(item, str) else item for item in content if item != ""
+    ]
 
 
 # -- AI messages ------------------------------------------------------------------------

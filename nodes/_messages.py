@@ -1111,7 +1111,11 @@ def _from_dict(item: Mapping[Any, Any], position: int, where: str) -> BaseMessag
         raise ValueError(f"{where}: item {position} is a message dict ({role!r}) without 'content'")
     fields = {key: item[key] for key in ("name", "id", "tool_call_id") if key in item}
     message = _from_role(role, item["content"], fields, position, where)
-    more = {key: item[key] for key in ("tool_calls", "status", "additional_kwargs", "response_metadata") if key in item}
+    more = {
+        key: item[key]
+        for key in ("tool_calls", "status", "additional_kwargs", "response_metadata")
+        if key in item
+    }
     for key in more:
         kind = _TYPE_FIELDS.get(key)
         if kind is not None and not isinstance(message, kind):

@@ -29,11 +29,11 @@ from langchain_core.documents import Document as LcDocument
 from langchain_core.language_models import LLM as LcLLM
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
-from langchain_core.outputs import GenerationChunk
-from langchain_core.prompts import PromptTemplate as LcPromptTemplate
 from langchain_core.output_parsers import JsonOutputParser as LcJsonOutputParser
 from langchain_core.output_parsers import StrOutputParser as LcStrOutputParser
+from langchain_core.outputs import GenerationChunk
 from langchain_core.prompts import ChatPromptTemplate as LcChatPromptTemplate
+from langchain_core.prompts import PromptTemplate as LcPromptTemplate
 from langchain_core.retrievers import BaseRetriever as LcBaseRetriever
 from langchain_core.runnables import RunnableGenerator as LcRunnableGenerator
 from langchain_core.runnables import RunnableLambda as LcRunnableLambda

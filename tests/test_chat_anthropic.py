@@ -318,7 +318,9 @@ async def test_tool_use_streams_as_tool_call_chunks_that_sum_to_parsed_calls(ser
     assert chunks[1].tool_call_chunks == [ToolCallChunk(name="get_weather", id="toolu_01", args="", index=1)]
     assert [c.tool_call_chunks for c in chunks[2:5]] == [[ToolCallChunk(args=f, index=1)] for f in fragments]
     # content_block_stop: a fragment with only the index, then the closing chunk.
-    assert chunks[5] == AIMessageChunk(content="", tool_call_chunks=[ToolCallChunk(index=1)], id="msg_test_0001")
+    assert chunks[5] == AIMessageChunk(
+        content="", tool_call_chunks=[ToolCallChunk(index=1)], id="msg_test_0001"
+    )
     assert len(chunks) == 7 and chunks[6].tool_call_chunks == [] and chunks[6].chunk_position == "last"
 
     whole = AIMessageChunk.concat_chunks(chunks)

@@ -472,7 +472,9 @@ def test_messages_validate_their_fields() -> None:
     """Bad content, a bad status and the abstract base are refused."""
     with pytest.raises(TypeError, match=r"HumanMessage\.content"):
         HumanMessage(5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"HumanMessage\.content: item 1 is a int 7; a content item is a str or a block"):
+    with pytest.raises(
+        TypeError, match=r"HumanMessage\.content: item 1 is a int 7; a content item is a str or a block"
+    ):
         HumanMessage([{"type": "text", "text": "a"}, 7])  # type: ignore[list-item]
     with pytest.raises(ValueError):
         ToolMessage("x", tool_call_id="c", status="broken")  # type: ignore[arg-type]
