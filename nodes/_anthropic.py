@@ -485,8 +485,8 @@ class ChatAnthropic(BaseChatModel):
     streams as ``tool_call_chunks`` (name and id first, then the JSON argument fragments,
     then, at the block's ``content_block_stop``, an end marker: a fragment with only the
     call's ``index``, which adds nothing), so the chunks add up to a message with parsed
-    ``tool_calls``. The first chunk carries
-    the message id; a final chunk with empty content carries ``usage_metadata`` (with the
+    ``tool_calls``. Every chunk carries the message id (``message_start``'s ``msg_...``);
+    a final chunk, marked ``chunk_position="last"``, with empty content carries ``usage_metadata`` (with the
     prompt cache's counts in ``input_token_details`` and thinking tokens in
     ``output_token_details``, when reported) and ``response_metadata`` (``model_name``,
     ``stop_reason``, and ``stop_sequence``/``stop_details`` when the API sends them; the
