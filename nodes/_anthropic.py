@@ -263,7 +263,9 @@ class _Translator:
             return self._block_stop(data)
         if event == "message_start":
             message = _field(data, "message", dict, event)
-            self.message_id = message.get("id")
+            message_id = message.get("id")
+            # Checked once here: every chunk of the reply carries it, unchecked.
+            self.message_id = message_id if isinstance(message_id, str) else None
             self.model = message.get("model")
             usage = message.get("usage")
             if isinstance(usage, dict):

@@ -476,9 +476,11 @@ class AIMessageChunk(_StopReason, BaseMessage):
         """``AIMessageChunk(content=text, id=id)``, made without the per-field checks.
 
         Model nodes make one chunk per token, so this is on the per-chunk path; a test
-        checks it equals the checked constructor field for field.
+        checks it equals the checked constructor field for field. ``id`` is not checked
+        here: it is the model node's own value for the whole reply (a ``str`` or ``None``),
+        checked once where the node gets it.
         """
-        if type(text) is not str or cls is not AIMessageChunk or (id is not None and type(id) is not str):
+        if type(text) is not str or cls is not AIMessageChunk:
             return cls(content=text, id=id)
         chunk = _new_object(cls)
         # Each field's slot is filled through its descriptor: the frozen class's
