@@ -514,13 +514,16 @@ class ScriptedChatModel(BaseChatModel):
     async def _stream_tokens(
         self, tokens: list[str], message_id: str | None
     ) -> AsyncGenerator[AIMessageChunk, None]:
-        # The plain path (benchmarks stream it): one chunk per token, nothing else per chunk.
+        # The plain path (benchmarks stream it): one chunk per token, nothing else per chunk
+        # (the constructor and the delay are looked up once).
+        make = AIMessageChunk.from_text
+        delay = self.delay
         for token in tokens[:-1]:
-            if self.delay:
-                await anyio.sleep(self.delay)
-            yield AIMessageChunk.from_text(token, message_id)
-        if self.delay:
-            await anyio.sleep(self.delay)
+            if delay:
+                await anyio.sleep(delay)
+            yield make(token, message_id)
+        if delay:
+            await anyio.sleep(delay)
         yield AIMessageChunk(content=tokens[-1], id=message_id, chunk_position="last")
 
     async def _stream_scripted(
