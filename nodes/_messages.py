@@ -531,7 +531,12 @@ class AIMessageChunk(_StopReason, BaseMessage):
 
     @property
     def tool_calls(self) -> list[ToolCall]:
-        """The tool calls whose fragments parse: JSON object arguments and a tool name."""
+        """The tool calls whose fragments parse: JSON object arguments and a tool name.
+
+        Parsed from ``tool_call_chunks`` at each access (a chunk keeps no cache, so that
+        making a chunk costs nothing per token); :meth:`to_message` parses once for both
+        lists.
+        """
         return _parse_tool_call_chunks(self.tool_call_chunks)[0]
 
     @property
