@@ -132,6 +132,11 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
         full. Chunks add up with ``+`` into the
         reply.
 
+        As langchain-core's models do, every chunk should carry the reply's id (the
+        provider's message id) and the last one ``chunk_position="last"``; the base does
+        not add them (that would cost a wrapper per chunk), so a model sets them itself
+        (``AIMessageChunk.from_text(text, id)`` is the cheap way for text).
+
         It may await anything (an HTTP stream, a sleep). It must not hold a cancel
         scope or task group open across a ``yield`` (the engine resumes it once per
         chunk from its own loop; PEP 789) and must not block the event loop.
@@ -400,7 +405,9 @@ class ScriptedChatModel(BaseChatModel):
     those tokens; an ``AIMessage`` is streamed with its tool calls; a
     :class:`ScriptedReply` also scripts a preamble chunk, usage figures, a stall and a
     failure. Each chunk is one ``AIMessageChunk``, after ``delay`` seconds (instant
-    under trio's mock clock).
+    under trio's mock clock). Every chunk of a reply carries its id (the reply's own, or
+    ``"lc_run--<run id>"`` as langchain-core's fakes), and the last one is marked
+    ``chunk_position="last"``; an empty reply streams one empty chunk.
 
     Args:
         replies: The replies, used in turn.
