@@ -1,8 +1,8 @@
 """rillet's components: messages, prompts, models, parsers, retrievers and tools.
 
-Layout: ``_messages``/``_prompt_values`` (values; ``_metadata`` adds chunks' metadata up), ``_prompts`` (templates),
-``_chat_model`` (the chat-model base and the scripted model), ``_llm`` (the
-completion-model base and the scripted LLM), ``_anthropic``
+Layout: ``_messages``/``_prompt_values`` (values; ``_metadata`` adds chunks' metadata
+up), ``_prompts`` (templates), ``_chat_model`` (the chat-model base and the scripted
+model), ``_llm`` (the completion-model base and the scripted LLM), ``_anthropic``
 (``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
 ``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``), ``_tool_loop``
 (``ToolLoop``), ``_schema`` and ``_structured`` (structured output: schemas,
