@@ -1,8 +1,9 @@
 """rillet's components: messages, prompts, models, parsers, retrievers and tools.
 
-Layout: ``_messages``/``_prompt_values`` (values), ``_prompts``/``_message_templates``/
-``_chat_prompt`` with ``_template_formats``/``_mustache`` (templates),
-``_chat_model`` (the chat-model base and the scripted model), ``_anthropic``
+Layout: ``_messages``/``_prompt_values`` (values; ``_metadata`` adds chunks' metadata
+up), ``_prompts``/``_message_templates``/``_chat_prompt`` with
+``_template_formats``/``_mustache`` (templates), ``_chat_model`` (the chat-model base and
+the scripted model), ``_llm`` (the completion-model base and the scripted LLM), ``_anthropic``
 (``ChatAnthropic``), ``_parsers`` with ``_json_stream``/``_jsonpatch`` (parsers),
 ``_retrievers`` (documents, BM25 retriever), ``_tools`` (``@tool``), ``_tool_loop``
 (``ToolLoop``), ``_schema`` and ``_structured`` (structured output: schemas,
@@ -23,6 +24,8 @@ from ._exceptions import OutputParserException as OutputParserException
 from ._json_stream import IncrementalJsonParser as IncrementalJsonParser
 from ._jsonpatch import apply_patch as apply_patch
 from ._jsonpatch import json_patch_ops as json_patch_ops
+from ._llm import BaseLLM as BaseLLM
+from ._llm import ScriptedLLM as ScriptedLLM
 from ._message_templates import AIMessagePromptTemplate as AIMessagePromptTemplate
 from ._message_templates import BaseMessagePromptTemplate as BaseMessagePromptTemplate
 from ._message_templates import HumanMessagePromptTemplate as HumanMessagePromptTemplate
@@ -65,6 +68,7 @@ __all__ = (
     "AIMessageChunk",
     "AIMessagePromptTemplate",
     "BaseChatModel",
+    "BaseLLM",
     "BaseMessage",
     "BaseMessagePromptTemplate",
     "BaseRetriever",
@@ -88,6 +92,7 @@ __all__ = (
     "PromptVariableError",
     "SchemaValidationError",
     "ScriptedChatModel",
+    "ScriptedLLM",
     "ScriptedReply",
     "StrOutputParser",
     "StringPromptValue",

@@ -216,7 +216,8 @@ class _Translator:
     API's order.
 
     Attributes:
-        produced: How many chunks it has produced (the first carries the message id).
+        produced: How many chunks it has produced. Each carries the message id (from
+            ``message_start``); the one for ``message_stop`` is marked ``chunk_position="last"``.
         complete: Whether ``message_stop`` has arrived.
     """
 
@@ -235,10 +236,8 @@ class _Translator:
     complete: bool = False
 
     def _chunk(self, **fields: Any) -> AIMessageChunk:
-        if self.produced == 0 and self.message_id is not None:
-            fields["id"] = self.message_id
         self.produced += 1
-        return AIMessageChunk(**fields)
+        return AIMessageChunk(id=self.message_id, **fields)
 
     def feed(self, event: str, data: Mapping[str, Any]) -> AIMessageChunk | None:
         """The chunk for one event (``None`` for events that carry nothing to stream).
@@ -252,7 +251,8 @@ class _Translator:
             delta = _field(data, "delta", dict, event)
             kind = delta.get("type")
             if kind == "text_delta":
-                return self._chunk(content=_field(delta, "text", str, event))
+                self.produced += 1
+                return AIMessageChunk.from_text(_field(delta, "text", str, event), self.message_id)
             if kind == "input_json_delta":
                 fragment = _field(delta, "partial_json", str, event)
                 return self._chunk(content="", tool_call_chunks=[ToolCallChunk(args=fragment, index=index)])
@@ -263,7 +263,9 @@ class _Translator:
             return self._block_stop(data)
         if event == "message_start":
             message = _field(data, "message", dict, event)
-            self.message_id = message.get("id")
+            message_id = message.get("id")
+            # Checked once here: every chunk of the reply carries it, unchecked.
+            self.message_id = message_id if isinstance(message_id, str) else None
             self.model = message.get("model")
             usage = message.get("usage")
             if isinstance(usage, dict):
@@ -276,7 +278,12 @@ class _Translator:
             return None
         if event == "message_stop":
             self.complete = True
-            return self._chunk(content="", usage_metadata=self._usage(), response_metadata=self._metadata())
+            return self._chunk(
+                content="",
+                usage_metadata=self._usage(),
+                response_metadata=self._metadata(),
+                chunk_position="last",
+            )
         # Event types newer than this code carry nothing to stream.
         return None
 
@@ -480,8 +487,8 @@ class ChatAnthropic(BaseChatModel):
     streams as ``tool_call_chunks`` (name and id first, then the JSON argument fragments,
     then, at the block's ``content_block_stop``, an end marker: a fragment with only the
     call's ``index``, which adds nothing), so the chunks add up to a message with parsed
-    ``tool_calls``. The first chunk carries
-    the message id; a final chunk with empty content carries ``usage_metadata`` (with the
+    ``tool_calls``. Every chunk carries the message id (``message_start``'s ``msg_...``);
+    a final chunk, marked ``chunk_position="last"``, with empty content carries ``usage_metadata`` (with the
     prompt cache's counts in ``input_token_details`` and thinking tokens in
     ``output_token_details``, when reported) and ``response_metadata`` (``model_name``,
     ``stop_reason``, and ``stop_sequence``/``stop_details`` when the API sends them; the

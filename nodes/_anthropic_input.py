@@ -48,11 +48,16 @@ _PDF: Final = "application/pdf"
 _TEXT: Final = "text/plain"
 
 
-def _text_blocks(content: MessageContent) -> list[dict[str, Any]]:
+def _text_blocks(content: str | Sequence[str | dict[str, Any]]) -> list[dict[str, Any]]:
+    """Content as the API's blocks: a string (or a string item of a list) as a text block.
+
+    The API rejects empty text blocks, so an empty string contributes nothing.
+    """
     if isinstance(content, str):
-        # The API rejects empty text blocks; an empty string contributes nothing to a merge.
         return [{"type": "text", "text": content}] if content else []
-    return list(content)
+    return [
+        {"type": "text", "text": item} if isinstance(item, str) else item for item in content if item != ""
+    ]
 
 
 # -- AI messages ------------------------------------------------------------------------
@@ -79,7 +84,7 @@ def _assistant_block(block: dict[str, Any], calls: Mapping[str, ToolCall], where
     return wire
 
 
-def _assistant_content(message: BaseMessage, position: int) -> MessageContent:
+def _assistant_content(message: BaseMessage, position: int) -> str | list[dict[str, Any]]:
     calls = message.tool_calls if isinstance(message, AIMessage | AIMessageChunk) else []
     if not calls and isinstance(message.content, str):
         return message.content
@@ -274,14 +279,18 @@ def _user_block(block: dict[str, Any], where: str) -> dict[str, Any]:
 _MEDIA_TYPES: Final = frozenset({"image", "document", "file", "image_url", "text-plain"})
 
 
-def _user_content(content: MessageContent, position: int) -> MessageContent:
-    if isinstance(content, str) or not any(block.get("type") in _MEDIA_TYPES for block in content):
+def _user_content(content: MessageContent, position: int) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
         return content
+    if all(isinstance(item, dict) for item in content) and not any(
+        isinstance(block, dict) and block.get("type") in _MEDIA_TYPES for block in content
+    ):
+        return content  # type: ignore[return-value]  # every item is a dict
     return [
         _user_block(block, f"message {position}, block {number}")
         if block.get("type") in _MEDIA_TYPES
         else block
-        for number, block in enumerate(content)
+        for number, block in enumerate(_text_blocks(content))
     ]
 
 
@@ -345,7 +354,7 @@ def to_anthropic_messages(messages: Sequence[BaseMessage]) -> tuple[SystemConten
     converted: list[dict[str, Any]] = []
     for position, message in enumerate(messages):
         role: str
-        content: MessageContent
+        content: str | list[dict[str, Any]]
         if isinstance(message, SystemMessage):
             system_parts.append(message.content)
             continue

@@ -132,6 +132,11 @@ class BaseChatModel(AggregateNode[Any, AIMessageChunk]):
         full. Chunks add up with ``+`` into the
         reply.
 
+        As langchain-core's models do, every chunk should carry the reply's id (the
+        provider's message id) and the last one ``chunk_position="last"``; the base does
+        not add them (that would cost a wrapper per chunk), so a model sets them itself
+        (``AIMessageChunk.from_text(text, id)`` is the cheap way for text).
+
         It may await anything (an HTTP stream, a sleep). It must not hold a cancel
         scope or task group open across a ``yield`` (the engine resumes it once per
         chunk from its own loop; PEP 789) and must not block the event loop.
@@ -253,10 +258,11 @@ class ScriptedReply:
             list of strings as exactly those tokens, an :class:`AIMessage` as its text
             (word tokens) then, for each tool call, a chunk with its name and id and a
             chunk with its JSON arguments (so the chunks add up to the message's tool
-            calls); its ``id`` goes on the first content chunk and its
-            ``usage_metadata`` is reported unless ``usage`` is given.
+            calls); its ``id`` goes on every chunk and its ``usage_metadata`` is
+            reported unless ``usage`` is given.
         preamble: A first chunk without content, as a provider's message-start: an
             ``AIMessageChunk`` (an id, usage figures...) or a string, taken as its id.
+            Its id, if any, goes on every chunk of the reply.
         usage: Token counts (``UsageMetadata`` or a dict), reported on a last chunk
             without content, as a provider reports usage when the message ends.
         error: Raised after ``error_after`` chunks instead of the rest of the reply: an
@@ -294,20 +300,31 @@ class ScriptedReply:
         if self.stall_before > count:
             raise ValueError(f"stall_before={self.stall_before}, but the reply streams only {_chunks(count)}")
 
-    def chunks(self) -> list[AIMessageChunk]:
-        """The chunks this reply streams when nothing fails, in order."""
+    def chunks(self, message_id: str | None = None) -> list[AIMessageChunk]:
+        """The chunks this reply streams when nothing fails, in order.
+
+        Every chunk carries the reply's id: the preamble's, else the ``AIMessage``'s, else
+        ``message_id``; the last one is marked ``chunk_position="last"``.
+        """
         chunks: list[AIMessageChunk] = [] if self.preamble is None else [self.preamble]
         content = self.content
         usage = self.usage
         if isinstance(content, AIMessage):
             chunks.extend(_message_chunks(content))
             usage = usage if usage is not None else content.usage_metadata
+            message_id = content.id or message_id
         else:
             tokens = split_tokens(content) if isinstance(content, str) else content
             chunks.extend(AIMessageChunk.from_text(token) for token in tokens)
         if usage is not None:
             chunks.append(AIMessageChunk(content="", usage_metadata=usage))
-        return chunks
+        if self.preamble is not None and self.preamble.id:
+            message_id = self.preamble.id
+        last = len(chunks) - 1
+        return [
+            attrs.evolve(chunk, id=message_id or chunk.id, chunk_position="last" if number == last else None)
+            for number, chunk in enumerate(chunks)
+        ]
 
     def raised(self) -> BaseException:
         """A fresh exception for ``error`` (which must be set)."""
@@ -343,10 +360,6 @@ def _message_chunks(message: AIMessage) -> list[AIMessageChunk]:
         chunks.append(AIMessageChunk(content="", tool_call_chunks=[start]))
         arguments = ToolCallChunk(args=json.dumps(call.args), index=index)
         chunks.append(AIMessageChunk(content="", tool_call_chunks=[arguments]))
-    if message.id is not None and chunks:
-        chunks[0] = AIMessageChunk(
-            content=chunks[0].content, tool_call_chunks=chunks[0].tool_call_chunks, id=message.id
-        )
     return chunks
 
 
@@ -392,7 +405,9 @@ class ScriptedChatModel(BaseChatModel):
     those tokens; an ``AIMessage`` is streamed with its tool calls; a
     :class:`ScriptedReply` also scripts a preamble chunk, usage figures, a stall and a
     failure. Each chunk is one ``AIMessageChunk``, after ``delay`` seconds (instant
-    under trio's mock clock).
+    under trio's mock clock). Every chunk of a reply carries its id (the reply's own, or
+    ``"lc_run--<run id>"`` as langchain-core's fakes), and the last one is marked
+    ``chunk_position="last"``; an empty reply streams one empty chunk.
 
     Args:
         replies: The replies, used in turn.
@@ -477,29 +492,51 @@ class ScriptedChatModel(BaseChatModel):
         self._calls += 1
         return reply
 
+    def compute(self, value: Any, step: Step) -> AsyncIterator[AIMessageChunk]:
+        messages = self._messages(value)
+        step.set_input({"messages": [messages]})
+        # langchain-core's id for a reply without a provider id: "lc_run-" and the run id.
+        return self._reply_stream(messages, f"lc_run--{step.run_id}")
+
     def stream_chunks(self, messages: list[BaseMessage]) -> AsyncGenerator[AIMessageChunk, None]:
+        """The next scripted reply (called outside a run, its chunks carry only a scripted id)."""
+        return self._reply_stream(messages, None)
+
+    def _reply_stream(
+        self, messages: list[BaseMessage], message_id: str | None
+    ) -> AsyncGenerator[AIMessageChunk, None]:
         self.received.append(messages)
         self.received_arguments.append(self._arguments())
         reply = self._next_reply()
         if isinstance(reply, ScriptedReply):
-            return self._stream_scripted(reply)
+            return self._stream_scripted(reply, message_id)
         if isinstance(reply, AIMessage):
-            return self._stream_scripted(ScriptedReply(reply))
+            return self._stream_scripted(ScriptedReply(reply), message_id)
         tokens = split_tokens(reply) if isinstance(reply, str) else list(reply)
         if self.stop:
-            # Cut to nothing, the reply is one empty chunk (a model API still answers).
-            tokens = _cut_at_stop(tokens, self.stop) or [""]
-        return self._stream_tokens(tokens)
+            tokens = _cut_at_stop(tokens, self.stop)
+        # Cut (or scripted) to nothing, the reply is one empty chunk (a model API still answers).
+        return self._stream_tokens(tokens or [""], message_id)
 
-    async def _stream_tokens(self, tokens: list[str]) -> AsyncGenerator[AIMessageChunk, None]:
-        # The plain path (benchmarks stream it): one chunk per token, nothing else per chunk.
-        for token in tokens:
-            if self.delay:
-                await anyio.sleep(self.delay)
-            yield AIMessageChunk.from_text(token)
+    async def _stream_tokens(
+        self, tokens: list[str], message_id: str | None
+    ) -> AsyncGenerator[AIMessageChunk, None]:
+        # The plain path (benchmarks stream it): one chunk per token, nothing else per chunk
+        # (the constructor and the delay are looked up once).
+        make = AIMessageChunk.from_text
+        delay = self.delay
+        for token in tokens[:-1]:
+            if delay:
+                await anyio.sleep(delay)
+            yield make(token, message_id)
+        if delay:
+            await anyio.sleep(delay)
+        yield AIMessageChunk(content=tokens[-1], id=message_id, chunk_position="last")
 
-    async def _stream_scripted(self, reply: ScriptedReply) -> AsyncGenerator[AIMessageChunk, None]:
-        chunks = reply.chunks()
+    async def _stream_scripted(
+        self, reply: ScriptedReply, message_id: str | None
+    ) -> AsyncGenerator[AIMessageChunk, None]:
+        chunks = reply.chunks(message_id)
         for position in range(len(chunks) + 1):
             if reply.stall and position == reply.stall_before:
                 await anyio.sleep(reply.stall)

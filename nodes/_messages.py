@@ -8,10 +8,21 @@ is associative, so the engine may add chunks in any grouping and get the same re
   which blocks carrying the same ``"index"`` merge into the first of them, and runs of
   plain text (string content, and blocks that are exactly ``{"type": "text", "text": ...}``)
   join into one text block.
+  A string item of list content counts as plain text.
 * Tool-call chunks with the same ``index`` merge into the first of them; chunks without an
   index are appended.
-* ``id`` and ``name``: the first that is set. ``usage_metadata``: the sum.
-  ``response_metadata`` and ``additional_kwargs``: later keys win, nested dicts merge.
+* ``name``: the first that is set. ``id``: the first provider id (one not starting with
+  ``"lc_"``), else the first ``"lc_run-..."`` id, else the first other one, as
+  langchain-core ranks them. ``usage_metadata``: the sum. ``chunk_position``: ``"last"``
+  when any chunk is the last.
+* ``response_metadata`` and ``additional_kwargs`` merge key by key as langchain-core's
+  ``merge_dicts`` does (see ``merge_metadata``): strings concatenate, dicts merge, lists
+  append (dicts with the same ``"index"`` merge), ``None`` gives way, equal values stay,
+  differing ints add up, and values of different types, differing bools and other differing
+  scalars raise ``TypeError`` (``nodes/_metadata.py``). Those rules are langchain-core's, and two of them are not
+  associative (a differing int after equal ones, an equal ``id`` string after a differing
+  one): only there does the grouping of ``+`` matter, and a left fold gives langchain-core's
+  result.
 
 A single chunk is never rewritten: the normal form above only applies to sums.
 """
@@ -19,11 +30,14 @@ A single chunk is never rewritten: the normal form above only applies to sums.
 from __future__ import annotations
 
 import json
+import operator
 import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
 
 import attrs
+
+from ._metadata import merge_metadata
 
 __all__ = (
     "MessageContent",
@@ -41,9 +55,10 @@ __all__ = (
     "message_from_role",
 )
 
-#: A message's content: a string, or a list of content blocks such as
-#: ``{"type": "text", "text": ...}`` or ``{"type": "tool_use", "id": ..., "name": ..., "input": ...}``.
-MessageContent = str | list[dict[str, Any]]
+#: A message's content: a string, or a list whose items are strings (plain text) or content
+#: blocks such as ``{"type": "text", "text": ...}`` or
+#: ``{"type": "tool_use", "id": ..., "name": ..., "input": ...}``.
+MessageContent = str | list[str | dict[str, Any]]
 
 
 class _Missing:
@@ -238,14 +253,15 @@ def _check_content(instance: object, attribute: attrs.Attribute[Any], value: obj
         return
     if isinstance(value, list):
         for position, block in enumerate(value):
-            if not isinstance(block, dict):
+            if not isinstance(block, str | dict):
                 raise TypeError(
-                    f"{type(instance).__name__}.content: block {position} is a {type(block).__name__} "
-                    f"{reprlib.repr(block)}; content blocks are dicts such as {{'type': 'text', 'text': ...}}"
+                    f"{type(instance).__name__}.content: item {position} is a {type(block).__name__} "
+                    f"{reprlib.repr(block)}; a content item is a str or a block dict such as "
+                    "{'type': 'text', 'text': ...}"
                 )
         return
     raise TypeError(
-        f"{type(instance).__name__}.content must be a str or a list of content blocks, "
+        f"{type(instance).__name__}.content must be a str or a list of strings and content blocks, "
         f"got {type(value).__name__} {reprlib.repr(value)}"
     )
 
@@ -320,14 +336,17 @@ class BaseMessage:
 
     @property
     def text(self) -> str:
-        """The message's text: the content string, or its text blocks joined."""
+        """The message's text: the content string, or its string items and text blocks joined."""
         content = self.content
         if isinstance(content, str):
             return content
         return "".join(
-            block["text"]
-            for block in content
+            block
+            if isinstance(block, str)
+            else block["text"]
             if block.get("type") == "text" and isinstance(block.get("text"), str)
+            else ""
+            for block in content
         )
 
     def __repr__(self) -> str:
@@ -433,9 +452,16 @@ class ToolMessage(BaseMessage):
 class AIMessageChunk(_StopReason, BaseMessage):
     """A streamed piece of an :class:`AIMessage`; chunks add up with ``+``.
 
+    Every chunk of one model reply carries the reply's ``id`` (the provider's message id, or
+    ``"lc_run-<run id>"`` for a scripted model), so a consumer can tell replies apart
+    chunk by chunk, and the sum has it.
+
     Attributes:
         usage_metadata: Token counts carried by this piece (they add up).
         tool_call_chunks: Fragments of tool calls, merged by ``index`` when chunks add.
+        chunk_position: ``"last"`` on the last chunk of a reply (and on any sum that
+            includes it), ``None`` on the others, as langchain-core marks them: a
+            consumer knows the reply is complete without waiting for the stream's end.
     """
 
     type: ClassVar[str] = "ai"
@@ -444,16 +470,21 @@ class AIMessageChunk(_StopReason, BaseMessage):
     tool_call_chunks: list[ToolCallChunk] = attrs.field(
         factory=list, kw_only=True, converter=_to_tool_call_chunks
     )
+    chunk_position: Literal["last"] | None = attrs.field(
+        default=None, kw_only=True, validator=attrs.validators.in_((None, "last"))
+    )
 
     @classmethod
-    def from_text(cls, text: str) -> AIMessageChunk:
-        """``AIMessageChunk(content=text)``, made without the per-field checks.
+    def from_text(cls, text: str, id: str | None = None) -> AIMessageChunk:
+        """``AIMessageChunk(content=text, id=id)``, made without the per-field checks.
 
         Model nodes make one chunk per token, so this is on the per-chunk path; a test
-        checks it equals the checked constructor field for field.
+        checks it equals the checked constructor field for field. ``id`` is not checked
+        here: it is the model node's own value for the whole reply (a ``str`` or ``None``),
+        checked once where the node gets it.
         """
         if type(text) is not str or cls is not AIMessageChunk:
-            return cls(content=text)
+            return cls(content=text, id=id)
         chunk = _new_object(cls)
         # Each field's slot is filled through its descriptor: the frozen class's
         # __setattr__ would refuse, and object.__setattr__ costs twice as much per field.
@@ -461,9 +492,10 @@ class AIMessageChunk(_StopReason, BaseMessage):
         _SET_ADDITIONAL_KWARGS(chunk, {})
         _SET_RESPONSE_METADATA(chunk, {})
         _SET_NAME(chunk, None)
-        _SET_ID(chunk, None)
+        _SET_ID(chunk, id)
         _SET_USAGE_METADATA(chunk, None)
         _SET_TOOL_CALL_CHUNKS(chunk, [])
+        _SET_CHUNK_POSITION(chunk, None)
         return chunk
 
     def __add__(self, other: object) -> AIMessageChunk:
@@ -502,7 +534,12 @@ class AIMessageChunk(_StopReason, BaseMessage):
 
     @property
     def tool_calls(self) -> list[ToolCall]:
-        """The tool calls whose fragments parse: JSON object arguments and a tool name."""
+        """The tool calls whose fragments parse: JSON object arguments and a tool name.
+
+        Parsed from ``tool_call_chunks`` at each access (a chunk keeps no cache, so that
+        making a chunk costs nothing per token); :meth:`to_message` parses once for both
+        lists.
+        """
         return _parse_tool_call_chunks(self.tool_call_chunks)[0]
 
     @property
@@ -553,17 +590,21 @@ _SET_NAME = _slot_setter(AIMessageChunk, "name")
 _SET_ID = _slot_setter(AIMessageChunk, "id")
 _SET_USAGE_METADATA = _slot_setter(AIMessageChunk, "usage_metadata")
 _SET_TOOL_CALL_CHUNKS = _slot_setter(AIMessageChunk, "tool_call_chunks")
+_SET_CHUNK_POSITION = _slot_setter(AIMessageChunk, "chunk_position")
 
 
 def _concat(chunks: Sequence[AIMessageChunk]) -> AIMessageChunk:
     return AIMessageChunk(
         _merge_contents([chunk.content for chunk in chunks]),
-        additional_kwargs=_merge_dicts([chunk.additional_kwargs for chunk in chunks]),
-        response_metadata=_merge_dicts([chunk.response_metadata for chunk in chunks]),
+        additional_kwargs=merge_metadata([chunk.additional_kwargs for chunk in chunks], "additional_kwargs"),
+        response_metadata=merge_metadata([chunk.response_metadata for chunk in chunks], "response_metadata"),
         name=_first_set(chunk.name for chunk in chunks),
-        id=_first_set(chunk.id for chunk in chunks),
+        # Every chunk of a reply carries its id and most no position: both are read in C
+        # (attrgetter, dict.fromkeys, in), so only the distinct ids cost a Python step.
+        id=_best_id(dict.fromkeys(map(_GET_ID, chunks))),
         usage_metadata=_sum_usage(chunk.usage_metadata for chunk in chunks),
         tool_call_chunks=_merge_tool_call_chunks(chunk.tool_call_chunks for chunk in chunks),
+        chunk_position="last" if "last" in map(_GET_POSITION, chunks) else None,
     )
 
 
@@ -572,6 +613,34 @@ def _first_set(values: Iterable[str | None]) -> str | None:
         if value is not None:
             return value
     return None
+
+
+# Ids made up by a framework rather than a provider: ``lc_run-<run id>`` for a run's reply,
+# other ``lc_...`` ids ranking lowest.
+_RUN_ID_PREFIX: Final = "lc_run-"
+_MADE_UP_PREFIX: Final = "lc_"
+
+
+_GET_ID: Final = operator.attrgetter("id")
+_GET_POSITION: Final = operator.attrgetter("chunk_position")
+
+
+def _best_id(ids: Iterable[str | None]) -> str | None:
+    """The first provider id, else the first run id, else the first other id (empty ones
+    never count); a function of the sequence, so ``+`` stays associative."""
+    run_id: str | None = None
+    other: str | None = None
+    for value in ids:
+        if not value:
+            continue
+        if not value.startswith(_MADE_UP_PREFIX):
+            return value
+        if value.startswith(_RUN_ID_PREFIX):
+            if run_id is None:
+                run_id = value
+        elif other is None:
+            other = value
+    return run_id if run_id is not None else other
 
 
 def _sum_usage(values: Iterable[UsageMetadata | None]) -> UsageMetadata | None:
@@ -709,6 +778,10 @@ def _merge_contents(contents: Sequence[MessageContent]) -> MessageContent:
                 add_text(content)
             continue
         for block in content:
+            if isinstance(block, str):
+                if block:
+                    add_text(block)
+                continue
             if _is_plain_text(block):
                 add_text(block["text"])
                 continue
@@ -723,7 +796,7 @@ def _merge_contents(contents: Sequence[MessageContent]) -> MessageContent:
             else:
                 merge.add(block)
 
-    result: list[dict[str, Any]] = []
+    result: list[str | dict[str, Any]] = []
     for entry in out:
         if isinstance(entry, list):
             result.append({"type": "text", "text": "".join(entry)})
@@ -777,62 +850,6 @@ def _merge_tool_call_chunks(lists: Iterable[list[ToolCallChunk]]) -> list[ToolCa
             else:
                 merge.add(chunk)
     return [entry.result() if isinstance(entry, _ToolCallMerge) else entry for entry in out]
-
-
-class _DictMerge:
-    """Metadata dicts merged: later values win, nested dicts merge, ``None`` never wins.
-
-    Where a key holds a dict in some chunks and another value in others, the dicts win
-    (merged): any fixed rule would do, but it has to be one that does not depend on the
-    order in which chunks were added.
-    """
-
-    __slots__ = ("keys",)
-
-    def __init__(self) -> None:
-        self.keys: dict[str, _MetadataValue] = {}
-
-    def add(self, values: Mapping[str, Any]) -> None:
-        keys = self.keys
-        for key, value in values.items():
-            state = keys.get(key)
-            if state is None:
-                state = keys[key] = _MetadataValue()
-            state.add(value)
-
-    def result(self) -> dict[str, Any]:
-        return {key: state.result() for key, state in self.keys.items()}
-
-
-class _MetadataValue:
-    __slots__ = ("nested", "other")
-
-    def __init__(self) -> None:
-        self.nested: _DictMerge | None = None
-        self.other: object = None
-
-    def add(self, value: object) -> None:
-        if isinstance(value, dict):
-            if self.nested is None:
-                self.nested = _DictMerge()
-            self.nested.add(value)
-        elif value is not None:
-            self.other = value
-
-    def result(self) -> object:
-        return self.nested.result() if self.nested is not None else self.other
-
-
-def _merge_dicts(dicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    present = [values for values in dicts if values]
-    if not present:
-        return {}
-    if len(present) == 1:
-        return dict(present[0])
-    merge = _DictMerge()
-    for values in present:
-        merge.add(values)
-    return merge.result()
 
 
 def _parse_tool_call_chunks(
@@ -935,8 +952,27 @@ def _describe(value: object) -> str:
     return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
-_ITEM_FORMS: Final = "a message, a (role, content) tuple or a {'role': ..., 'content': ...} dict"
-_DICT_KEYS: Final = frozenset({"role", "content", "name", "id", "tool_call_id"})
+_ITEM_FORMS: Final = (
+    "a message, a (role, content) tuple or a message dict ({'role': ..., 'content': ...} "
+    "or {'type': ..., 'content': ...})"
+)
+# The keys a message dict may have: its role (as "role", or as langchain's "type"), and fields.
+_DICT_KEYS: Final = frozenset(
+    {
+        "role",
+        "type",
+        "content",
+        "name",
+        "id",
+        "tool_call_id",
+        "tool_calls",
+        "status",
+        "additional_kwargs",
+        "response_metadata",
+    }
+)
+# Fields only some message types have.
+_TYPE_FIELDS: Final[Mapping[str, type[BaseMessage]]] = {"tool_calls": AIMessage, "status": ToolMessage}
 
 
 def _coerce_item(item: object, position: int, where: str, whole: object) -> BaseMessage:
@@ -950,24 +986,63 @@ def _coerce_item(item: object, position: int, where: str, whole: object) -> Base
                 f"{_describe(role)}; the role must be a str"
             )
         return _from_role(role, content, {}, position, where)
-    if isinstance(item, Mapping) and "role" in item and "content" in item:
-        extra = set(item) - _DICT_KEYS
-        if extra:
-            raise ValueError(
-                f"{where}: item {position} is a message dict with unsupported keys {sorted(map(str, extra))}; "
-                f"the keys are {sorted(_DICT_KEYS)}"
-            )
-        role = item["role"]
-        if not isinstance(role, str):
-            raise TypeError(f"{where}: item {position} has a role that is a {_describe(role)}, not a str")
-        fields = {key: item[key] for key in ("name", "id", "tool_call_id") if key in item}
-        return _from_role(role, item["content"], fields, position, where)
+    if isinstance(item, Mapping) and ("role" in item or "type" in item):
+        return _from_dict(item, position, where)
     hint = ""
     if isinstance(item, str) and isinstance(whole, tuple) and len(whole) == 2 and item in _ROLES:
         hint = f"; for one message write a list of tuples: [{whole!r}]"
     elif isinstance(item, str):
         hint = f"; for a user message write ('human', {reprlib.repr(item)})"
     raise TypeError(f"{where}: item {position} is a {_describe(item)}; expected {_ITEM_FORMS}{hint}")
+
+
+def _dict_role(item: Mapping[Any, Any], position: int, where: str) -> str:
+    """The role a message dict names with ``"role"`` or ``"type"`` (both: the same one)."""
+    named = [item[key] for key in ("role", "type") if key in item]
+    for role in named:
+        if not isinstance(role, str):
+            raise TypeError(f"{where}: item {position} has a role that is a {_describe(role)}, not a str")
+    if len(named) == 2 and _ROLES.get(named[0]) is not _ROLES.get(named[1]):
+        raise ValueError(
+            f"{where}: item {position} is a message dict whose 'role' {named[0]!r} and 'type' "
+            f"{named[1]!r} disagree; give one of them"
+        )
+    return str(named[0])
+
+
+def _from_dict(item: Mapping[Any, Any], position: int, where: str) -> BaseMessage:
+    kind = item.get("type")
+    if "role" not in item and isinstance(kind, str) and kind not in _ROLES:
+        raise ValueError(
+            f"{where}: item {position} is a dict of type {kind!r}, which is no message type (a content "
+            f"block? blocks go in a message's content); the message types are {_ROLE_NAMES}"
+        )
+    extra = set(item) - _DICT_KEYS
+    if extra:
+        raise ValueError(
+            f"{where}: item {position} is a message dict with unsupported keys {sorted(map(str, extra))}; "
+            f"the keys are {sorted(_DICT_KEYS)}"
+        )
+    role = _dict_role(item, position, where)
+    if "content" not in item:
+        raise ValueError(f"{where}: item {position} is a message dict ({role!r}) without 'content'")
+    fields = {key: item[key] for key in ("name", "id", "tool_call_id") if key in item}
+    message = _from_role(role, item["content"], fields, position, where)
+    more = {
+        key: item[key]
+        for key in ("tool_calls", "status", "additional_kwargs", "response_metadata")
+        if key in item
+    }
+    for key in more:
+        kind = _TYPE_FIELDS.get(key)
+        if kind is not None and not isinstance(message, kind):
+            raise ValueError(f"{where}: item {position}: a {role!r} message has no {key!r}")
+    if not more:
+        return message
+    try:
+        return attrs.evolve(message, **more)
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{where}: item {position} ({role!r}): bad message field: {error!r}") from None
 
 
 def _from_role(role: str, content: object, fields: dict[str, Any], position: int, where: str) -> BaseMessage:
@@ -986,8 +1061,12 @@ def coerce_to_messages(value: object, *, where: str = "input") -> list[BaseMessa
     """Turn what users pass to a chat model into a list of messages.
 
     Accepted: a string (one human message), a message, a prompt value, or a list or tuple
-    of messages, ``(role, content)`` tuples and ``{"role": ..., "content": ...}`` dicts
-    (which may also carry ``name``, ``id`` and, for ``"tool"``, ``tool_call_id``).
+    of messages, ``(role, content)`` tuples and message dicts. A dict names its role with
+    ``"role"`` (``{"role": "user", "content": "hi"}``) or, as langchain-core's serialised
+    messages do, ``"type"`` (``{"type": "human", "content": "hi"}``), and may also carry
+    ``name``, ``id``, ``additional_kwargs``, ``response_metadata``, ``tool_calls`` (an AI
+    message's: ``{"name", "args", "id"}`` dicts) and, for ``"tool"``, ``tool_call_id`` and
+    ``status``.
 
     Args:
         value: The value to convert.
@@ -999,8 +1078,9 @@ def coerce_to_messages(value: object, *, where: str = "input") -> list[BaseMessa
     Raises:
         TypeError: If the value, or an item of it, is none of the accepted forms; the
             message names the item's position and type.
-        ValueError: If an item names an unknown role, or is a tool message without a
-            ``tool_call_id``.
+        ValueError: If an item names an unknown role, is a tool message without a
+            ``tool_call_id``, or is a message dict with an unknown key, no ``content``,
+            ``role`` and ``type`` that disagree, or a field its role does not have.
     """
     if isinstance(value, str):
         return [HumanMessage(value)]

@@ -486,7 +486,8 @@ class _CallTracker:
         return call
 
     def _call(self, fragments: list[ToolCallChunk]) -> _Call:
-        merged = AIMessageChunk(content="", tool_call_chunks=fragments)
+        # Parsed once: to_message() parses the fragments into both lists in one pass.
+        merged = AIMessageChunk(content="", tool_call_chunks=fragments).to_message()
         parsed, invalid = merged.tool_calls, merged.invalid_tool_calls
         call = _Call(self._position, parsed[0] if parsed else None, invalid[0] if invalid else None)
         self._position += 1

@@ -26,11 +26,14 @@ from typing import Any
 import attrs
 from langchain_core.callbacks import adispatch_custom_event as lc_adispatch_custom_event
 from langchain_core.documents import Document as LcDocument
+from langchain_core.language_models import LLM as LcLLM
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import JsonOutputParser as LcJsonOutputParser
 from langchain_core.output_parsers import StrOutputParser as LcStrOutputParser
+from langchain_core.outputs import GenerationChunk
 from langchain_core.prompts import ChatPromptTemplate as LcChatPromptTemplate
+from langchain_core.prompts import PromptTemplate as LcPromptTemplate
 from langchain_core.retrievers import BaseRetriever as LcBaseRetriever
 from langchain_core.runnables import RunnableGenerator as LcRunnableGenerator
 from langchain_core.runnables import RunnableLambda as LcRunnableLambda
@@ -50,7 +53,9 @@ from nodes import (
     ChatPromptTemplate,
     Document,
     JsonOutputParser,
+    PromptTemplate,
     ScriptedChatModel,
+    ScriptedLLM,
     StrOutputParser,
     tool,
 )
@@ -90,6 +95,33 @@ def _lc_model(text: str) -> GenericFakeChatModel:
 
 def _ri_model(tokens: list[str]) -> ScriptedChatModel:
     return ScriptedChatModel([tokens], name=MODEL_NAME)
+
+
+LLM_NAME = "TokenLLM"
+
+
+class TokenLLM(LcLLM):
+    """langchain-core's side of a streaming completion model: ``text`` split at whitespace,
+    one ``GenerationChunk`` per piece, each reported to the run's callbacks as a real
+    streaming LLM does (langchain-core's own fake LLMs stream without reporting)."""
+
+    text: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "token"
+
+    def _call(self, prompt: str, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> str:
+        return self.text
+
+    async def _astream(
+        self, prompt: str, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[GenerationChunk]:
+        for piece in re.split(r"(\s)", self.text):
+            chunk = GenerationChunk(text=piece)
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
 
 
 class KeywordRetriever(LcBaseRetriever):
@@ -177,6 +209,12 @@ def _lc_chains() -> dict[str, Callable[[], Any]]:
     return {
         "prompt_model_parser": lambda: prompt | _lc_model(TEXT) | LcStrOutputParser(),
         "chat_model_root": lambda: _lc_model(TEXT),
+        "llm_root": lambda: TokenLLM(text=TEXT, name=LLM_NAME),
+        "prompt_llm_parser": lambda: (
+            LcPromptTemplate.from_template("tell me about {topic}")
+            | TokenLLM(text=TEXT, name=LLM_NAME)
+            | LcStrOutputParser()
+        ),
         "parallel": lambda: LcRunnableParallel(
             a=LcRunnableLambda(lambda x: x + 1), b=LcRunnablePassthrough()
         ),
@@ -224,6 +262,12 @@ def _ri_chains() -> dict[str, Callable[[], Any]]:
     return {
         "prompt_model_parser": lambda: prompt | _ri_model(TOKENS) | StrOutputParser(),
         "chat_model_root": lambda: _ri_model(TOKENS),
+        "llm_root": lambda: ScriptedLLM([TOKENS], name=LLM_NAME),
+        "prompt_llm_parser": lambda: (
+            PromptTemplate.from_template("tell me about {topic}")
+            | ScriptedLLM([TOKENS], name=LLM_NAME)
+            | StrOutputParser()
+        ),
         "parallel": lambda: RunnableParallel(a=RunnableLambda(lambda x: x + 1), b=RunnablePassthrough()),
         "tool": lambda: reverse,
         "generator_tool": lambda: tool(name="_spelled")(_spell),
@@ -327,6 +371,15 @@ SCENARIOS = (
         },
     ),
     Scenario("chat_model_root", "hi", {"v2": ("langsmith-metadata",)}),
+    Scenario("llm_root", "hi", {"v2": ("langsmith-metadata", "llm-text")}),
+    Scenario(
+        "prompt_llm_parser",
+        {"topic": "x"},
+        {
+            "v1": ("starts-at-launch", "tracer-outputs", "langsmith-metadata"),
+            "v2": ("starts-at-launch", "langsmith-metadata", "llm-text"),
+        },
+    ),
     Scenario("parallel", 1, ordered=False),
     Scenario("tool", {"word": "abc"}),
     Scenario("generator_tool", {"word": "abc"}, {"v2": ("generator-tools-stream",)}, versions=("v2",)),
@@ -371,6 +424,12 @@ LOG_SCENARIOS = (
         {"log": ("starts-at-launch", "tracer-outputs", "langsmith-metadata")},
     ),
     Scenario("chat_model_root", "hi"),
+    Scenario("llm_root", "hi"),
+    Scenario(
+        "prompt_llm_parser",
+        {"topic": "x"},
+        {"log": ("starts-at-launch", "tracer-outputs", "langsmith-metadata")},
+    ),
     Scenario("parallel", 1, {"log": ("starts-at-launch", "tracer-outputs")}, ordered=False),
     Scenario("tool", {"word": "abc"}),
     Scenario("json_snapshots", "x", {"log": ("starts-at-launch", "tracer-outputs", "langsmith-metadata")}),
@@ -447,6 +506,8 @@ def plain(value: Any) -> Any:
         return ("Document", value.page_content)
     if hasattr(value, "messages") and not isinstance(value, type):
         return ("PromptValue", [plain(m) for m in value.messages])
+    if hasattr(value, "to_string") and isinstance(getattr(value, "text", None), str):
+        return ("StringPromptValue", value.text)
     if hasattr(value, "content") and hasattr(value, "type"):
         return (type(value).__name__, plain(value.content))
     if isinstance(value, BaseException):
@@ -565,7 +626,9 @@ def untraced(value: Any) -> Any:
     """A tracer's record of an output as the output itself."""
     if isinstance(value, dict):
         if value.get("type") == "LLMResult":
-            return value["generations"][0][0]["message"]
+            generation = value["generations"][0][0]
+            # A chat model's generation holds its message; a completion model's, its text.
+            return generation["message"] if "message" in generation else generation["text"]
         if set(value) == {"documents"}:
             return value["documents"]
         if set(value) == {"output"}:
@@ -640,6 +703,31 @@ def _invoked_runs_stream(lc: list[Seen], ri: list[Seen]) -> Pair:
     return [i.with_data({k: _as_chunks(v) for k, v in i.data}) for i in lc], ri
 
 
+def _llm_result_text(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) >= {"generations", "llm_output"}:
+        generations = value["generations"]
+        if len(generations) == 1 and len(generations[0]) == 1 and "message" not in generations[0][0]:
+            return generations[0][0]["text"]
+    return value
+
+
+def _llm_text(event: str, key: str, value: Any) -> Any:
+    if event == "on_llm_end" and key == "output":
+        return _llm_result_text(value)
+    if event == "on_llm_stream" and key == "chunk" and isinstance(getattr(value, "text", None), str):
+        return value.text
+    return value
+
+
+def _llm_text_values(lc: list[Seen], ri: list[Seen]) -> Pair:
+    """A completion model's events carry text in v2 as in v1: each ``on_llm_stream`` chunk
+    is the ``str`` and the end's ``output`` the chunks joined (the value ``ainvoke``
+    returns). langchain-core's v2 shows its ``LLMResult`` record (``{"generations":
+    [[{"text": ...}]], "llm_output": ...}``) as the output, and a ``GenerationChunk`` as
+    the chunk inside a chain (the ``str`` at the root of the stream)."""
+    return [i.with_data({k: _llm_text(i.event, k, v) for k, v in i.data}) for i in lc], ri
+
+
 def _generator_tools_stream(lc: list[Seen], ri: list[Seen]) -> Pair:
     """A generator tool streams its chunks (``on_tool_stream`` each, v2 included): rillet
     adds generator tools; langchain-core's tools return one value."""
@@ -656,6 +744,7 @@ DIFFERENCES: dict[str, Callable[[list[Seen], list[Seen]], Pair]] = {
     "generator-tools-stream": _generator_tools_stream,
     "ends-after-output": _ends_after_output,
     "invoked-runs-stream": _invoked_runs_stream,
+    "llm-text": _llm_text_values,
 }
 
 

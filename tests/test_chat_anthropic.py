@@ -233,12 +233,14 @@ async def test_tokens_arrive_one_by_one_before_the_server_sends_the_next(server:
 async def test_ainvoke_returns_the_whole_message_with_id_usage_and_stop_reason(
     server: AnthropicServer,
 ) -> None:
-    """The message id is on the first chunk; usage and stop_reason come on a final empty chunk."""
+    """The message id is on every chunk; usage and stop_reason come on a final empty chunk marked last."""
     server.script_many([TextStream(["Hel", "lo"], input_tokens=7)] * 2)
     model = chat(server)
     chunks = [chunk async for chunk in model.astream("hi")]
     assert chunks[0] == AIMessageChunk(content="Hel", id="msg_test_0001")
-    assert chunks[1] == AIMessageChunk(content="lo")
+    assert chunks[1] == AIMessageChunk(content="lo", id="msg_test_0001")
+    assert {chunk.id for chunk in chunks} == {"msg_test_0001"}
+    assert [chunk.chunk_position for chunk in chunks] == [None] * (len(chunks) - 1) + ["last"]
     assert chunks[-1].content == "" and chunks[-1].usage_metadata == UsageMetadata(7, 2)
     assert chunks[-1].response_metadata == {"model_name": MODEL, "stop_reason": "end_turn"}
 
@@ -316,12 +318,14 @@ async def test_tool_use_streams_as_tool_call_chunks_that_sum_to_parsed_calls(ser
     assert chunks[1].tool_call_chunks == [ToolCallChunk(name="get_weather", id="toolu_01", args="", index=1)]
     assert [c.tool_call_chunks for c in chunks[2:5]] == [[ToolCallChunk(args=f, index=1)] for f in fragments]
     # content_block_stop: a fragment with only the index, then the closing chunk.
-    assert chunks[5] == AIMessageChunk(content="", tool_call_chunks=[ToolCallChunk(index=1)])
-    assert len(chunks) == 7 and chunks[6].tool_call_chunks == []
+    assert chunks[5] == AIMessageChunk(
+        content="", tool_call_chunks=[ToolCallChunk(index=1)], id="msg_test_0001"
+    )
+    assert len(chunks) == 7 and chunks[6].tool_call_chunks == [] and chunks[6].chunk_position == "last"
 
     whole = AIMessageChunk.concat_chunks(chunks)
     expected = [ToolCall(name="get_weather", args={"city": "Paris", "days": 3}, id="toolu_01")]
-    assert whole.content == "Let me check."
+    assert whole.content == "Let me check." and whole.id == "msg_test_0001" and whole.chunk_position == "last"
     assert whole.tool_calls == expected
     assert whole.response_metadata["stop_reason"] == "tool_use"
     message = await model.ainvoke("weather?")

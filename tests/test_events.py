@@ -54,12 +54,17 @@ async def test_chat_model_events_like_the_guide() -> None:
     ]
     assert events[0]["data"] == {"input": "hello"}
     assert events[0]["tags"] == [] and events[0]["metadata"] == {} and events[0]["parent_ids"] == []
-    assert events[1]["data"] == {"chunk": AIMessageChunk(content=" Hello")}
-    assert repr(events[1]["data"]["chunk"]) == "AIMessageChunk(content=' Hello')"
+    # Each chunk carries the reply's id (langchain-core's "lc_run-" and the run id); the last is marked.
+    reply_id = f"lc_run--{events[0]['run_id']}"
+    assert events[1]["data"] == {"chunk": AIMessageChunk(content=" Hello", id=reply_id)}
+    assert repr(events[1]["data"]["chunk"]) == f"AIMessageChunk(content=' Hello', id={reply_id!r})"
     assert [e["event"] for e in events[1:-1]] == ["on_chat_model_stream"] * len(HELLO_TOKENS)
+    assert events[-2]["data"]["chunk"].chunk_position == "last"
     end = events[-1]
     assert end["event"] == "on_chat_model_end"
-    assert end["data"] == {"output": AIMessageChunk(content="".join(HELLO_TOKENS))}
+    assert end["data"] == {
+        "output": AIMessageChunk(content="".join(HELLO_TOKENS), id=reply_id, chunk_position="last")
+    }
     assert len({e["run_id"] for e in events}) == 1
 
 

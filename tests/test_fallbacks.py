@@ -26,7 +26,7 @@ async def test_a_fallback_takes_over_before_the_commit_point_in_astream() -> Non
     )
     backup = ScriptedChatModel([ScriptedReply("backup words", preamble="msg_b")], name="backup")
     chunks = [c async for c in primary.with_fallbacks([backup]).astream("hi")]
-    assert [(c.id, c.content) for c in chunks] == [("msg_b", ""), (None, "backup"), (None, " words")]
+    assert [(c.id, c.content) for c in chunks] == [("msg_b", ""), ("msg_b", "backup"), ("msg_b", " words")]
     assert (primary.calls, backup.calls) == (1, 1)
 
 

@@ -58,7 +58,7 @@ _blocks = st.one_of(
         st.sampled_from([0, 1]),
     ),
 )
-_contents = st.one_of(_words, st.lists(_blocks, max_size=3))
+_contents = st.one_of(_words, st.lists(st.one_of(_blocks, _words), max_size=3))
 
 _tool_call_chunks = st.sampled_from(
     [
@@ -70,13 +70,17 @@ _tool_call_chunks = st.sampled_from(
     ]
 )
 
+# Values of one type per key (two types on one key do not add up: test_metadata_type_clash...),
+# under the rules that are associative: strings, dicts, lists, None, equal scalars.
 _metadata = st.sampled_from(
     [
         {},
-        {"a": 1},
+        {"a": "x"},
         {"a": None, "m": {"c": 1}},
         {"m": {"d": "x", "c": None}, "a": "y"},
-        {"m": 2, "model": "claude"},
+        {"m": {"c": 1}, "model_provider": "anthropic", "n": 2.5},
+        {"l": [{"index": 0, "text": "p"}, "q"], "n": 2.5},
+        {"l": [{"index": 0, "text": "r"}], "model_provider": "anthropic"},
     ]
 )
 _usages = st.sampled_from([None, UsageMetadata(1, 2), UsageMetadata(3, 0, 5), UsageMetadata(0, 7)])
@@ -87,9 +91,10 @@ _chunks = st.builds(
     additional_kwargs=_metadata,
     response_metadata=_metadata,
     name=st.sampled_from([None, "n1", "n2"]),
-    id=st.sampled_from([None, "m1", "m2"]),
+    id=st.sampled_from([None, "m1", "m2", "lc_run--1", "lc_run--2", "lc_3", ""]),
     usage_metadata=_usages,
     tool_call_chunks=st.lists(_tool_call_chunks, max_size=3),
+    chunk_position=st.sampled_from([None, "last"]),
 )
 
 
@@ -145,15 +150,30 @@ _same_key_chunks = st.builds(
 )
 
 
+def _sum_or_error(add: Any) -> AIMessageChunk | type[TypeError]:
+    try:
+        return add()  # type: ignore[no-any-return]
+    except TypeError:
+        return TypeError
+
+
 @settings(max_examples=100, deadline=None)
 @given(chunks=st.lists(_same_key_chunks, min_size=1, max_size=6), data=st.data())
 def test_mixed_value_kinds_merge_independently_of_grouping(
     chunks: list[AIMessageChunk], data: st.DataObject
 ) -> None:
-    """Block fragments and metadata holding strings, dicts and None on one key merge in any grouping alike."""
-    expected = _left_fold(chunks)
-    _assert_same(_grouped(chunks, data), expected)
-    _assert_same(AIMessageChunk.concat_chunks(chunks), expected)
+    """Block fragments and metadata holding strings, dicts, ints and None on one key merge (or
+    refuse to: two types on a key) in any grouping alike."""
+    expected = _sum_or_error(lambda: _left_fold(chunks))
+    grouped = _sum_or_error(lambda: _grouped(chunks, data))
+    bulk = _sum_or_error(lambda: AIMessageChunk.concat_chunks(chunks))
+    if expected is TypeError:
+        assert grouped is TypeError and bulk is TypeError
+    else:
+        assert isinstance(grouped, AIMessageChunk) and isinstance(bulk, AIMessageChunk)
+        assert isinstance(expected, AIMessageChunk)
+        _assert_same(grouped, expected)
+        _assert_same(bulk, expected)
 
 
 _unindexed_contents = st.one_of(
@@ -452,8 +472,10 @@ def test_messages_validate_their_fields() -> None:
     """Bad content, a bad status and the abstract base are refused."""
     with pytest.raises(TypeError, match=r"HumanMessage\.content"):
         HumanMessage(5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="block 1"):
-        HumanMessage([{"type": "text", "text": "a"}, "b"])  # type: ignore[list-item]
+    with pytest.raises(
+        TypeError, match=r"HumanMessage\.content: item 1 is a int 7; a content item is a str or a block"
+    ):
+        HumanMessage([{"type": "text", "text": "a"}, 7])  # type: ignore[list-item]
     with pytest.raises(ValueError):
         ToolMessage("x", tool_call_id="c", status="broken")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="not a concrete message type"):
@@ -571,6 +593,7 @@ def test_from_text_equals_the_checked_constructor() -> None:
     slow = AIMessageChunk(content=" hi")
     assert fast == slow
     assert repr(fast) == repr(slow)
+    assert AIMessageChunk.from_text("x", "msg_1") == AIMessageChunk(content="x", id="msg_1")
     assert [f.name for f in attrs.fields(AIMessageChunk)] == [
         "content",
         "additional_kwargs",
@@ -579,4 +602,246 @@ def test_from_text_equals_the_checked_constructor() -> None:
         "id",
         "usage_metadata",
         "tool_call_chunks",
+        "chunk_position",
     ]
+
+
+# -- side by side with langchain-core ----------------------------------------------------------
+
+# Pairs of metadata dicts covering every rule of langchain-core's merge_dicts: strings join
+# (equal ids stay one), ints add (equal ones stay, index/created/timestamp: the later),
+# dicts and lists merge, None gives way, and differing types, bools and floats raise.
+_MERGE_CASES = [
+    ({"a": "x"}, {"a": "y"}),
+    ({"a": ""}, {"a": "y"}),
+    ({"id": "m1"}, {"id": "m1"}),
+    ({"model_provider": "anthropic"}, {"model_provider": "anthropic"}),
+    ({"output_version": "v0"}, {"output_version": "v1"}),
+    ({"index": "lc_1"}, {"index": "lc_2"}),
+    ({"a": 1}, {"a": 1}),
+    ({"a": 1}, {"a": 2}),
+    ({"index": 1}, {"index": 2}),
+    ({"created": 5}, {"created": 9}),
+    ({"a": 1.5}, {"a": 1.5}),
+    ({"a": 1.5}, {"a": 2.5}),
+    ({"a": True}, {"a": True}),
+    ({"a": True}, {"a": False}),
+    ({"a": None}, {"a": 2}),
+    ({"a": 2}, {"a": None}),
+    ({"a": "x"}, {"a": 1}),
+    ({"a": {"b": 1}}, {"a": 1}),
+    ({"a": {"b": 1, "c": "p"}}, {"a": {"b": 2, "c": "q", "d": None}}),
+    ({"a": [1]}, {"a": [2]}),
+    ({"a": [{"index": 0, "type": "t", "x": "a"}]}, {"a": [{"index": 0, "type": "t", "x": "b"}]}),
+    ({"a": [{"index": 0, "id": "p"}]}, {"a": [{"index": 0, "id": "q"}]}),
+    ({"a": (1,)}, {"a": (2,)}),
+    ({}, {"a": {"b": "c"}}),
+]
+
+
+def _merged(add: Any) -> Any:
+    try:
+        return add()
+    except TypeError:
+        return TypeError
+
+
+@pytest.mark.parametrize(("left", "right"), _MERGE_CASES)
+def test_metadata_merges_as_langchain_cores_merge_dicts(left: dict[str, Any], right: dict[str, Any]) -> None:
+    """additional_kwargs and response_metadata of a chunk sum equal langchain-core's (or both raise TypeError)."""
+    from langchain_core.messages import AIMessageChunk as LcChunk
+
+    theirs = _merged(
+        lambda: LcChunk(content="", additional_kwargs=left) + LcChunk(content="", additional_kwargs=right)
+    )
+    ours = _merged(
+        lambda: AIMessageChunk("", additional_kwargs=left) + AIMessageChunk("", additional_kwargs=right)
+    )
+    if theirs is TypeError:
+        assert ours is TypeError
+    else:
+        assert ours.additional_kwargs == theirs.additional_kwargs
+    theirs_meta = _merged(
+        lambda: LcChunk(content="", response_metadata=left) + LcChunk(content="", response_metadata=right)
+    )
+    ours_meta = _merged(
+        lambda: AIMessageChunk("", response_metadata=left) + AIMessageChunk("", response_metadata=right)
+    )
+    assert (ours_meta is TypeError) == (theirs_meta is TypeError)
+    if theirs_meta is not TypeError:
+        assert ours_meta.response_metadata == theirs_meta.response_metadata
+
+
+_lc_values = st.sampled_from(
+    [None, "a", "b", 1, 2, {"k": "v"}, {"k": 3}, [1], [{"index": 0, "t": "x"}], 1.5, True]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(
+        st.dictionaries(st.sampled_from(["a", "id", "index"]), _lc_values, max_size=2), max_size=5
+    )
+)
+def test_metadata_left_fold_matches_langchain_core(values: list[dict[str, Any]]) -> None:
+    """Summing chunks left to right gives langchain-core's metadata whatever the values (or both raise)."""
+    import copy
+
+    from langchain_core.messages import AIMessageChunk as LcChunk
+
+    lc_chunks = [LcChunk(content="", response_metadata=copy.deepcopy(v)) for v in values] or [
+        LcChunk(content="")
+    ]
+    ri_chunks = [AIMessageChunk("", response_metadata=copy.deepcopy(v)) for v in values] or [
+        AIMessageChunk("")
+    ]
+    theirs = _merged(lambda: functools.reduce(operator.add, lc_chunks))
+    ours = _merged(lambda: functools.reduce(operator.add, ri_chunks))
+    bulk = _merged(lambda: AIMessageChunk.concat_chunks(ri_chunks))
+    if theirs is TypeError:
+        assert ours is TypeError and bulk is TypeError
+    else:
+        assert ours.response_metadata == theirs.response_metadata == bulk.response_metadata
+
+
+def test_a_type_clash_in_metadata_names_the_key() -> None:
+    """Adding chunks whose metadata holds a str and an int on one key raises TypeError naming the path."""
+    left = AIMessageChunk("", response_metadata={"usage": {"tier": "standard"}})
+    right = AIMessageChunk("", response_metadata={"usage": {"tier": 2}})
+    with pytest.raises(
+        TypeError, match=r"response_metadata\['usage'\]\['tier'\] is of type str in one chunk"
+    ):
+        left + right
+    with pytest.raises(TypeError, match=r"additional_kwargs\['x'\] holds two different values of type float"):
+        AIMessageChunk("", additional_kwargs={"x": 0.5}) + AIMessageChunk("", additional_kwargs={"x": 0.25})
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["lc_run--1", "msg_1"],
+        ["msg_1", "lc_run--1"],
+        ["lc_2", "lc_run--1", "msg_1"],
+        ["lc_2", "lc_run--1"],
+        ["lc_2", "lc_3"],
+        ["run-x", "msg_1"],
+        ["msg_2", "msg_1"],
+        [None, "", "lc_run--1"],
+        [None, None],
+    ],
+)
+def test_the_sums_id_is_ranked_as_langchain_core_ranks_it(ids: list[str | None]) -> None:
+    """A provider id beats a run id (lc_run-...), which beats another lc_ id; first of a rank wins."""
+    from langchain_core.messages import AIMessageChunk as LcChunk
+
+    theirs = functools.reduce(operator.add, [LcChunk(content="", id=i) for i in ids]).id
+    chunks = [AIMessageChunk("", id=i) for i in ids]
+    assert functools.reduce(operator.add, chunks).id == theirs
+    assert AIMessageChunk.concat_chunks(chunks).id == theirs
+
+
+def test_the_last_chunk_marks_the_sum_and_the_message_drops_the_mark() -> None:
+    """chunk_position='last' on any chunk marks the sum (as langchain-core's); to_message() has no such field."""
+    from langchain_core.messages import AIMessageChunk as LcChunk
+
+    first, last = AIMessageChunk("a", id="m"), AIMessageChunk("b", id="m", chunk_position="last")
+    assert (first + last).chunk_position == "last" == (last + first).chunk_position
+    assert (first + first).chunk_position is None
+    assert (LcChunk(content="a") + LcChunk(content="b", chunk_position="last")).chunk_position == "last"
+    assert (first + last).to_message() == AIMessage("ab", id="m")
+    assert repr(last) == "AIMessageChunk(content='b', id='m', chunk_position='last')"
+    with pytest.raises(ValueError):
+        AIMessageChunk("x", chunk_position="first")  # type: ignore[arg-type]
+
+
+def test_list_content_takes_strings_and_blocks_and_text_joins_them_as_langchain_core() -> None:
+    """Content items may be strings or blocks; .text joins strings and text blocks as langchain-core's .text."""
+    from langchain_core.messages import HumanMessage as LcHuman
+
+    content: list[Any] = ["a", {"type": "text", "text": "b"}, {"type": "image", "url": "u"}, "", "c"]
+    assert HumanMessage(content).text == LcHuman(content=content).text == "abc"
+    total = AIMessageChunk(["x ", {"type": "text", "text": "y"}]) + AIMessageChunk("z")
+    assert total.content == [{"type": "text", "text": "x yz"}]
+    assert total.text == "x yz"
+
+
+async def test_every_chunk_of_a_scripted_reply_carries_its_run_id_and_the_last_is_marked() -> None:
+    """ScriptedChatModel: each chunk's id is 'lc_run--<run id>' (langchain-core's form); only the last is marked."""
+    from nodes import ScriptedChatModel
+
+    events = [e async for e in ScriptedChatModel([["a", " b", " c"]]).astream_events("hi", version="v2")]
+    chunks = [e["data"]["chunk"] for e in events if e["event"] == "on_chat_model_stream"]
+    assert {chunk.id for chunk in chunks} == {f"lc_run--{events[0]['run_id']}"}
+    assert [chunk.chunk_position for chunk in chunks] == [None, None, "last"]
+    total = AIMessageChunk.concat_chunks(chunks)
+    assert (total.content, total.id, total.chunk_position) == ("a b c", chunks[0].id, "last")
+
+
+async def test_a_scripted_tool_call_reply_sums_to_parsed_calls_with_the_replys_id() -> None:
+    """An AIMessage reply's id goes on every chunk; the summed chunks parse into its tool calls."""
+    from nodes import ScriptedChatModel
+
+    message = AIMessage("Looking.", id="msg_9", tool_calls=[ToolCall(name="f", args={"x": [1, 2]}, id="c1")])
+    chunks = [chunk async for chunk in ScriptedChatModel([message]).astream("hi")]
+    assert {chunk.id for chunk in chunks} == {"msg_9"}
+    assert [chunk.chunk_position for chunk in chunks][-1] == "last"
+    total = AIMessageChunk.concat_chunks(chunks)
+    assert total.tool_calls == message.tool_calls and total.to_message() == message
+
+
+_LC_DICTS = [
+    {"role": "user", "content": "hi"},
+    {"type": "human", "content": "hi"},
+    {"role": "assistant", "content": "x"},
+    {"type": "ai", "content": "x", "tool_calls": [{"name": "f", "args": {"a": 1}, "id": "1"}]},
+    {"type": "system", "content": ["a", {"type": "text", "text": "b"}]},
+    {"role": "tool", "content": "r", "tool_call_id": "1"},
+    {"type": "tool", "content": "r", "tool_call_id": "1", "status": "error"},
+    {"role": "user", "content": "hi", "name": "bob", "id": "m1"},
+    {"role": "user", "content": "hi", "type": "human"},
+]
+
+
+@pytest.mark.parametrize("item", _LC_DICTS)
+def test_message_dicts_coerce_as_langchain_cores(item: dict[str, Any]) -> None:
+    """A message dict (role or type key) becomes the message langchain-core's convert_to_messages makes."""
+    from langchain_core.messages import convert_to_messages
+
+    (theirs,) = convert_to_messages([item])
+    (ours,) = coerce_to_messages([item])
+    assert ours.type == theirs.type
+    assert ours.content == theirs.content and ours.name == theirs.name and ours.id == theirs.id
+    if isinstance(ours, AIMessage):
+        assert [(c.name, c.args, c.id) for c in ours.tool_calls] == [
+            (c["name"], c["args"], c["id"]) for c in theirs.tool_calls
+        ]
+    if isinstance(ours, ToolMessage):
+        assert (ours.tool_call_id, ours.status) == (theirs.tool_call_id, theirs.status)
+
+
+@pytest.mark.parametrize(
+    ("item", "error", "match"),
+    [
+        ({"content": "x"}, TypeError, "item 0 is a dict"),
+        ({"role": "user"}, ValueError, r"item 0 is a message dict \('user'\) without 'content'"),
+        ({"role": "wizard", "content": "x"}, ValueError, "unknown message role 'wizard'"),
+        (
+            {"role": "human", "content": "x", "type": "ai"},
+            ValueError,
+            "'role' 'human' and 'type' 'ai' disagree",
+        ),
+        ({"type": "text", "text": "hi"}, ValueError, "dict of type 'text', which is no message type"),
+        (
+            {"role": "user", "content": "x", "tool_calls": []},
+            ValueError,
+            "a 'user' message has no 'tool_calls'",
+        ),
+        ({"role": "user", "content": "x", "extra": 1}, ValueError, r"unsupported keys \['extra'\]"),
+        ({"role": "user", "content": 5}, TypeError, "content that is a int"),
+        ({"type": 3, "content": "x"}, TypeError, "role that is a int"),
+    ],
+)
+def test_bad_message_dicts_name_the_problem(item: dict[str, Any], error: type[Exception], match: str) -> None:
+    """A dict that is no message fails with the item's position and what is wrong with it."""
+    with pytest.raises(error, match=match):
+        coerce_to_messages([item])

@@ -108,8 +108,14 @@ async def test_scripted_model_streams_tokens_and_cycles_replies() -> None:
     """Each call takes the next reply; list replies stream exactly those tokens."""
     model = ScriptedChatModel(replies=[["Hel", "lo"], "one two"])
     chunks = [c async for c in model.astream("hi")]
-    assert chunks == [AIMessageChunk(content="Hel"), AIMessageChunk(content="lo")]
-    assert await model.ainvoke([("human", "x")]) == AIMessage(content="one two")
+    reply_id = chunks[0].id
+    assert reply_id is not None and reply_id.startswith("lc_run--")
+    assert chunks == [
+        AIMessageChunk(content="Hel", id=reply_id),
+        AIMessageChunk(content="lo", id=reply_id, chunk_position="last"),
+    ]
+    message = await model.ainvoke([("human", "x")])
+    assert message == AIMessage(content="one two", id=message.id) and message.id != reply_id
     assert [c.content async for c in model.astream(StringPromptValue("p"))] == ["Hel", "lo"]
     assert model.received[0] == [HumanMessage(content="hi")]
     assert model.calls == 3
@@ -117,7 +123,11 @@ async def test_scripted_model_streams_tokens_and_cycles_replies() -> None:
 
 def test_chat_model_sync_invoke_returns_the_whole_message() -> None:
     """invoke on a chat model returns one AIMessage, like ainvoke."""
-    assert ScriptedChatModel(replies=["a b"]).invoke("x") == AIMessage(content="a b")
+    message = ScriptedChatModel(replies=["a b"]).invoke("x")
+    assert message == AIMessage(content="a b", id=message.id)
+    assert ScriptedChatModel(replies=[AIMessage("a b", id="m1")]).invoke("x") == AIMessage(
+        content="a b", id="m1"
+    )
 
 
 async def test_scripted_model_rejects_bad_input_clearly() -> None:

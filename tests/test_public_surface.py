@@ -63,6 +63,7 @@ HOOKS = [
     ("engine", "AggregateNode", "reads_current_step"),
     ("engine", "HostingNode", "host"),
     ("nodes", "BaseChatModel", "stream_chunks"),
+    ("nodes", "BaseLLM", "stream_text"),
     ("nodes", "BaseRetriever", "get_relevant_documents"),
 ]
 
@@ -100,7 +101,7 @@ def test_each_hook_is_public_and_documented_on_an_exported_class(
 
 
 @pytest.mark.parametrize(
-    "class_name", ["Runnable", "TransformNode", "AggregateNode", "BaseChatModel", "BaseRetriever"]
+    "class_name", ["Runnable", "TransformNode", "AggregateNode", "BaseChatModel", "BaseLLM", "BaseRetriever"]
 )
 def test_no_hook_answers_to_its_old_private_name(class_name: str) -> None:
     """The private names the hooks had before are gone from every hook class."""

@@ -58,7 +58,7 @@ async def test_a_mid_stream_overloaded_error_before_content_is_retried() -> None
     second = ScriptedReply("kept words", preamble="msg_2")
     model = ScriptedChatModel([first, second])
     chunks = [c async for c in model.with_retry(**NO_WAIT).astream("hi")]
-    assert [c.id for c in chunks] == ["msg_2", None, None]
+    assert [c.id for c in chunks] == ["msg_2", "msg_2", "msg_2"]
     assert texts(chunks) == ["", "kept", " words"]
 
 
@@ -73,7 +73,7 @@ async def test_a_reply_without_content_is_delivered_at_its_clean_end() -> None:
     """An attempt that ends cleanly with only held chunks delivers them (they are its output)."""
     model = ScriptedChatModel([ScriptedReply("", preamble="msg_1", usage={"input_tokens": 3})])
     chunks = [c async for c in model.with_retry(**NO_WAIT).astream("hi")]
-    assert [c.id for c in chunks] == ["msg_1", None]
+    assert [c.id for c in chunks] == ["msg_1", "msg_1"]
     assert chunks[1].usage_metadata == UsageMetadata(input_tokens=3)
 
 

@@ -35,6 +35,7 @@ from engine import (
 )
 from engine.testing import check_event_order
 from nodes import (
+    AIMessage,
     ChatPromptTemplate,
     JsonOutputParser,
     ScriptedChatModel,
@@ -570,7 +571,8 @@ async def test_configurable_alternatives_switch_a_model_and_a_prompt() -> None:
 
 async def test_chosen_alternative_streams_and_publishes_as_itself() -> None:
     """The chain with the chosen alternative streams and publishes exactly as the chain built with it."""
-    other = ScriptedChatModel(["two words"], name="other")
+    # A reply with its own id, so that both runs' chunks are equal (else each has its run's id).
+    other = ScriptedChatModel([AIMessage("two words", id="msg_other")], name="other")
     switched = ScriptedChatModel(["x"], name="first").configurable_alternatives(
         ConfigurableField(id="llm"), other=other
     )

@@ -124,7 +124,11 @@ def two_calls_then(answer: str) -> ScriptedChatModel:
         ToolCall(name="weather", args={"city": "Paris"}, id="c1"),
         ToolCall(name="local_time", args={"city": "Paris"}, id="c2"),
     ]
-    return ScriptedChatModel([AIMessage("Let me check.", tool_calls=calls), answer])
+    # Replies with ids, so that transcripts of different runs compare equal (a reply without
+    # one would carry its run's id).
+    return ScriptedChatModel(
+        [AIMessage("Let me check.", tool_calls=calls, id="msg_1"), AIMessage(answer, id="msg_2")]
+    )
 
 
 # -- what it does ---------------------------------------------------------------------
@@ -143,7 +147,7 @@ async def test_the_loop_streams_every_turn_the_answers_between_and_the_transcrip
     assert all(isinstance(chunk, AIMessageChunk) for chunk in chunks[:first])
     assert all(isinstance(chunk, AIMessageChunk) for chunk in chunks[first + 2 :])
     assert "".join(chunk.text for chunk in chunks[first + 2 :]) == "Sunny at noon."
-    assert isinstance(transcript, list) and transcript[-1] == AIMessage("Sunny at noon.")
+    assert isinstance(transcript, list) and transcript[-1] == AIMessage("Sunny at noon.", id="msg_2")
 
 
 async def test_ainvoke_returns_the_transcript_and_the_model_sees_the_answers() -> None:
@@ -163,7 +167,7 @@ async def test_ainvoke_returns_the_transcript_and_the_model_sees_the_answers() -
     assert isinstance(first, AIMessage) and first.text == "Let me check."
     assert [call.id for call in first.tool_calls] == ["c1", "c2"]
     assert [answer.tool_call_id for answer in transcript[1:3]] == ["c1", "c2"]
-    assert transcript[-1] == AIMessage("Sunny at noon.")
+    assert transcript[-1] == AIMessage("Sunny at noon.", id="msg_2")
     assert model.received[1] == [*model.received[0], *transcript[:3]]
     assert len(model.received[1]) == 5
     offered = [weather.to_anthropic(), local_time.to_anthropic()]
@@ -180,7 +184,9 @@ def test_invoke_and_a_string_input() -> None:
 async def test_a_reply_without_tool_calls_ends_the_loop_at_once() -> None:
     """One turn, no tool run: the transcript is that one message."""
     loop = ToolLoop(ScriptedChatModel(["No tools needed."]), [weather])
-    assert await loop.ainvoke("hi") == [AIMessage("No tools needed.")]
+    transcript = await loop.ainvoke("hi")
+    assert transcript == [AIMessage("No tools needed.", id=transcript[0].id)]
+    assert transcript[0].id is not None and transcript[0].id.startswith("lc_run--")
     assert isinstance(loop.model, ScriptedChatModel) and loop.model.calls == 1
 
 
