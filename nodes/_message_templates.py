@@ -214,7 +214,7 @@ class _StringMessagePromptTemplate(BaseMessagePromptTemplate):
         """
         if isinstance(self.prompt, PromptTemplate):
             return self.message_class(self.prompt.format(**values))
-        blocks: list[dict[str, Any]] = []
+        blocks: list[str | dict[str, Any]] = []
         for part in self.prompt:
             if isinstance(part, PromptTemplate):
                 blocks.append({"type": "text", "text": part.format(**values)})
