@@ -145,6 +145,11 @@ class Step:
     # when others want the guide's shape, so each gets a copy without the stamps.
     _stamps: EventSequence | None = None
     _mixed: bool = False
+    # Set when a subscriber takes only its first stream event (or none): the first chunk
+    # then goes the slow way (_stream_slow), which swaps in _stream_later for the rest.
+    _partial_streams: bool = False
+    _stream_later: tuple[Subscriber, ...] | None = None
+    _stream_slow: bool = False
 
     @property
     def root_run_id(self) -> str:
@@ -249,6 +254,7 @@ class Step:
             return
         self._stamps = self.scope.sequence
         self._mixed = native < len(subscribers)
+        self._partial_streams = any(s.stream_events != "all" for s in subscribers)
         if any(s.overflow == "ring" for s in subscribers):
             self.subscribers = tuple(sorted(subscribers, key=lambda s: s.overflow != "ring"))
 
@@ -265,11 +271,24 @@ class Step:
         if not self.input_known:
             self._inputs = ChunkSum(self.input_accumulation, tolerant=True)
         self._stream_to = () if self.mute_stream else self.subscribers
+        self._stream_slow = self._mixed
+        if self._partial_streams and self._stream_to:
+            self._split_streams()
         data: dict[str, Any] = {"input": start_input} if has_input else {}
         event = self._event(EventPhase.START, data)
         for subscriber in self.subscribers:
             # Only a subscriber that got the start is owed the end.
             await subscriber.put(self._shaped(event, subscriber), partial(self._announce, subscriber))
+
+    def _split_streams(self) -> None:
+        # The first chunk goes to every subscriber but the "none" ones; later chunks to
+        # the "all" ones only. Chosen once per step, so later chunks pay nothing for it.
+        first = tuple(s for s in self._stream_to if s.stream_events != "none")
+        later = tuple(s for s in first if s.stream_events == "all")
+        self._stream_to = first
+        if later != first:
+            self._stream_later = later
+            self._stream_slow = True
 
     def _announce(self, subscriber: Subscriber) -> None:
         self._announced = (*self._announced, subscriber)
@@ -299,7 +318,7 @@ class Step:
         stamps = self._stamps
         if stamps is not None:
             stamps.stamp(event)
-            if self._mixed:
+            if self._stream_slow:
                 return self._publish_shaped(event)
         for subscriber in self._stream_to:
             if not subscriber.try_put(event):
@@ -307,20 +326,27 @@ class Step:
         return None
 
     def _publish_shaped(self, event: Event) -> Awaitable[None] | None:
-        # Some subscribers want the stamps, some the guide's shape: one copy for the latter.
+        # Some subscribers want the stamps, some the guide's shape: one copy for the
+        # latter. Or this is the first chunk and some subscribers take no more.
+        targets = self._stream_to
+        later = self._stream_later
+        if later is not None:
+            self._stream_to, self._stream_later, self._stream_slow = later, None, self._mixed
         guide: Event | None = None
-        for subscriber in self._stream_to:
+        for subscriber in targets:
             shaped = event
             if not subscriber.native:
                 if guide is None:
                     guide = without_stamps(event)
                 shaped = guide
             if not subscriber.try_put(shaped):
-                return self._deliver_from(subscriber, event)
+                return self._deliver_from(subscriber, event, targets)
         return None
 
-    async def _deliver_from(self, first: Subscriber, event: Event) -> None:
-        subscribers = self._stream_to
+    async def _deliver_from(
+        self, first: Subscriber, event: Event, targets: tuple[Subscriber, ...] | None = None
+    ) -> None:
+        subscribers = self._stream_to if targets is None else targets
         for subscriber in subscribers[subscribers.index(first) :]:
             await subscriber.put(self._shaped(event, subscriber))
 
