@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -57,6 +57,9 @@ class SpanSubscriber:
     bus: EventBus
     _subscription: Subscription
     _book: SpanBook
+    # Events read and not yet given to the book: kept here, not in the reader's frame, so
+    # that a cancel that comes before the worker thread takes them does not lose them.
+    _in_hand: list[Any] = attrs.field(factory=list)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -79,17 +82,21 @@ class SpanSubscriber:
                 first = await subscription.receive()
             except anyio.EndOfStream:
                 return
-            events = [first, *subscription.receive_available(_BATCH - 1)]
-            # Not abandoned on cancel: the block's end waits for the batch in hand, so
-            # the book is never used by two threads at once.
-            await anyio.to_thread.run_sync(book.take_all, events)
+            self._in_hand = [first, *subscription.receive_available(_BATCH - 1)]
+            # Not abandoned on cancel: once the thread took the batch, the block's end
+            # waits for it, so the book is never used by two threads at once.
+            await anyio.to_thread.run_sync(self._take_in_hand, book.take_all)
+
+    def _take_in_hand(self, take: Callable[[list[Any]], None]) -> None:
+        # In the worker thread: the batch is the book's from here on.
+        events, self._in_hand = self._in_hand, []
+        take(events)
 
     async def _finish(self) -> None:
-        events = []
         while batch := self._subscription.receive_available(_BATCH):
-            events.extend(batch)
+            self._in_hand.extend(batch)
         await self._subscription.aclose()
-        await anyio.to_thread.run_sync(self._book.finish, events)
+        await anyio.to_thread.run_sync(self._take_in_hand, self._book.finish)
 
 
 @contextlib.asynccontextmanager
