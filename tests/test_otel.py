@@ -254,10 +254,12 @@ async def test_a_consumer_that_leaves_early_marks_the_spans_cancelled_and_ends_t
     source.release(3)
     exporter = InMemorySpanExporter()
     with anyio.fail_after(HANG_GUARD):
-        async with trace_runs(tracer_provider=provider_with(exporter)) as tracing:
-            async with (source | RunnablePassthrough()).astream(None, tracing.config) as chunks:
-                async for _ in chunks:
-                    break
+        async with (
+            trace_runs(tracer_provider=provider_with(exporter)) as tracing,
+            (source | RunnablePassthrough()).astream(None, tracing.config) as chunks,
+        ):
+            async for _ in chunks:
+                break
     spans = exporter.get_finished_spans()
     assert len(spans) == 3 and all(span.end_time is not None for span in spans)
     for span in spans:
