@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import attrs
 
 try:
@@ -82,7 +84,16 @@ class SpanSubscriber:
                 first = await subscription.receive()
             except anyio.EndOfStream:
                 return
-            self._in_hand = [first, *subscription.receive_available(_BATCH - 1)]
+            batch = self._in_hand = [first, *subscription.receive_available(_BATCH - 1)]
+            # A hop to the thread costs far more than a checkpoint: while the runs keep
+            # publishing (a step's start comes with its siblings', its end with its
+            # parents'), let them, and take the burst in one hop.
+            while len(batch) < _BATCH:
+                await anyio.lowlevel.checkpoint()
+                more = subscription.receive_available(_BATCH - len(batch))
+                if not more:
+                    break
+                batch.extend(more)
             # Not abandoned on cancel: once the thread took the batch, the block's end
             # waits for it, so the book is never used by two threads at once.
             await anyio.to_thread.run_sync(self._take_in_hand, book.take_all)
