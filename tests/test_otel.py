@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from engine import EventBus, RunnableLambda, RunnablePassthrough, StampedEvent
+from engine import EventBus, RunnableLambda, RunnablePassthrough, StampedEvent, adispatch_custom_event
 from engine.otel import Attr, trace_runs
 from engine.testing import GatedSource
 from nodes import (
@@ -222,6 +222,25 @@ async def test_a_chat_anthropic_span_has_the_genai_attributes(server: AnthropicS
     }
     assert isinstance(attributes[Attr.TIME_TO_FIRST_CHUNK], float)
     assert span.kind is SpanKind.CLIENT and span.status.status_code is StatusCode.UNSET
+
+
+async def test_a_custom_event_is_an_event_on_its_steps_span() -> None:
+    """adispatch_custom_event inside a step adds a span event with its name and data."""
+
+    async def work(value: str) -> str:
+        await adispatch_custom_event("progress", {"done": 3, "of": "parrots"})
+        return value
+
+    exporter = InMemorySpanExporter()
+    with anyio.fail_after(HANG_GUARD):
+        async with trace_runs(tracer_provider=provider_with(exporter)) as tracing:
+            assert (
+                await (prompt_chain() | RunnableLambda(work)).ainvoke({"topic": "x"}, tracing.config)
+                == PARROT
+            )
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "work"]
+    (event,) = [e for e in span.events if e.name == "progress"]
+    assert dict(event.attributes or {}) == {"done": 3, "of": "parrots"}
 
 
 async def test_a_failed_step_has_error_status_and_an_exception_event() -> None:
