@@ -138,7 +138,8 @@ async def trace_runs(
     (an exporter slower than the runs), counts them in :meth:`SpanSubscriber.statistics`,
     logs a warning once and marks the spans open then with ``rillet.events_dropped``.
     Span processors and exporters run in a worker thread, never on the event loop; one
-    that raises is logged once (logger ``rillet``) and counted, and the runs go on.
+    that raises is logged once (logger ``rillet``) and counted, and the runs go on. The
+    block's end waits for the exporter to take the last spans (even when cancelled).
 
     Args:
         bus: The bus to trace; by default a new one (``tracing.config`` attaches it).
