@@ -142,14 +142,15 @@ class Step:
     _end_extras: dict[str, Any] | None = None
     configurable: Mapping[str, Any] = NO_VALUES
     # Set when a subscriber of this step wants stamped events (seq and time); _mixed
-    # when others want the guide's shape, so each gets a copy without the stamps.
+    # (the per-chunk path's one flag for its slow way) when others want the guide's
+    # shape (_guide_shapes), so each gets a copy without the stamps, or until the first
+    # chunk when some subscriber takes that chunk only (then _stream_later, the
+    # subscribers of the later chunks, takes _stream_to's place).
     _stamps: EventSequence | None = None
     _mixed: bool = False
-    # Set when a subscriber takes only its first stream event (or none): the first chunk
-    # then goes the slow way (_stream_slow), which swaps in _stream_later for the rest.
+    _guide_shapes: bool = False
     _partial_streams: bool = False
     _stream_later: tuple[Subscriber, ...] | None = None
-    _stream_slow: bool = False
 
     @property
     def root_run_id(self) -> str:
@@ -253,7 +254,7 @@ class Step:
         if not native:
             return
         self._stamps = self.scope.sequence
-        self._mixed = native < len(subscribers)
+        self._mixed = self._guide_shapes = native < len(subscribers)
         self._partial_streams = any(s.stream_events != "all" for s in subscribers)
         if any(s.overflow == "ring" for s in subscribers):
             self.subscribers = tuple(sorted(subscribers, key=lambda s: s.overflow != "ring"))
@@ -271,7 +272,6 @@ class Step:
         if not self.input_known:
             self._inputs = ChunkSum(self.input_accumulation, tolerant=True)
         self._stream_to = () if self.mute_stream else self.subscribers
-        self._stream_slow = self._mixed
         if self._partial_streams and self._stream_to:
             self._split_streams()
         data: dict[str, Any] = {"input": start_input} if has_input else {}
@@ -288,7 +288,7 @@ class Step:
         self._stream_to = first
         if later != first:
             self._stream_later = later
-            self._stream_slow = True
+            self._mixed = True
 
     def _announce(self, subscriber: Subscriber) -> None:
         self._announced = (*self._announced, subscriber)
@@ -318,7 +318,7 @@ class Step:
         stamps = self._stamps
         if stamps is not None:
             stamps.stamp(event)
-            if self._stream_slow:
+            if self._mixed:
                 return self._publish_shaped(event)
         for subscriber in self._stream_to:
             if not subscriber.try_put(event):
@@ -331,7 +331,7 @@ class Step:
         targets = self._stream_to
         later = self._stream_later
         if later is not None:
-            self._stream_to, self._stream_later, self._stream_slow = later, None, self._mixed
+            self._stream_to, self._stream_later, self._mixed = later, None, self._guide_shapes
         guide: Event | None = None
         for subscriber in targets:
             shaped = event
