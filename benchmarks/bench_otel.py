@@ -1,10 +1,12 @@
 """Scenario 11: ``astream`` throughput with the OpenTelemetry subscriber attached.
 
-``astream`` of prompt | model | parser, three ways on each backend: no bus; a bus with
+``astream`` of prompt | model | parser, four ways on each backend: no bus; a bus with
 ``engine.otel.trace_runs`` attached, spans exported to the SDK's in-memory exporter
 through a ``SimpleSpanProcessor`` (the exporter keeps up); and the same with an exporter
 that stalls 20 ms per span and a subscriber buffer of 4 events (the exporter cannot keep
-up: the runs must not slow down, and the events it lost are counted). Two stream lengths:
+up: the runs must not slow down, and the events it lost are counted); and, for reference,
+a bus with a plain subscriber of every step that takes no stream events (what observing
+every step costs the engine by itself, whoever the subscriber is). Two stream lengths:
 a long stream (per-chunk cost) and short runs in a row (per-step cost: a span per step).
 """
 
@@ -31,7 +33,12 @@ __all__ = ("run",)
 
 KEY = "otel"
 _STALL = 0.02  # seconds per exported span, for the exporter that cannot keep up
-_SIDES = ("no bus", "OTel, exporter keeps up", "OTel, stalled exporter (capacity 4)")
+_SIDES = (
+    "no bus",
+    "OTel, exporter keeps up",
+    "OTel, stalled exporter (capacity 4)",
+    "bus, a subscriber of every step taking no stream events",
+)
 
 
 def _provider(stalled: bool) -> Any:
@@ -63,6 +70,20 @@ def _measure(side: str, tokens: int, runs: int) -> Callable[[], Any]:
                 async for _ in chain.astream(PROMPT_INPUT):
                     count += 1
             return {"seconds": time.perf_counter() - started, "items": count, "dropped": 0}
+        if side == _SIDES[3]:
+            # What observing every step costs by itself (each step sums its output for its
+            # end event): the floor under any subscriber that sees every step.
+            from engine import EventBus
+
+            bus = EventBus()
+            async with bus.subscribe(capacity=1024, overflow="drop", stream_events="none") as plain:
+                started = time.perf_counter()
+                for _ in range(runs):
+                    async for _ in chain.astream(PROMPT_INPUT, {"bus": bus}):
+                        count += 1
+                seconds = time.perf_counter() - started
+                dropped = plain.statistics().dropped
+            return {"seconds": seconds, "items": count, "dropped": dropped}
         stalled = side == _SIDES[2]
         async with trace_runs(tracer_provider=_provider(stalled), capacity=4 if stalled else 1024) as tracing:
             started = time.perf_counter()
