@@ -76,7 +76,7 @@ def _measure(side: str, tokens: int, runs: int) -> Callable[[], Any]:
             from engine import EventBus
 
             bus = EventBus()
-            async with bus.subscribe(capacity=1024, overflow="drop", stream_events="none") as plain:
+            async with bus.subscribe(capacity=100_000, overflow="drop", stream_events="none") as plain:
                 started = time.perf_counter()
                 for _ in range(runs):
                     async for _ in chain.astream(PROMPT_INPUT, {"bus": bus}):

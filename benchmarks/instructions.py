@@ -20,6 +20,8 @@ Cases (each on trio and on asyncio):
   ``trace_runs`` (spans to the SDK's in-memory exporter), per token (no event per token:
   the subscriber takes each step's first chunk only, but every step sums its output for
   its end event);
+* ``every_step_subscriber``: the same with a bus subscriber of every step that takes no
+  stream events (what observing every step costs by itself: compare with ``otel_subscriber``);
 * ``retry_prompt_model_parser``: ``astream`` of prompt | model.with_retry() | parser, per
   token (compare with ``prompt_model_parser``: what the retry wrapper costs a healthy stream).
 * ``retry_timeout_prompt_model_parser``: the same with ``.with_timeout(idle=30)`` around the
@@ -46,6 +48,7 @@ CASES = (
     "events",
     "replay_log",
     "otel_subscriber",
+    "every_step_subscriber",
     "retry_prompt_model_parser",
     "retry_timeout_prompt_model_parser",
 )
@@ -90,6 +93,13 @@ async def _run_case(case: str, items: int) -> int:
         stream.replay_log(64)
         async for _ in stream:
             count += 1
+    elif case == "every_step_subscriber":
+        from engine import EventBus
+
+        bus = EventBus()
+        async with bus.subscribe(capacity=100_000, overflow="drop", stream_events="none"):
+            async for _ in rillet_prompt_chain(items).astream(PROMPT_INPUT, {"bus": bus}):
+                count += 1
     elif case == "otel_subscriber":
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
