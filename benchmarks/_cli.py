@@ -37,6 +37,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "cancel": ("bench_cancel", "cancellation latency of a 20-step chain"),
     "anthropic": ("bench_anthropic", "ChatAnthropic vs the SDK's text_stream on the loopback server"),
     "resilience": ("bench_resilience", "prompt | model.with_retry() | parser vs the bare chain, chunks/s"),
+    "otel": ("bench_otel", "astream with the OpenTelemetry subscriber vs no bus; a stalled exporter drops"),
 }
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,6 +16,12 @@ Cases (each on trio and on asyncio):
 * ``events``: ``astream_events`` of prompt | model | parser, per token (3 events);
 * ``replay_log``: ``astream`` of prompt | model | parser recorded by a replay log of 64
   events, per token (3 stamped events, each numbered, timed and kept in the log's ring);
+* ``otel_subscriber``: ``astream`` of prompt | model | parser traced by ``engine.otel``'s
+  ``trace_runs`` (spans to the SDK's in-memory exporter), per token (no event per token:
+  the subscriber takes each step's first chunk only, but every step sums its output for
+  its end event);
+* ``every_step_subscriber``: the same with a bus subscriber of every step that takes no
+  stream events (what observing every step costs by itself: compare with ``otel_subscriber``);
 * ``retry_prompt_model_parser``: ``astream`` of prompt | model.with_retry() | parser, per
   token (compare with ``prompt_model_parser``: what the retry wrapper costs a healthy stream).
 * ``retry_timeout_prompt_model_parser``: the same with ``.with_timeout(idle=30)`` around the
@@ -41,6 +47,8 @@ CASES = (
     "with_unmatched_bus",
     "events",
     "replay_log",
+    "otel_subscriber",
+    "every_step_subscriber",
     "retry_prompt_model_parser",
     "retry_timeout_prompt_model_parser",
 )
@@ -85,6 +93,25 @@ async def _run_case(case: str, items: int) -> int:
         stream.replay_log(64)
         async for _ in stream:
             count += 1
+    elif case == "every_step_subscriber":
+        from engine import EventBus
+
+        bus = EventBus()
+        async with bus.subscribe(capacity=100_000, overflow="drop", stream_events="none"):
+            async for _ in rillet_prompt_chain(items).astream(PROMPT_INPUT, {"bus": bus}):
+                count += 1
+    elif case == "otel_subscriber":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from engine.otel import trace_runs
+
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        async with trace_runs(tracer_provider=provider) as tracing:
+            async for _ in rillet_prompt_chain(items).astream(PROMPT_INPUT, tracing.config):
+                count += 1
     else:
         raise ValueError(f"unknown case {case!r}; the cases are {', '.join(CASES)}")
     return count

@@ -16,6 +16,7 @@ from ._branch import RunnableBranch as RunnableBranch
 from ._bus import EventBus as EventBus
 from ._bus import EventFilter as EventFilter
 from ._bus import Overflow as Overflow
+from ._bus import StreamEvents as StreamEvents
 from ._bus import Subscription as Subscription
 from ._bus import SubscriptionStatistics as SubscriptionStatistics
 from ._chunks import AddableDict as AddableDict
@@ -128,6 +129,7 @@ __all__ = (
     "StampedEvent",
     "Step",
     "StreamEvent",
+    "StreamEvents",
     "StepTimeout",
     "StreamState",
     "Subscription",

@@ -36,11 +36,19 @@ if TYPE_CHECKING:
 
 Overflow = Literal["block", "drop"]
 
+#: Which of a step's stream events (one per chunk) a subscriber takes: ``"all"``,
+#: ``"first"`` (the step's first chunk only: enough for a time to first token, without
+#: a delivery per chunk) or ``"none"`` (starts, ends, errors and custom events only).
+StreamEvents = Literal["all", "first", "none"]
+
+_STREAM_EVENTS = ("all", "first", "none")
+
 __all__ = (
     "EventBus",
     "EventFilter",
     "EventFilterArgs",
     "Overflow",
+    "StreamEvents",
     "Subscriber",
     "Subscription",
     "SubscriptionStatistics",
@@ -182,6 +190,10 @@ class Subscriber(Protocol):
         """Whether it gets stamped events (``seq``, ``time``); else the guide's shape."""
 
     @property
+    def stream_events(self) -> StreamEvents:
+        """Which stream events it takes (a subscriber that takes only some is native)."""
+
+    @property
     def closed(self) -> bool:
         """Whether it takes no more events."""
 
@@ -214,6 +226,7 @@ class SubscriptionStatistics:
         waiting_publishers: Publishers blocked on this subscriber (``"block"`` only).
         overflow: The overflow policy.
         closed: Whether the subscription is closed.
+        stream_events: Which stream events it takes (``"all"``, ``"first"``, ``"none"``).
     """
 
     capacity: int
@@ -224,6 +237,7 @@ class SubscriptionStatistics:
     waiting_publishers: int
     overflow: Overflow
     closed: bool
+    stream_events: StreamEvents = "all"
 
 
 class Subscription:
@@ -242,12 +256,15 @@ class Subscription:
         overflow: Overflow,
         *,
         native: bool = True,
+        stream_events: StreamEvents = "all",
     ) -> None:
         self._bus = bus
         self.filter = event_filter
         self.overflow: Overflow = overflow
         #: Whether events come stamped (``seq``, ``time``); ``astream_events``' are not.
         self.native = native
+        #: Which stream events it takes: read once per step, at its start.
+        self.stream_events: StreamEvents = stream_events
         self._edge: Edge[Event] = Edge(capacity, name="subscription")
         self._dropped_total = 0
         self._dropped_pending = 0
@@ -391,6 +408,7 @@ class Subscription:
             waiting_publishers=edge.waiting_senders,
             overflow=self.overflow,
             closed=self._closed,
+            stream_events=self.stream_events,
         )
 
     def __repr__(self) -> str:
@@ -454,6 +472,7 @@ class EventBus:
         exclude_tags: Iterable[str] | None = None,
         capacity: int = 64,
         overflow: Overflow = "block",
+        stream_events: StreamEvents = "all",
     ) -> Subscription:
         """Add a subscriber and return its :class:`Subscription`.
 
@@ -467,16 +486,23 @@ class EventBus:
             capacity: Events buffered before the overflow policy applies (>= 1).
             overflow: ``"block"`` (lossless; a full buffer slows the pipeline) or
                 ``"drop"`` (never slows it; drops are counted and reported in-band).
+            stream_events: Which stream events (one per chunk) to take: ``"all"``;
+                ``"first"``, each step's first only (a time to first token, at no cost
+                per later chunk); or ``"none"``. A step's end event still carries its
+                whole output either way. Decided per step when it starts.
 
         Raises:
             TypeError: If a filter is a string or holds something that is not a string.
-            ValueError: For an unknown overflow policy, type or a capacity below 1.
+            ValueError: For an unknown overflow policy, ``stream_events`` value, type or
+                a capacity below 1.
             anyio.ClosedResourceError: If the bus was closed.
         """
         filters = EventFilterArgs(
             include_names, include_types, include_tags, exclude_names, exclude_types, exclude_tags
         )
-        return self._subscribe(filters, capacity, overflow)
+        if stream_events not in _STREAM_EVENTS:
+            raise ValueError(f"unknown stream_events {stream_events!r}; use 'all', 'first' or 'none'")
+        return self._subscribe(filters, capacity, overflow, stream_events=stream_events)
 
     def _subscribe(
         self,
@@ -486,6 +512,7 @@ class EventBus:
         within_run_id: str | None = None,
         *,
         native: bool = True,
+        stream_events: StreamEvents = "all",
     ) -> Subscription:
         # The engine's way in (``astream_events`` adds ``within_run_id``, its own run
         # only, and asks for the guide's shape).
@@ -493,7 +520,9 @@ class EventBus:
             raise ValueError(f"unknown overflow policy {overflow!r}; use 'block' or 'drop'")
         validate_subscriber_capacity(capacity)
         event_filter = EventFilter.of(filters, within_run_id=within_run_id)
-        subscription = Subscription(self, event_filter, capacity, overflow, native=native)
+        subscription = Subscription(
+            self, event_filter, capacity, overflow, native=native, stream_events=stream_events
+        )
         self._attach(subscription)
         return subscription
 

@@ -28,7 +28,7 @@ import attrs
 from ._events import Event, EventPhase, EventSequence, StampedEvent, event_name
 
 if TYPE_CHECKING:
-    from ._bus import EventBus, EventFilter
+    from ._bus import EventBus, EventFilter, StreamEvents
 
 __all__ = ("ReplayLog", "ReplayLogStatistics", "ReplayReader", "validate_replay_capacity")
 
@@ -93,6 +93,8 @@ class ReplayLog:
     #: A log never waits: a full log lets go of its oldest event.
     overflow = "ring"
     native = True
+    #: A log keeps every chunk's event.
+    stream_events: StreamEvents = "all"
 
     def __init__(self, capacity: int, *, run_id: str, event_filter: EventFilter, sequence: EventSequence):
         self._capacity = validate_replay_capacity(capacity)

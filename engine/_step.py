@@ -142,9 +142,15 @@ class Step:
     _end_extras: dict[str, Any] | None = None
     configurable: Mapping[str, Any] = NO_VALUES
     # Set when a subscriber of this step wants stamped events (seq and time); _mixed
-    # when others want the guide's shape, so each gets a copy without the stamps.
+    # (the per-chunk path's one flag for its slow way) when others want the guide's
+    # shape (_guide_shapes), so each gets a copy without the stamps, or until the first
+    # chunk when some subscriber takes that chunk only (then _stream_later, the
+    # subscribers of the later chunks, takes _stream_to's place).
     _stamps: EventSequence | None = None
     _mixed: bool = False
+    _guide_shapes: bool = False
+    _partial_streams: bool = False
+    _stream_later: tuple[Subscriber, ...] | None = None
 
     @property
     def root_run_id(self) -> str:
@@ -248,7 +254,8 @@ class Step:
         if not native:
             return
         self._stamps = self.scope.sequence
-        self._mixed = native < len(subscribers)
+        self._mixed = self._guide_shapes = native < len(subscribers)
+        self._partial_streams = any(s.stream_events != "all" for s in subscribers)
         if any(s.overflow == "ring" for s in subscribers):
             self.subscribers = tuple(sorted(subscribers, key=lambda s: s.overflow != "ring"))
 
@@ -265,11 +272,23 @@ class Step:
         if not self.input_known:
             self._inputs = ChunkSum(self.input_accumulation, tolerant=True)
         self._stream_to = () if self.mute_stream else self.subscribers
+        if self._partial_streams and self._stream_to:
+            self._split_streams()
         data: dict[str, Any] = {"input": start_input} if has_input else {}
         event = self._event(EventPhase.START, data)
         for subscriber in self.subscribers:
             # Only a subscriber that got the start is owed the end.
             await subscriber.put(self._shaped(event, subscriber), partial(self._announce, subscriber))
+
+    def _split_streams(self) -> None:
+        # The first chunk goes to every subscriber but the "none" ones; later chunks to
+        # the "all" ones only. Chosen once per step, so later chunks pay nothing for it.
+        first = tuple(s for s in self._stream_to if s.stream_events != "none")
+        later = tuple(s for s in first if s.stream_events == "all")
+        self._stream_to = first
+        if later != first:
+            self._stream_later = later
+            self._mixed = True
 
     def _announce(self, subscriber: Subscriber) -> None:
         self._announced = (*self._announced, subscriber)
@@ -307,20 +326,27 @@ class Step:
         return None
 
     def _publish_shaped(self, event: Event) -> Awaitable[None] | None:
-        # Some subscribers want the stamps, some the guide's shape: one copy for the latter.
+        # Some subscribers want the stamps, some the guide's shape: one copy for the
+        # latter. Or this is the first chunk and some subscribers take no more.
+        targets = self._stream_to
+        later = self._stream_later
+        if later is not None:
+            self._stream_to, self._stream_later, self._mixed = later, None, self._guide_shapes
         guide: Event | None = None
-        for subscriber in self._stream_to:
+        for subscriber in targets:
             shaped = event
             if not subscriber.native:
                 if guide is None:
                     guide = without_stamps(event)
                 shaped = guide
             if not subscriber.try_put(shaped):
-                return self._deliver_from(subscriber, event)
+                return self._deliver_from(subscriber, event, targets)
         return None
 
-    async def _deliver_from(self, first: Subscriber, event: Event) -> None:
-        subscribers = self._stream_to
+    async def _deliver_from(
+        self, first: Subscriber, event: Event, targets: tuple[Subscriber, ...] | None = None
+    ) -> None:
+        subscribers = self._stream_to if targets is None else targets
         for subscriber in subscribers[subscribers.index(first) :]:
             await subscriber.put(self._shaped(event, subscriber))
 

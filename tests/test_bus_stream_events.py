@@ -1,0 +1,92 @@
+"""EventBus.subscribe(stream_events=...): all of a step's stream events, its first only, or none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from engine import EventBus, StampedEvent
+from engine.testing import check_event_order
+from nodes import ChatPromptTemplate, ScriptedChatModel, StrOutputParser
+
+PARROT = "Why did the parrot talk?"
+
+
+def chain() -> Any:
+    return (
+        ChatPromptTemplate.from_template("tell me about {topic}")
+        | ScriptedChatModel(replies=[PARROT])
+        | StrOutputParser()
+    )
+
+
+def streams(events: list[StampedEvent]) -> dict[str, list[Any]]:
+    by_step: dict[str, list[Any]] = {}
+    for event in events:
+        if event["event"].endswith("_stream"):
+            by_step.setdefault(event["name"], []).append(event["data"]["chunk"])
+    return by_step
+
+
+async def test_first_takes_each_steps_first_chunk_and_all_every_chunk_on_one_run() -> None:
+    """On one run, an "all" subscriber gets every chunk, a "first" one each step's first, "none" none."""
+    bus = EventBus()
+    with anyio.fail_after(10):
+        async with (
+            bus.subscribe(capacity=1000) as everything,
+            bus.subscribe(capacity=1000, stream_events="first") as first,
+            bus.subscribe(capacity=1000, stream_events="none") as none,
+        ):
+            assert await chain().ainvoke({"topic": "parrots"}, {"bus": bus}) == PARROT
+            all_events: list[StampedEvent] = everything.receive_available(1000)  # type: ignore[assignment]
+            first_events: list[StampedEvent] = first.receive_available(1000)  # type: ignore[assignment]
+            none_events: list[StampedEvent] = none.receive_available(1000)  # type: ignore[assignment]
+    every = streams(all_events)
+    assert len(every["ScriptedChatModel"]) > 1
+    assert streams(first_events) == {name: chunks[:1] for name, chunks in every.items()}
+    assert streams(none_events) == {}
+    # Starts, ends and their data are the same for all three; only stream events differ.
+    lifecycle = [e for e in all_events if not e["event"].endswith("_stream")]
+    for events in (first_events, none_events):
+        check_event_order(events)
+        assert [e for e in events if not e["event"].endswith("_stream")] == lifecycle
+    assert first.statistics().stream_events == "first" and everything.statistics().stream_events == "all"
+
+
+async def test_astream_events_keeps_every_chunk_beside_a_first_only_subscriber() -> None:
+    """astream_events (the guide's shape) yields the same events with a "first" bus subscriber on the run."""
+    plain = [e async for e in chain().astream_events({"topic": "parrots"}, version="v2")]
+    bus = EventBus()
+    with anyio.fail_after(10):
+        async with bus.subscribe(capacity=1000, stream_events="first") as first:
+            seen = [e async for e in chain().astream_events({"topic": "parrots"}, {"bus": bus}, version="v2")]
+            taken: list[StampedEvent] = first.receive_available(1000)  # type: ignore[assignment]
+
+    def shape(events: list[Any]) -> list[tuple[str, str, Any]]:
+        return [(e["event"], e["name"], e["data"].get("chunk")) for e in events]
+
+    assert shape(seen) == shape(plain)
+    assert all("seq" not in e for e in seen)
+    assert sum(1 for e in taken if e["event"].endswith("_stream")) == len(streams(taken)) > 0
+    assert taken[0]["event"] == "on_chain_start" and taken[0]["seq"] == 1
+
+
+async def test_a_replay_log_keeps_every_chunk_beside_a_first_only_subscriber() -> None:
+    """A replay log of the run still gets every stream event when a "first" subscriber shares the bus."""
+    bus = EventBus()
+    with anyio.fail_after(10):
+        async with bus.subscribe(capacity=1000, stream_events="first"):
+            stream = chain().astream({"topic": "parrots"}, {"bus": bus})
+            log = stream.replay_log(1000)
+            chunks = [chunk async for chunk in stream]
+            events = log.read().available(1000)
+    assert streams(events)["StrOutputParser"] == chunks
+
+
+@pytest.mark.parametrize("value", ["some", "", None, True])
+def test_an_unknown_stream_events_value_is_refused(value: Any) -> None:
+    """stream_events must be "all", "first" or "none"; anything else is refused, naming it."""
+    with pytest.raises(ValueError, match="stream_events"):
+        EventBus().subscribe(stream_events=value)
