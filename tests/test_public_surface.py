@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-MODULES = ["engine", "nodes", "engine.testing", "engine.view", "engine.trace", "engine.sse"]
+MODULES = ["engine", "nodes", "engine.testing", "engine.view", "engine.trace", "engine.sse", "engine.ray"]
 
 
 @pytest.mark.parametrize("name", MODULES)

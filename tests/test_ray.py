@@ -1,0 +1,252 @@
+"""``engine.ray.RayRunnable`` on a real local Ray: batch, stream, events, cancellation.
+
+One local Ray per session (the ``ray_session`` fixture); every async test runs with the
+driver on trio and on asyncio. What happens on the workers is read from a probe actor
+(``tests/_ray_probe.py``), and remote work is held at the probe's gate, not by sleeps.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from typing import Any
+
+import anyio
+import pytest
+
+pytest.importorskip("ray")
+
+import ray  # noqa: E402
+from _ray_probe import Probe, counted_stream, endless, gated_double, gated_stream  # noqa: E402
+
+from engine import EventBus, RunnableLambda  # noqa: E402
+from engine.ray import RayRunnable  # noqa: E402
+from engine.testing import check_event_order  # noqa: E402
+
+pytestmark = [pytest.mark.usefixtures("ray_session")]
+
+
+async def fetch(ref: Any) -> Any:
+    """``ray.get`` from a test, in a thread (the test's own reads, not the engine's)."""
+    return await anyio.to_thread.run_sync(functools.partial(ray.get, ref, timeout=60), abandon_on_cancel=True)
+
+
+@pytest.fixture
+def probe() -> Any:
+    handle = Probe.remote()
+    yield handle
+    ray.kill(handle)
+
+
+@pytest.fixture
+def pools() -> Any:
+    """Collects the RayRunnables a test makes, and kills their actors after it."""
+    made: list[RayRunnable[Any, Any]] = []
+    yield made
+    for remote in made:
+        remote.shutdown()
+
+
+def double(x: int) -> int:
+    return x * 2
+
+
+async def words(x: int) -> Any:
+    for i in range(x):
+        yield f"w{i} "
+
+
+def local_chain() -> Any:
+    return RunnableLambda(double) | RunnableLambda(words)
+
+
+async def test_batch_gives_the_local_results_in_input_order(pools: list[Any]) -> None:
+    """``abatch`` on Ray returns what local ``abatch`` does, in input order."""
+    remote = RayRunnable(local_chain(), num_actors=2)
+    pools.append(remote)
+    inputs = [3, 1, 4, 1, 5, 9, 2, 6]
+    assert await remote.abatch(inputs, max_concurrency=4) == await local_chain().abatch(inputs)
+
+
+async def test_batch_returns_each_failure_in_place_as_its_own_type(pools: list[Any]) -> None:
+    """With ``return_exceptions``, a remote failure comes back in its place as the step's own exception type."""
+
+    def fragile(x: int) -> float:
+        return 10 / x
+
+    remote = RayRunnable(RunnableLambda(fragile), num_actors=2)
+    pools.append(remote)
+    results = await remote.abatch([1, 0, 5], return_exceptions=True)
+    assert results[0] == 10 and results[2] == 2
+    assert type(results[1]) is ZeroDivisionError
+    with pytest.raises(ZeroDivisionError):
+        await remote.ainvoke(0)
+
+
+async def test_as_completed_gives_each_result_as_it_finishes(probe: Any, pools: list[Any]) -> None:
+    """``abatch_as_completed`` yields the fast items while a slow one is still held on its worker."""
+    remote = RayRunnable(gated_double(probe), num_actors=2)
+    pools.append(remote)
+    seen: list[tuple[int, Any]] = []
+    async with remote.abatch_as_completed([1, 2, 3], max_concurrency=3) as pairs:
+        await fetch(probe.wait_for.remote("entered", 3))
+        await fetch(probe.open_gate.remote())
+        async for pair in pairs:
+            seen.append(pair)
+    assert sorted(seen) == [(0, 2), (1, 4), (2, 6)]
+
+
+async def test_max_concurrency_caps_the_calls_in_flight_on_driver_and_workers(
+    probe: Any, pools: list[Any]
+) -> None:
+    """At most ``max_concurrency`` items run at once: counted on the workers and by the driver's events."""
+    remote = RayRunnable(gated_double(probe), num_actors=2)
+    pools.append(remote)
+    bus = EventBus()
+    driver_now = driver_peak = 0
+    results: list[Any] = []
+
+    async def watch() -> None:
+        nonlocal driver_now, driver_peak
+        async with bus.subscribe(include_names=["RayRunnable"], capacity=4) as events:
+            async for event in events:
+                if event["event"] == "on_chain_start":
+                    driver_now += 1
+                    driver_peak = max(driver_peak, driver_now)
+                elif event["event"] in ("on_chain_end", "on_chain_error"):
+                    driver_now -= 1
+
+    async def run() -> None:
+        results.extend(await remote.abatch(list(range(10)), {"bus": bus}, max_concurrency=3))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        await anyio.wait_all_tasks_blocked()
+        tasks.start_soon(run)
+        assert await fetch(probe.wait_for.remote("entered", 3)) == 3
+        await fetch(probe.open_gate.remote())
+        while len(results) < 10:
+            await anyio.sleep(0.01)  # the batch finishing (no timing asserted)
+        await bus.aclose()
+    state = await fetch(probe.read.remote())
+    assert results == [2 * i for i in range(10)]
+    assert state["peak"] == 3 and state["entered"] == 10
+    assert driver_peak == 3
+
+
+async def test_stream_equals_the_local_stream(pools: list[Any]) -> None:
+    """``astream`` on Ray gives exactly the local stream's chunks, in order, over many Ray objects."""
+    remote = RayRunnable(local_chain(), num_actors=1, batch_limit=7)
+    pools.append(remote)
+    async with remote.astream(300) as chunks:
+        got = [chunk async for chunk in chunks]
+    async with local_chain().astream(300) as chunks:
+        want = [chunk async for chunk in chunks]
+    assert got == want and len(got) == 600
+
+
+async def test_a_slow_driver_slows_the_worker(probe: Any, pools: list[Any]) -> None:
+    """With the driver not reading, the worker makes at most a bounded number of chunks ahead."""
+    remote = RayRunnable(counted_stream(probe, 100_000), num_actors=1, batch_limit=4, unread_objects=2)
+    pools.append(remote)
+    async with remote.astream("c") as chunks:
+        await chunks.__anext__()
+        # The worker gets a generous real second to overrun; bounded, it cannot.
+        await anyio.sleep(1.0)
+        ahead = (await fetch(probe.read.remote()))["ticks"]
+    # Unread objects (2 x 4 items of up to 4 chunks... of the run's own edges): far below 100k.
+    assert ahead < 2_000
+
+
+async def test_events_nest_under_the_ray_step_in_order(pools: list[Any]) -> None:
+    """The remote steps' events reach ``astream_events`` nested under the RayRunnable, ordered, tagged."""
+    remote = RayRunnable(local_chain(), num_actors=1)
+    pools.append(remote)
+    outer = RunnableLambda(lambda x: x + 1) | remote.with_config(tags=["on-ray"], metadata={"where": "ray"})
+    events = [e async for e in outer.astream_events(2, version="v2")]
+    check_event_order(events)
+    ray_step = next(e for e in events if e["name"] == "RayRunnable")
+    remote_events = [e for e in events if ray_step["run_id"] in e["parent_ids"]]
+    assert {e["name"] for e in remote_events} == {"RunnableSequence", "double", "words"}
+    for event in remote_events:
+        assert event["parent_ids"][: len(ray_step["parent_ids"]) + 1] == [
+            *ray_step["parent_ids"],
+            ray_step["run_id"],
+        ]
+        assert "on-ray" in event["tags"] and event["metadata"]["where"] == "ray"
+    # The remote run's events are those of the same chain run locally.
+    local = [e async for e in local_chain().astream_events(3)]
+    want = Counter((e["event"], e["name"]) for e in local)
+    got = Counter((e["event"], e["name"]) for e in remote_events)
+    assert got == want
+    assert events[-1]["event"] == "on_chain_end" and events[-1]["data"]["output"] == "w0 w1 w2 w3 w4 w5 "
+
+
+async def test_a_block_subscriber_of_a_bus_misses_no_remote_event(pools: list[Any]) -> None:
+    """A ``"block"`` bus subscriber of capacity 1 sees every remote event, stamped in order."""
+    remote = RayRunnable(local_chain(), num_actors=1)
+    pools.append(remote)
+    bus = EventBus()
+    seen: list[Any] = []
+
+    async def watch() -> None:
+        async with bus.subscribe(capacity=1) as events:
+            async for event in events:
+                seen.append(event)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        await anyio.wait_all_tasks_blocked()
+        assert await remote.ainvoke(20, {"bus": bus}) == "".join(f"w{i} " for i in range(40))
+        await bus.aclose()
+    check_event_order(seen)
+    words_stream = [e for e in seen if e["name"] == "words" and e["event"] == "on_chain_stream"]
+    assert len(words_stream) == 40
+    assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
+
+
+async def test_cancelling_a_batch_stops_the_remote_work(probe: Any, pools: list[Any]) -> None:
+    """A cancel scope around a batch cancels every remote call: each worker's ``finally`` runs, none is left in flight."""
+    remote = RayRunnable(gated_double(probe), num_actors=2)
+    pools.append(remote)
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(functools.partial(remote.abatch, list(range(6)), max_concurrency=4))
+            await fetch(probe.wait_for.remote("entered", 4))
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert await fetch(probe.wait_for.remote("cleaned", 4)) == 4
+    state = await fetch(probe.read.remote())
+    assert state["in_flight"] == 0 and state["entered"] == 4
+
+
+async def test_leaving_a_stream_early_stops_the_worker(probe: Any, pools: list[Any]) -> None:
+    """Leaving ``async with`` after a few chunks of an endless remote stream ends the worker's run."""
+    remote = RayRunnable(endless(probe), num_actors=1)
+    pools.append(remote)
+    async with remote.astream("x") as chunks:
+        got = [await chunks.__anext__() for _ in range(3)]
+    assert got == ["x1 ", "x2 ", "x3 "]
+    assert await fetch(probe.wait_for.remote("cleaned", 1)) == 1
+    assert (await fetch(probe.read.remote()))["in_flight"] == 0
+
+
+async def test_breaking_a_bare_loop_stops_the_worker(probe: Any, pools: list[Any]) -> None:
+    """Breaking off a bare ``async for`` over a remote stream ends the worker's run."""
+    remote = RayRunnable(endless(probe), num_actors=1)
+    pools.append(remote)
+    async for chunk in remote.astream("y"):
+        assert chunk == "y1 "
+        break
+    assert await fetch(probe.wait_for.remote("cleaned", 1)) == 1
+
+
+async def test_a_held_stream_waits_at_the_gate_then_finishes(probe: Any, pools: list[Any]) -> None:
+    """A remote stream held mid-way delivers its first chunks at once, then the rest once released."""
+    remote = RayRunnable(gated_stream(probe, 2, 4), num_actors=1)
+    pools.append(remote)
+    async with remote.astream("s") as chunks:
+        first = [await chunks.__anext__(), await chunks.__anext__()]
+        await fetch(probe.open_gate.remote())
+        rest = [chunk async for chunk in chunks]
+    assert first + rest == ["s0 ", "s1 ", "s2 ", "s3 "]
