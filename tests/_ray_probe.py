@@ -19,13 +19,17 @@ class Probe:
     """Counters, a gate and waits, on one asyncio loop."""
 
     def __init__(self) -> None:
+        self.changed = asyncio.Condition()
+        self.reset()
+
+    def reset(self) -> None:
+        """Counters to zero, the gate closed (one probe serves a module's tests)."""
         self.in_flight = 0
         self.peak = 0
         self.entered = 0
         self.cleaned = 0
         self.ticks = 0
         self.gate = asyncio.Event()
-        self.changed = asyncio.Condition()
 
     async def _changed(self) -> None:
         async with self.changed:

@@ -16,12 +16,12 @@ import pytest
 
 pytest.importorskip("ray")
 
-import ray  # noqa: E402
-from _ray_probe import Probe, counted_stream, endless, gated_double, gated_stream  # noqa: E402
+import ray
+from _ray_probe import Probe, counted_stream, endless, gated_double, gated_stream
 
-from engine import EventBus, RunnableLambda  # noqa: E402
-from engine.ray import RayRunnable  # noqa: E402
-from engine.testing import check_event_order  # noqa: E402
+from engine import EventBus, RunnableLambda
+from engine.ray import RayRunnable
+from engine.testing import check_event_order
 
 pytestmark = [pytest.mark.usefixtures("ray_session")]
 
@@ -29,22 +29,6 @@ pytestmark = [pytest.mark.usefixtures("ray_session")]
 async def fetch(ref: Any) -> Any:
     """``ray.get`` from a test, in a thread (the test's own reads, not the engine's)."""
     return await anyio.to_thread.run_sync(functools.partial(ray.get, ref, timeout=60), abandon_on_cancel=True)
-
-
-@pytest.fixture
-def probe() -> Any:
-    handle = Probe.remote()
-    yield handle
-    ray.kill(handle)
-
-
-@pytest.fixture
-def pools() -> Any:
-    """Collects the RayRunnables a test makes, and kills their actors after it."""
-    made: list[RayRunnable[Any, Any]] = []
-    yield made
-    for remote in made:
-        remote.shutdown()
 
 
 def double(x: int) -> int:
@@ -56,26 +40,57 @@ async def words(x: int) -> Any:
         yield f"w{i} "
 
 
+def fragile(x: int) -> float:
+    return 10 / x
+
+
 def local_chain() -> Any:
     return RunnableLambda(double) | RunnableLambda(words)
 
 
-async def test_batch_gives_the_local_results_in_input_order(pools: list[Any]) -> None:
+@pytest.fixture(scope="module")
+def shared_probe(ray_session: Any) -> Any:
+    handle = Probe.remote()
+    yield handle
+    ray.kill(handle)
+
+
+@pytest.fixture
+def probe(shared_probe: Any) -> Any:
+    """The module's probe, reset (counters zero, gate closed) for this test."""
+    ray.get(shared_probe.reset.remote())
+    return shared_probe
+
+
+@pytest.fixture(scope="module")
+def remotes(shared_probe: Any) -> Any:
+    """The module's RayRunnables, made once (actors take a process each) and reused."""
+    made = {
+        "chain": RayRunnable(local_chain(), num_actors=2),
+        "chain small batches": RayRunnable(local_chain(), num_actors=1, batch_limit=7),
+        "fragile": RayRunnable(RunnableLambda(fragile), num_actors=1),
+        "gated": RayRunnable(gated_double(shared_probe), num_actors=2),
+        "endless": RayRunnable(endless(shared_probe), num_actors=1),
+        "gated stream": RayRunnable(gated_stream(shared_probe, 2, 4), num_actors=1),
+        "counted": RayRunnable(
+            counted_stream(shared_probe, 100_000), num_actors=1, batch_limit=4, unread_objects=2
+        ),
+    }
+    yield made
+    for remote in made.values():
+        remote.shutdown()
+
+
+async def test_batch_gives_the_local_results_in_input_order(remotes: dict[str, Any]) -> None:
     """``abatch`` on Ray returns what local ``abatch`` does, in input order."""
-    remote = RayRunnable(local_chain(), num_actors=2)
-    pools.append(remote)
+    remote = remotes["chain"]
     inputs = [3, 1, 4, 1, 5, 9, 2, 6]
     assert await remote.abatch(inputs, max_concurrency=4) == await local_chain().abatch(inputs)
 
 
-async def test_batch_returns_each_failure_in_place_as_its_own_type(pools: list[Any]) -> None:
+async def test_batch_returns_each_failure_in_place_as_its_own_type(remotes: dict[str, Any]) -> None:
     """With ``return_exceptions``, a remote failure comes back in its place as the step's own exception type."""
-
-    def fragile(x: int) -> float:
-        return 10 / x
-
-    remote = RayRunnable(RunnableLambda(fragile), num_actors=2)
-    pools.append(remote)
+    remote = remotes["fragile"]
     results = await remote.abatch([1, 0, 5], return_exceptions=True)
     assert results[0] == 10 and results[2] == 2
     assert type(results[1]) is ZeroDivisionError
@@ -83,10 +98,9 @@ async def test_batch_returns_each_failure_in_place_as_its_own_type(pools: list[A
         await remote.ainvoke(0)
 
 
-async def test_as_completed_gives_each_result_as_it_finishes(probe: Any, pools: list[Any]) -> None:
+async def test_as_completed_gives_each_result_as_it_finishes(probe: Any, remotes: dict[str, Any]) -> None:
     """``abatch_as_completed`` yields the fast items while a slow one is still held on its worker."""
-    remote = RayRunnable(gated_double(probe), num_actors=2)
-    pools.append(remote)
+    remote = remotes["gated"]
     seen: list[tuple[int, Any]] = []
     async with remote.abatch_as_completed([1, 2, 3], max_concurrency=3) as pairs:
         await fetch(probe.wait_for.remote("entered", 3))
@@ -97,11 +111,10 @@ async def test_as_completed_gives_each_result_as_it_finishes(probe: Any, pools: 
 
 
 async def test_max_concurrency_caps_the_calls_in_flight_on_driver_and_workers(
-    probe: Any, pools: list[Any]
+    probe: Any, remotes: dict[str, Any]
 ) -> None:
     """At most ``max_concurrency`` items run at once: counted on the workers and by the driver's events."""
-    remote = RayRunnable(gated_double(probe), num_actors=2)
-    pools.append(remote)
+    remote = remotes["gated"]
     bus = EventBus()
     driver_now = driver_peak = 0
     results: list[Any] = []
@@ -134,10 +147,9 @@ async def test_max_concurrency_caps_the_calls_in_flight_on_driver_and_workers(
     assert driver_peak == 3
 
 
-async def test_stream_equals_the_local_stream(pools: list[Any]) -> None:
+async def test_stream_equals_the_local_stream(remotes: dict[str, Any]) -> None:
     """``astream`` on Ray gives exactly the local stream's chunks, in order, over many Ray objects."""
-    remote = RayRunnable(local_chain(), num_actors=1, batch_limit=7)
-    pools.append(remote)
+    remote = remotes["chain small batches"]
     async with remote.astream(300) as chunks:
         got = [chunk async for chunk in chunks]
     async with local_chain().astream(300) as chunks:
@@ -145,10 +157,9 @@ async def test_stream_equals_the_local_stream(pools: list[Any]) -> None:
     assert got == want and len(got) == 600
 
 
-async def test_a_slow_driver_slows_the_worker(probe: Any, pools: list[Any]) -> None:
+async def test_a_slow_driver_slows_the_worker(probe: Any, remotes: dict[str, Any]) -> None:
     """With the driver not reading, the worker makes at most a bounded number of chunks ahead."""
-    remote = RayRunnable(counted_stream(probe, 100_000), num_actors=1, batch_limit=4, unread_objects=2)
-    pools.append(remote)
+    remote = remotes["counted"]
     async with remote.astream("c") as chunks:
         await chunks.__anext__()
         # The worker gets a generous real second to overrun; bounded, it cannot.
@@ -158,10 +169,9 @@ async def test_a_slow_driver_slows_the_worker(probe: Any, pools: list[Any]) -> N
     assert ahead < 2_000
 
 
-async def test_events_nest_under_the_ray_step_in_order(pools: list[Any]) -> None:
+async def test_events_nest_under_the_ray_step_in_order(remotes: dict[str, Any]) -> None:
     """The remote steps' events reach ``astream_events`` nested under the RayRunnable, ordered, tagged."""
-    remote = RayRunnable(local_chain(), num_actors=1)
-    pools.append(remote)
+    remote = remotes["chain"]
     outer = RunnableLambda(lambda x: x + 1) | remote.with_config(tags=["on-ray"], metadata={"where": "ray"})
     events = [e async for e in outer.astream_events(2, version="v2")]
     check_event_order(events)
@@ -182,10 +192,9 @@ async def test_events_nest_under_the_ray_step_in_order(pools: list[Any]) -> None
     assert events[-1]["event"] == "on_chain_end" and events[-1]["data"]["output"] == "w0 w1 w2 w3 w4 w5 "
 
 
-async def test_a_block_subscriber_of_a_bus_misses_no_remote_event(pools: list[Any]) -> None:
+async def test_a_block_subscriber_of_a_bus_misses_no_remote_event(remotes: dict[str, Any]) -> None:
     """A ``"block"`` bus subscriber of capacity 1 sees every remote event, stamped in order."""
-    remote = RayRunnable(local_chain(), num_actors=1)
-    pools.append(remote)
+    remote = remotes["chain"]
     bus = EventBus()
     seen: list[Any] = []
 
@@ -205,10 +214,9 @@ async def test_a_block_subscriber_of_a_bus_misses_no_remote_event(pools: list[An
     assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
 
 
-async def test_cancelling_a_batch_stops_the_remote_work(probe: Any, pools: list[Any]) -> None:
+async def test_cancelling_a_batch_stops_the_remote_work(probe: Any, remotes: dict[str, Any]) -> None:
     """A cancel scope around a batch cancels every remote call: each worker's ``finally`` runs, none is left in flight."""
-    remote = RayRunnable(gated_double(probe), num_actors=2)
-    pools.append(remote)
+    remote = remotes["gated"]
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(functools.partial(remote.abatch, list(range(6)), max_concurrency=4))
@@ -220,10 +228,9 @@ async def test_cancelling_a_batch_stops_the_remote_work(probe: Any, pools: list[
     assert state["in_flight"] == 0 and state["entered"] == 4
 
 
-async def test_leaving_a_stream_early_stops_the_worker(probe: Any, pools: list[Any]) -> None:
+async def test_leaving_a_stream_early_stops_the_worker(probe: Any, remotes: dict[str, Any]) -> None:
     """Leaving ``async with`` after a few chunks of an endless remote stream ends the worker's run."""
-    remote = RayRunnable(endless(probe), num_actors=1)
-    pools.append(remote)
+    remote = remotes["endless"]
     async with remote.astream("x") as chunks:
         got = [await chunks.__anext__() for _ in range(3)]
     assert got == ["x1 ", "x2 ", "x3 "]
@@ -231,20 +238,18 @@ async def test_leaving_a_stream_early_stops_the_worker(probe: Any, pools: list[A
     assert (await fetch(probe.read.remote()))["in_flight"] == 0
 
 
-async def test_breaking_a_bare_loop_stops_the_worker(probe: Any, pools: list[Any]) -> None:
+async def test_breaking_a_bare_loop_stops_the_worker(probe: Any, remotes: dict[str, Any]) -> None:
     """Breaking off a bare ``async for`` over a remote stream ends the worker's run."""
-    remote = RayRunnable(endless(probe), num_actors=1)
-    pools.append(remote)
+    remote = remotes["endless"]
     async for chunk in remote.astream("y"):
         assert chunk == "y1 "
         break
     assert await fetch(probe.wait_for.remote("cleaned", 1)) == 1
 
 
-async def test_a_held_stream_waits_at_the_gate_then_finishes(probe: Any, pools: list[Any]) -> None:
+async def test_a_held_stream_waits_at_the_gate_then_finishes(probe: Any, remotes: dict[str, Any]) -> None:
     """A remote stream held mid-way delivers its first chunks at once, then the rest once released."""
-    remote = RayRunnable(gated_stream(probe, 2, 4), num_actors=1)
-    pools.append(remote)
+    remote = remotes["gated stream"]
     async with remote.astream("s") as chunks:
         first = [await chunks.__anext__(), await chunks.__anext__()]
         await fetch(probe.open_gate.remote())
