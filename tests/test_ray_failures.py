@@ -114,7 +114,7 @@ async def test_attempts_are_bounded(probe: Any) -> None:
 
 def test_a_non_runnable_is_refused() -> None:
     """Wrapping something that is not a runnable fails at once, naming what was given."""
-    with pytest.raises(TypeError, match="RayRunnable runs a runnable.*function"):
+    with pytest.raises(TypeError, match=r"RayRunnable runs a runnable.*function"):
         RayRunnable(len)  # type: ignore[arg-type]
 
 
