@@ -255,3 +255,25 @@ async def test_a_held_stream_waits_at_the_gate_then_finishes(probe: Any, remotes
         await fetch(probe.open_gate.remote())
         rest = [chunk async for chunk in chunks]
     assert first + rest == ["s0 ", "s1 ", "s2 ", "s3 "]
+
+
+def test_a_model_on_a_worker_reads_its_key_from_the_workers_environment(
+    anthropic_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``ChatAnthropic`` without a key ships no secret; on the worker it uses the key of the worker's ``runtime_env``."""
+    from anthropic_server import TextStream
+
+    from nodes import ChatAnthropic
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    anthropic_server.script(TextStream(["Hel", "lo"]))
+    model = ChatAnthropic(model="claude-test", base_url=anthropic_server.base_url, max_retries=0)
+    env = {"env_vars": {"ANTHROPIC_API_KEY": "sk-worker-env"}}
+    remote = RayRunnable(model, num_actors=1, actor_options={"runtime_env": env})
+    try:
+        reply = remote.invoke("hi")
+    finally:
+        remote.shutdown()
+    assert reply.content == "Hello"
+    headers = anthropic_server.requests[0].headers
+    assert any("sk-worker-env" in value for value in headers.values()), sorted(headers)
