@@ -77,6 +77,12 @@ class RayWorker:
         """The worker's process id (the actor is up once this answers)."""
         return os.getpid()
 
+    async def node(self) -> str:
+        """The id of the Ray node this actor runs on."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     async def stream(self, value: Any, context: StepContext, batch_limit: int) -> AsyncIterator[list[Any]]:
         """Run the runnable on ``value``; yield batches of ``(CHUNKS, [chunk, ...])`` and
         ``(EVENT, event)`` items as the run makes them, at most ``batch_limit`` items each.
