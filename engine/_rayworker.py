@@ -91,7 +91,10 @@ class RayWorker:
             Exception: The run's own error, after everything it made before it.
         """
         send, receive = anyio.create_memory_object_stream[tuple[int, Any]](_PENDING_ITEMS)
-        task = asyncio.ensure_future(self._produce(value, context, batch_limit, send))
+        # Stopped through an anyio scope, not task.cancel(): a native cancellation of a
+        # task inside anyio's scopes can be taken for one of their own and absorbed.
+        stop = anyio.CancelScope()
+        task = asyncio.ensure_future(self._produce(value, context, batch_limit, send, stop))
         try:
             async with receive:
                 while True:
@@ -109,10 +112,21 @@ class RayWorker:
         finally:
             if not task.done():
                 # Cancelled (ray.cancel) or closed early: stop the run and wait for its cleanup.
-                task.cancel()
+                stop.cancel()
                 await asyncio.wait([task])
 
     async def _produce(
+        self,
+        value: Any,
+        context: StepContext,
+        limit: int,
+        send: ObjectSendStream[tuple[int, Any]],
+        stop: anyio.CancelScope,
+    ) -> None:
+        with stop:
+            await self._run(value, context, limit, send)
+
+    async def _run(
         self, value: Any, context: StepContext, limit: int, send: ObjectSendStream[tuple[int, Any]]
     ) -> None:
         async with send:
