@@ -73,7 +73,7 @@ def endless_step(probe: Any) -> Any:
     async def endless(x: int) -> int:
         probe.start.remote()
         try:
-            while True:
+            while True:  # noqa: ASYNC110 (busy on purpose: a worker that is working when cancelled)
                 await asyncio.sleep(0.001)
         finally:
             probe.stop.remote(time.time())
@@ -140,11 +140,11 @@ async def stop_latency(ray: Any, rounds: int) -> float:
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(lambda: remote.abatch(list(range(8)), max_concurrency=8))
-                    while ray.get(probe.read.remote())[0] < 8:
+                    while ray.get(probe.read.remote())[0] < 8:  # noqa: ASYNC110 (polls another process)
                         await anyio.sleep(0.01)
                     cancelled_at = time.time()
                     scope.cancel()
-            while len(ray.get(probe.read.remote())[1]) < 8:
+            while len(ray.get(probe.read.remote())[1]) < 8:  # noqa: ASYNC110 (polls another process)
                 await anyio.sleep(0.01)
             samples.append(max(ray.get(probe.read.remote())[1]) - cancelled_at)
     finally:
