@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 from ._bus import EventBus, EventFilter, Subscriber
-from ._events import Event, EventPhase, event_name, phase_of, without_stamps
+from ._events import Event, EventPhase, event_name, kind_of, phase_of, without_stamps
 from ._step import RunCancelled, Step
 
 __all__ = ("EventForwarder", "StepContext")
@@ -144,7 +144,7 @@ class EventForwarder:
         )
 
     def _match(self, event: Event) -> tuple[Subscriber, ...]:
-        kind = str(event["event"])[3:].rsplit("_", 1)[0]
+        kind = kind_of(event) or ""
         name, tags = str(event["name"]), tuple(event.get("tags") or ())
         run_id, parent_ids = str(event["run_id"]), tuple(event.get("parent_ids") or ())
         if not parent_ids:
@@ -213,7 +213,7 @@ class EventForwarder:
             failure = error if error is not None else RunCancelled(f"{remote.template['name']} was cancelled")
             event: Event = {
                 **remote.template,
-                "event": event_name(str(remote.template["event"])[3:].rsplit("_", 1)[0], EventPhase.ERROR),
+                "event": event_name(kind_of(remote.template), EventPhase.ERROR),
                 "data": {"error": failure},
             }
             remote.ended = True

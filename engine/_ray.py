@@ -264,6 +264,9 @@ class RayRunnable(HostingNode[In, Out]):
     ) -> None:
         ray = import_ray()
         context = EventForwarder.context(step, forwarder.filters() if forwarder is not None else ())
+        if step.scope.invoked:
+            await self._call_whole(ray, actor, value, context, emitter, attempt, forwarder)
+            return
         # _generator_backpressure_num_objects is a private Ray option (no public one
         # bounds a streaming generator): the worker's generator waits while this many
         # of its objects are unread by the driver. Ray's default is unbounded.
@@ -283,18 +286,59 @@ class RayRunnable(HostingNode[In, Out]):
                 except ray.exceptions.RayTaskError as exc:
                     finished = True  # the remote call is over
                     raise _unwrapped(exc) from None
-                for tag, payload in batch:
-                    if tag == CHUNKS:
-                        await _send(payload, attempt, emitter)
-                    elif forwarder is not None:
-                        await forwarder.publish(payload)
-            for chunk in attempt.release_held():
-                await emitter.send(chunk)
+                await self._hand_on(batch, emitter, attempt, forwarder, last=False)
+            await self._hand_on([], emitter, attempt, forwarder)
         finally:
             if not finished:
                 # Cancelled, nobody reads, the actor died, or a send failed: stop the
                 # remote run now (dropping the generator would let it run to its end).
                 _cancel(ray, generator)
+
+    async def _call_whole(
+        self,
+        ray: Any,
+        actor: Any,
+        value: Any,
+        context: Any,
+        emitter: Emitter,
+        attempt: Attempt,
+        forwarder: EventForwarder | None,
+    ) -> None:
+        # The run's caller wants only its whole output (ainvoke, abatch): one plain
+        # actor call answers with everything, a fraction of a streaming call's cost.
+        ref = actor.invoke.remote(value, context)
+        finished = False
+        try:
+            try:
+                items = await await_ref(ref)
+            except ray.exceptions.RayTaskError as exc:
+                finished = True
+                raise _unwrapped(exc) from None
+            finished = True
+            await self._hand_on(items, emitter, attempt, forwarder)
+        finally:
+            if not finished:
+                _cancel(ray, ref)
+
+    async def _hand_on(
+        self,
+        items: list[Any],
+        emitter: Emitter,
+        attempt: Attempt,
+        forwarder: EventForwarder | None,
+        *,
+        last: bool = True,
+    ) -> None:
+        """Send the chunks and publish the events of ``items``; at the ``last`` items,
+        release what the attempt still holds (a reply of chunks without content)."""
+        for tag, payload in items:
+            if tag == CHUNKS:
+                await _send(payload, attempt, emitter)
+            elif forwarder is not None:
+                await forwarder.publish(payload)
+        if last:
+            for chunk in attempt.release_held():
+                await emitter.send(chunk)
 
     def __repr__(self) -> str:
         return f"RayRunnable({self.bound!r}, num_actors={self.num_actors})"

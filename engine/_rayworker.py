@@ -39,6 +39,7 @@ EVENT: Final = 1
 # Items (chunk lists or events) made but not yet handed to Ray: with Ray's own bound on
 # unread objects, this bounds what a slow driver lets pile up on the worker.
 _PENDING_ITEMS: Final = 16
+_ALL: Final = 1 << 30
 
 
 def stand_in(context: StepContext, bus: EventBus | None) -> Step:
@@ -114,6 +115,18 @@ class RayWorker:
                 # Cancelled (ray.cancel) or closed early: stop the run and wait for its cleanup.
                 stop.cancel()
                 await asyncio.wait([task])
+
+    async def invoke(self, value: Any, context: StepContext) -> list[Any]:
+        """Run the runnable on ``value``; return, in one reply, every item :meth:`stream`
+        would have yielded (for a run whose caller wants only the whole output).
+
+        Raises:
+            Exception: The run's own error.
+        """
+        items: list[Any] = []
+        async for batch in self.stream(value, context, _ALL):
+            items.extend(batch)
+        return items
 
     async def _produce(
         self,
