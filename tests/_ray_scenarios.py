@@ -1,7 +1,8 @@
 """Ray scenarios that need a Ray of their own, run as a subprocess by test_ray_cluster.py.
 
 ``python tests/_ray_scenarios.py cluster``: a two-node cluster (``ray.cluster_utils``)
-where the node holding some of a batch's actors is removed mid-batch.
+where the node holding one of a batch's two actors is removed mid-batch (a fresh node
+joins for the replacement actor).
 ``python tests/_ray_scenarios.py uninitialised``: a RayRunnable used before ``ray.init``.
 Each prints one JSON line with what it saw.
 """
@@ -28,9 +29,8 @@ def cluster() -> dict[str, Any]:
     ray.init(address=world.address, log_to_driver=False)
     try:
         probe = Probe.options(resources={"node:__internal_head__": 0.001}).remote()
-        remote = RayRunnable(
-            gated_double(probe), num_actors=2, actor_options={"scheduling_strategy": "SPREAD"}
-        )
+        # Each actor holds its node's one CPU, so there is one on each node.
+        remote = RayRunnable(gated_double(probe), num_actors=2, actor_options={"num_cpus": 1})
         actors = remote.start_actors()
         nodes = ray.get([actor.node.remote() for actor in actors])
         results: list[Any] = []
@@ -43,6 +43,7 @@ def cluster() -> dict[str, Any]:
                 tasks.start_soon(run)
                 await anyio.to_thread.run_sync(ray.get, probe.wait_for.remote("entered", 8))
                 world.remove_node(second)
+                world.add_node(num_cpus=1)  # where the lost actor's replacement can go
                 await anyio.to_thread.run_sync(ray.get, probe.wait_for.remote("entered", 12))
                 await anyio.to_thread.run_sync(ray.get, probe.open_gate.remote())
 

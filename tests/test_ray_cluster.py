@@ -72,3 +72,28 @@ def test_a_first_use_without_ray_init_starts_a_local_ray_and_logs_it(ray_tmp: pa
     seen, output = run_scenario("uninitialised", ray_tmp)
     assert seen == {"result": 3, "initialised": True}
     assert "LOG rillet engine.ray: Ray was not initialised; starting a local Ray" in output
+
+
+@pytest.mark.slow
+def test_the_batch_on_ray_example_runs_offline(ray_tmp: pathlib.Path) -> None:
+    """examples/batch_on_ray.py runs its inputs through prompt | model | parser on a local Ray and reports them."""
+    log = ray_tmp / "example.log"
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(HERE.parent / "examples" / "batch_on_ray.py"), "--inputs", "40"],
+            env=env,
+            cwd=ray_tmp,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            returncode = process.wait(timeout=150)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert returncode == 0, output[-3000:]
+    assert "40/40" in output and "40 answers in" in output
+    assert "  0: parrot: " in output and "  39: wren: " in output
