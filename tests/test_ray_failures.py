@@ -137,3 +137,32 @@ def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install -e '\.\[ray\]'"):
         RayRunnable(RunnableLambda(abs))
+
+
+async def test_a_retried_streams_lost_attempt_ends_its_remote_steps_in_the_events(probe: Any) -> None:
+    """The remote steps of an attempt whose actor died end with an error event; the retry's steps follow, all in order."""
+    from engine.testing import check_event_order
+
+    remote = RayRunnable(gated_stream(probe, 0, 2), num_actors=1)
+    try:
+        victim = remote.start_actors()[0]
+        events: list[Any] = []
+        killed = False
+        async with remote.astream_events("e") as stream:
+            async for event in stream:
+                events.append(event)
+                if event["event"] == "on_chain_start" and event["name"] == "gated_stream" and not killed:
+                    killed = True
+                    await fetch(probe.wait_for.remote("entered", 1))
+                    ray.kill(victim, no_restart=True)
+                    await fetch(probe.wait_for.remote("entered", 2))
+                    await fetch(probe.open_gate.remote())
+        check_event_order(events)
+        lost = [e for e in events if e["event"] == "on_chain_error"]
+        assert [e["name"] for e in lost] == ["gated_stream"]
+        assert all(isinstance(e["data"]["error"], ray.exceptions.RayActorError) for e in lost)
+        starts = [e["name"] for e in events if e["event"] == "on_chain_start"]
+        assert starts.count("gated_stream") == 2
+        assert events[-1]["event"] == "on_chain_end" and events[-1]["data"]["output"] == "e0 e1 "
+    finally:
+        remote.shutdown()
