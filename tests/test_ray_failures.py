@@ -166,3 +166,14 @@ async def test_a_retried_streams_lost_attempt_ends_its_remote_steps_in_the_event
         assert events[-1]["event"] == "on_chain_end" and events[-1]["data"]["output"] == "e0 e1 "
     finally:
         remote.shutdown()
+
+
+def test_importing_engine_ray_does_not_import_ray() -> None:
+    """``import engine.ray`` leaves Ray unimported (it is imported when a RayRunnable is made)."""
+    import subprocess
+
+    code = "import sys, engine.ray; print('ray' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"
