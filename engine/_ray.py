@@ -245,12 +245,13 @@ class RayRunnable(HostingNode[In, Out]):
                         exc.add_note(f"{step.name}: attempt {number} of {number} lost its actor; gave up")
                     raise
                 avoid = actor
-            except BaseException as exc:
+            except Exception as exc:
                 failure = exc
                 raise
             finally:
                 pool.release(actor)
                 if forwarder is not None:
+                    # (None when cancelled: the remote steps left open end as cancelled.)
                     forwarder.close(failure)
 
     async def _call(
