@@ -4,10 +4,11 @@ Layout: ``_runnable`` (the run API), ``_compose`` (sequences, parallel steps, bi
 ``_functions`` (lambdas, generators, passthrough), ``_branch`` (routing), ``_bind``
 (bound call arguments), ``_configurable`` (per-call fields and alternatives),
 ``_listeners`` (``with_listeners``), ``_pick`` (``pick``, ``map``), ``_actors`` (the transform and aggregate node kinds),
-``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus`` (events; ``_events``
+``_launch``/``_edge``/``_run`` (the runtime), ``_step``/``_bus`` (events; ``_forward`` re-publishes a remote run's events; ``_events``
 holds their shape and names, ``_replay`` the replay logs that readers resume from).
 ``engine.testing`` holds helpers for users' own tests; ``engine.sse`` serves a run as
-server-sent events (the optional ``service`` extra).
+server-sent events (the optional ``service`` extra); ``engine.ray`` runs a runnable on
+Ray actors (the optional ``ray`` extra).
 """
 
 from ._actors import AggregateNode as AggregateNode
@@ -48,6 +49,8 @@ from ._events import event_name as event_name
 from ._events import kind_of as kind_of
 from ._events import phase_of as phase_of
 from ._fallbacks import RunnableWithFallbacks as RunnableWithFallbacks
+from ._forward import EventForwarder as EventForwarder
+from ._forward import StepContext as StepContext
 from ._functions import RunnableGenerator as RunnableGenerator
 from ._functions import RunnableLambda as RunnableLambda
 from ._functions import RunnablePassthrough as RunnablePassthrough
@@ -92,6 +95,7 @@ __all__ = (
     "Emitter",
     "Event",
     "EventBus",
+    "EventForwarder",
     "EventFilter",
     "EventPhase",
     "ExponentialJitterParams",
@@ -128,6 +132,7 @@ __all__ = (
     "RunnableWithFallbacks",
     "StampedEvent",
     "Step",
+    "StepContext",
     "StreamEvent",
     "StreamEvents",
     "StepTimeout",

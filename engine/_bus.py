@@ -551,6 +551,13 @@ class EventBus:
             if s.filter.matches(step.name, step.kind, step.tags, step.run_id, step.parent_ids)
         )
 
+    def match_values(
+        self, name: str, kind: str, tags: tuple[str, ...], run_id: str, parent_ids: tuple[str, ...]
+    ) -> tuple[Subscriber, ...]:
+        """The subscribers that see a step with these values (a step of a run made
+        elsewhere, whose events an ``EventForwarder`` re-publishes here)."""
+        return tuple(s for s in self._subscriptions if s.filter.matches(name, kind, tags, run_id, parent_ids))
+
     def would_see(self, *, name: str, kind: str, tags: tuple[str, ...], parent_ids: tuple[str, ...]) -> bool:
         """Whether any subscriber would see a step like this (before it exists)."""
         return any(s.filter.matches(name, kind, tags, "", parent_ids) for s in self._subscriptions)

@@ -21,6 +21,7 @@ from ._chat_model import ScriptedReply as ScriptedReply
 from ._chat_model import split_tokens as split_tokens
 from ._chat_prompt import ChatPromptTemplate as ChatPromptTemplate
 from ._exceptions import OutputParserException as OutputParserException
+from ._exceptions import SecretShippedWarning as SecretShippedWarning
 from ._json_stream import IncrementalJsonParser as IncrementalJsonParser
 from ._jsonpatch import apply_patch as apply_patch
 from ._jsonpatch import json_patch_ops as json_patch_ops
@@ -87,6 +88,7 @@ __all__ = (
     "MissingCredentialsError",
     "ModelStreamError",
     "OutputParserException",
+    "SecretShippedWarning",
     "PromptTemplate",
     "PromptValue",
     "PromptVariableError",

@@ -34,11 +34,13 @@ in a worker thread and handed to every client, which brings construction under a
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
 import os
 import ssl
+import warnings
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Self
 
@@ -61,6 +63,7 @@ from ._anthropic_options import (
 )
 from ._anthropic_tools import to_tool_definitions
 from ._chat_model import BaseChatModel
+from ._exceptions import SecretShippedWarning
 from ._messages import (
     AIMessageChunk,
     BaseMessage,
@@ -604,6 +607,35 @@ class ChatAnthropic(BaseChatModel):
 
     def get_name(self) -> str:
         return self.name_
+
+    # -- pickling: a key given explicitly travels with the model; say so ----------------
+
+    def _state(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in attrs.fields(type(self))}
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.api_key:
+            warnings.warn(
+                f"{self.get_name()} is being pickled with its explicit api_key: the key travels "
+                "in the pickle (to a Ray worker, a process pool...). Leave api_key unset and "
+                f"set {_API_KEY_ENV} in the workers' environment (Ray: runtime_env) instead",
+                SecretShippedWarning,
+                stacklevel=2,
+            )
+        return self._state()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    def __copy__(self) -> Self:
+        return self  # immutable: a copy in this process ships nothing anywhere
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        copied = object.__new__(type(self))
+        memo[id(self)] = copied
+        copied.__setstate__(copy.deepcopy(self._state(), memo))
+        return copied
 
     def _thinking_on(self) -> bool:
         return self.thinking is not None and self.thinking["type"] != "disabled"

@@ -1,11 +1,24 @@
-"""The exception an output parser raises on model text it cannot turn into a value."""
+"""The exception an output parser raises on model text it cannot turn into a value, and
+the warning a model gives when it is pickled with a secret."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
-__all__ = ("OutputParserException",)
+__all__ = ("OutputParserException", "SecretShippedWarning")
+
+
+class SecretShippedWarning(UserWarning):
+    """A node is being pickled with a secret in it (an explicit ``api_key``).
+
+    Pickling is how a chain travels to another process (``engine.ray.RayRunnable``'s
+    actors, a process pool): the key then sits in the pickle, in Ray's object store and
+    in the workers' memory. Leave ``api_key`` unset and give the workers the key in
+    their environment (``ANTHROPIC_API_KEY``, e.g. through Ray's ``runtime_env``): a
+    model without an explicit key reads it there at call time, and its pickle holds no
+    secret.
+    """
 
 
 class OutputParserException(ValueError):

@@ -50,3 +50,28 @@ def server(anthropic_server: AnthropicServer) -> AnthropicServer:  # noqa: F811
     """A loopback Messages API server for one test: ``anthropic_server`` by the short name
     the Messages API tests use (a module or class may still define its own)."""
     return anthropic_server
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """One local Ray for the whole session (2 CPUs, no dashboard), started at first use.
+
+    Ray's session files go under a temporary folder, its token auth is off (no
+    ``~/.ray/auth_token`` written), and the workers import this checkout (and the test
+    helpers) through ``PYTHONPATH``.
+    """
+    ray = pytest.importorskip("ray")
+    import os
+    import pathlib
+    import warnings
+
+    here = pathlib.Path(__file__).resolve().parent
+    os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    paths = [str(here.parent), str(here), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -8,7 +8,16 @@ import types
 
 import pytest
 
-MODULES = ["engine", "nodes", "engine.testing", "engine.view", "engine.trace", "engine.sse", "engine.otel"]
+MODULES = [
+    "engine",
+    "nodes",
+    "engine.testing",
+    "engine.view",
+    "engine.trace",
+    "engine.sse",
+    "engine.otel",
+    "engine.ray",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
