@@ -146,7 +146,7 @@ async def trace_runs(
     *,
     tracer_provider: trace.TracerProvider | None = None,
     parent_context: otel_context.Context | None = None,
-    capacity: int = 1024,
+    capacity: int = 8192,
 ) -> AsyncIterator[SpanSubscriber]:
     """Turn the runs published on ``bus`` while the block runs into OpenTelemetry spans.
 
@@ -183,7 +183,9 @@ async def trace_runs(
         parent_context: The context root spans start in (a request's span, say); by
             default each top-level run starts a trace of its own.
         capacity: The subscriber's event buffer (events are few: a start, a first chunk
-            and an end per step).
+            and an end per step). The default absorbs a burst of a few hundred short
+            runs back to back while the SDK catches up (with 1024, 200 runs of four
+            steps lost 290-796 of their 2,400 events here; benchmarks/RESULTS.md).
 
     Raises:
         TypeError: If ``capacity`` is not an int.
