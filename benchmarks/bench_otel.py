@@ -87,7 +87,8 @@ def _measure(side: str, tokens: int, runs: int) -> Callable[[], Any]:
                 dropped = plain.statistics().dropped
             return {"seconds": seconds, "items": count, "dropped": dropped}
         stalled = side == _SIDES[2]
-        async with trace_runs(tracer_provider=_provider(stalled), capacity=4 if stalled else 1024) as tracing:
+        options = {"capacity": 4} if stalled else {}  # else trace_runs's default
+        async with trace_runs(tracer_provider=_provider(stalled), **options) as tracing:
             started = time.perf_counter()
             for _ in range(runs):
                 async for _ in chain.astream(PROMPT_INPUT, tracing.config):
