@@ -335,7 +335,10 @@ async def test_a_stalled_exporter_never_slows_the_runs_and_drops_are_reported(
     caplog.set_level(logging.WARNING, logger="rillet")
     with anyio.fail_after(HANG_GUARD):
         async with trace_runs(tracer_provider=provider_with(exporter), capacity=1) as tracing:
-            assert await chain.abatch(inputs, tracing.config) == [PARROT] * 3
+            assert await chain.ainvoke(inputs[0], tracing.config) == PARROT
+            # The run's end sent its events to the worker thread, stalled on the first span.
+            await anyio.wait_all_tasks_blocked()
+            assert await chain.abatch(inputs[1:], tracing.config) == [PARROT] * 2
             # The runs ended while the exporter was still stalled on its first span.
             assert not exporter.gate.is_set()
             dropped = tracing.subscription_statistics().dropped
