@@ -17,7 +17,7 @@ and only when the step has subscribers.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import anyio
 
@@ -78,6 +78,7 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
     discard = type(target) is DiscardOutbox
     send = target.send
     pace = step.scope.pace
+    first = type(target) is Edge
     async for chunk in source:
         for publisher in publishers:
             pending = publisher.publish_stream(chunk)
@@ -89,6 +90,36 @@ async def _pump_observed(source: AsyncIterator[Any], outbox: Outbox[Any], step: 
                 await checkpoint()
         else:
             await send(chunk)
+        if first:
+            first = False
+            quiet = _recording_only(publishers)
+            if quiet is not _PUBLISHING:
+                # No stream event for any later chunk (the subscribers take none, or the
+                # first only): the edge's own loop records and sends the rest.
+                await target.send_from(source, quiet)
+                return
+
+
+class _Publishing:
+    """Marks steps that still publish stream events (see :func:`_recording_only`)."""
+
+
+_PUBLISHING: Final = _Publishing()
+
+
+def _recording_only(publishers: list[Step]) -> ChunkSum | _Publishing | None:
+    """What publishing a chunk still means for ``publishers`` after their first chunk:
+    appending it to the one log returned (``None``: to none), or more than that."""
+    logs = []
+    for publisher in publishers:
+        if publisher.streams_chunks:
+            return _PUBLISHING
+        log = publisher.own_output_log
+        if log is not None:
+            logs.append(log)
+    if len(logs) > 1:
+        return _PUBLISHING
+    return logs[0] if logs else None
 
 
 class LeafNode(Runnable[In, Out]):
@@ -234,7 +265,7 @@ async def aggregate(inbox: Inbox[Any]) -> Any:
 class _StageInbox:
     """A fused stage's output, read by the next stage as its inbox (same task)."""
 
-    __slots__ = ("_chunks", "_done", "_inbox", "_node", "_step", "accumulation")
+    __slots__ = ("_chunks", "_done", "_inbox", "_log", "_node", "_quiet", "_step", "accumulation")
 
     def __init__(self, node: LeafNode[Any, Any], inbox: Inbox[Any], step: Step) -> None:
         self._node = node
@@ -243,6 +274,11 @@ class _StageInbox:
         self._step = step
         self._done = False
         self.accumulation = step.accumulation
+        # Decided by the first chunk (None until then): True when the step publishes no
+        # event for later ones, each then only appended to ``_log`` (ChunkSum.append
+        # written out).
+        self._quiet: bool | None = None
+        self._log: ChunkSum | None = None
 
     def __aiter__(self) -> _StageInbox:
         return self
@@ -268,9 +304,21 @@ class _StageInbox:
         finally:
             if token is not None:
                 _CURRENT_STEP.reset(token)
+        quiet = self._quiet
+        if quiet:
+            log = self._log
+            if log is not None:
+                recent = log.recent
+                recent.append(chunk)
+                if len(recent) >= log.limit:
+                    log.carry()
+            return chunk
         pending = step.publish_stream(chunk)
         if pending is not None:
             await pending
+        if quiet is None:
+            self._quiet = not step.streams_chunks
+            self._log = step.own_output_log
         return chunk
 
     async def receive(self) -> Any:

@@ -30,6 +30,7 @@ except ImportError as error:  # pragma: no cover - exercised by a test that hide
     ) from error
 
 from ._bus import EventBus, Subscription, SubscriptionStatistics, validate_subscriber_capacity
+from ._events import EventPhase, phase_of
 from ._otelspans import SpanBook, TracingStatistics
 
 __all__ = ("SpanSubscriber", "trace_runs")
@@ -38,6 +39,18 @@ __all__ = ("SpanSubscriber", "trace_runs")
 SCOPE = "rillet"
 # Events handed to the worker thread at once, at most (one hop per batch, not per event).
 _BATCH = 256
+_CLOSING = frozenset({EventPhase.END, EventPhase.ERROR})
+
+
+# Events in hand wait at most this long (by their own times) for a run to end.
+_HOLD = 1.0
+
+
+def _ends_a_run(event: Any) -> bool:
+    try:
+        return phase_of(event) in _CLOSING and not event.get("parent_ids")
+    except ValueError:
+        return True  # not a step's event: the book counts it, now
 
 
 def _version() -> str | None:
@@ -45,6 +58,12 @@ def _version() -> str | None:
         return importlib.metadata.version("rillet")
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _held(batch: list[Any]) -> float:
+    """How long the events in hand span, by their own times (0 when not stamped)."""
+    first, last = batch[0].get("time"), batch[-1].get("time")
+    return last - first if isinstance(first, float) and isinstance(last, float) else 0.0
 
 
 @attrs.define(eq=False)
@@ -79,12 +98,14 @@ class SpanSubscriber:
     async def _read(self) -> None:
         subscription = self._subscription
         book = self._book
+        checked = 0  # events of the batch in hand known to close no span
         while True:
+            batch = self._in_hand
             try:
-                first = await subscription.receive()
+                batch.append(await subscription.receive())
             except anyio.EndOfStream:
-                return
-            batch = self._in_hand = [first, *subscription.receive_available(_BATCH - 1)]
+                return  # what is in hand goes to the book at the block's end
+            batch.extend(subscription.receive_available(_BATCH - len(batch)))
             # A hop to the thread costs far more than a checkpoint: while the runs keep
             # publishing (a step's start comes with its siblings', its end with its
             # parents'), let them, and take the burst in one hop.
@@ -94,6 +115,15 @@ class SpanSubscriber:
                 if not more:
                     break
                 batch.extend(more)
+            if len(batch) < _BATCH and not any(map(_ends_a_run, batch[checked:])) and _held(batch) < _HOLD:
+                # The events wait for their run's end (or a second, or a full batch):
+                # spans take their times from the events, so nothing is lost by waiting,
+                # and a long stream wakes the worker thread once, at its end, not while
+                # it streams (each wake-up costs the event loop: on two busy cores, ~4 ms
+                # of a 40 ms stream; benchmarks/RESULTS.md, issue 15).
+                checked = len(batch)
+                continue
+            checked = 0
             # Not abandoned on cancel: once the thread took the batch, the block's end
             # waits for it, so the book is never used by two threads at once.
             await anyio.to_thread.run_sync(self._take_in_hand, book.take_all)
@@ -116,7 +146,7 @@ async def trace_runs(
     *,
     tracer_provider: trace.TracerProvider | None = None,
     parent_context: otel_context.Context | None = None,
-    capacity: int = 1024,
+    capacity: int = 8192,
 ) -> AsyncIterator[SpanSubscriber]:
     """Turn the runs published on ``bus`` while the block runs into OpenTelemetry spans.
 
@@ -139,7 +169,11 @@ async def trace_runs(
     logs a warning once and marks the spans open then with ``rillet.events_dropped``.
     Span processors and exporters run in a worker thread, never on the event loop; one
     that raises is logged once (logger ``rillet``) and counted, and the runs go on. The
-    block's end waits for the exporter to take the last spans (even when cancelled).
+    thread takes the events in batches: when a run ends, when 256 are in hand, or when
+    those in hand span a second of the run's clock (checked as events arrive), so a
+    span reaches the SDK after its step, with the step's own start and end times, and
+    :meth:`SpanSubscriber.statistics` counts it then. The block's end waits for the
+    exporter to take the last spans (even when cancelled).
 
     Args:
         bus: The bus to trace; by default a new one (``tracing.config`` attaches it).
@@ -149,7 +183,9 @@ async def trace_runs(
         parent_context: The context root spans start in (a request's span, say); by
             default each top-level run starts a trace of its own.
         capacity: The subscriber's event buffer (events are few: a start, a first chunk
-            and an end per step).
+            and an end per step). The default absorbs a burst of a few hundred short
+            runs back to back while the SDK catches up (with 1024, 200 runs of four
+            steps lost 290-796 of their 2,400 events here; benchmarks/RESULTS.md).
 
     Raises:
         TypeError: If ``capacity`` is not an int.

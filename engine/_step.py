@@ -293,6 +293,23 @@ class Step:
     def _announce(self, subscriber: Subscriber) -> None:
         self._announced = (*self._announced, subscriber)
 
+    @property
+    def streams_chunks(self) -> bool:
+        """Whether :meth:`publish_stream` publishes an event for the next chunk.
+
+        Decided at start, and once more by the first chunk (a subscriber may take the
+        first chunk only): after that first chunk, a step for which this is ``False``
+        only records its chunks, and its loop may append them to
+        :attr:`own_output_log` itself instead of calling :meth:`publish_stream`.
+        """
+        return bool(self._stream_to)
+
+    @property
+    def own_output_log(self) -> ChunkSum | None:
+        """The running sum this step records its output chunks in for its end event:
+        ``None`` when nobody listens to it, or when it shares another step's log."""
+        return None if self._output_shared else self._outputs
+
     def publish_stream(self, chunk: Any) -> Awaitable[None] | None:
         """Publish a stream event for ``chunk`` (and remember it for the end event).
 

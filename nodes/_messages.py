@@ -33,6 +33,7 @@ import json
 import operator
 import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain, repeat
 from typing import Any, ClassVar, Final, Literal
 
 import attrs
@@ -523,11 +524,11 @@ class AIMessageChunk(_StopReason, BaseMessage):
         """
         if not chunks:
             raise ValueError("concat_chunks needs at least one chunk")
-        for position, chunk in enumerate(chunks):
-            if not isinstance(chunk, AIMessageChunk):
-                raise TypeError(
-                    f"concat_chunks: item {position} is a {type(chunk).__name__}, not an AIMessageChunk"
-                )
+        if not all(map(isinstance, chunks, repeat(AIMessageChunk))):
+            position, chunk = next((i, c) for i, c in enumerate(chunks) if not isinstance(c, AIMessageChunk))
+            raise TypeError(
+                f"concat_chunks: item {position} is a {type(chunk).__name__}, not an AIMessageChunk"
+            )
         if len(chunks) == 1:
             return chunks[0]
         return _concat(chunks)
@@ -594,16 +595,45 @@ _SET_CHUNK_POSITION = _slot_setter(AIMessageChunk, "chunk_position")
 
 
 def _concat(chunks: Sequence[AIMessageChunk]) -> AIMessageChunk:
+    # Runs once per block of a stream's chunks (ChunkSum adds them a block at a time). Most
+    # chunks of a reply carry only text and the reply's id: one loop reading their slots
+    # (a specialised attribute load each) finds out, and such a block is one join.
+    contents: list[MessageContent] = []
+    add_content = contents.append
+    for chunk in chunks:
+        add_content(chunk.content)
+        if (
+            chunk.additional_kwargs
+            or chunk.response_metadata
+            or chunk.tool_call_chunks
+            or chunk.usage_metadata is not None
+            or chunk.name is not None
+            or chunk.chunk_position is not None
+        ):
+            return _concat_fields(chunks)
+    content = _merge_contents(contents)
+    best_id = _best_id(dict.fromkeys(map(_GET_ID, chunks)))
+    if type(content) is str:
+        return AIMessageChunk.from_text(content, best_id)
+    return AIMessageChunk(content, id=best_id)
+
+
+def _concat_fields(chunks: Sequence[AIMessageChunk]) -> AIMessageChunk:
+    """:func:`_concat` of chunks that carry more than text: every field merged."""
+    usages = list(map(_GET_USAGE, chunks))
+    tool_call_chunks = list(chain.from_iterable(map(_GET_TOOL_CALL_CHUNKS, chunks)))
     return AIMessageChunk(
-        _merge_contents([chunk.content for chunk in chunks]),
-        additional_kwargs=merge_metadata([chunk.additional_kwargs for chunk in chunks], "additional_kwargs"),
-        response_metadata=merge_metadata([chunk.response_metadata for chunk in chunks], "response_metadata"),
-        name=_first_set(chunk.name for chunk in chunks),
-        # Every chunk of a reply carries its id and most no position: both are read in C
-        # (attrgetter, dict.fromkeys, in), so only the distinct ids cost a Python step.
+        _merge_contents(list(map(_GET_CONTENT, chunks))),
+        additional_kwargs=merge_metadata(
+            list(filter(None, map(_GET_ADDITIONAL_KWARGS, chunks))), "additional_kwargs"
+        ),
+        response_metadata=merge_metadata(
+            list(filter(None, map(_GET_RESPONSE_METADATA, chunks))), "response_metadata"
+        ),
+        name=_first_set(dict.fromkeys(map(_GET_NAME, chunks))),
         id=_best_id(dict.fromkeys(map(_GET_ID, chunks))),
-        usage_metadata=_sum_usage(chunk.usage_metadata for chunk in chunks),
-        tool_call_chunks=_merge_tool_call_chunks(chunk.tool_call_chunks for chunk in chunks),
+        usage_metadata=None if usages.count(None) == len(usages) else _sum_usage(usages),
+        tool_call_chunks=_merge_tool_call_chunks((tool_call_chunks,)) if tool_call_chunks else [],
         chunk_position="last" if "last" in map(_GET_POSITION, chunks) else None,
     )
 
@@ -623,6 +653,12 @@ _MADE_UP_PREFIX: Final = "lc_"
 
 _GET_ID: Final = operator.attrgetter("id")
 _GET_POSITION: Final = operator.attrgetter("chunk_position")
+_GET_CONTENT: Final = operator.attrgetter("content")
+_GET_NAME: Final = operator.attrgetter("name")
+_GET_USAGE: Final = operator.attrgetter("usage_metadata")
+_GET_TOOL_CALL_CHUNKS: Final = operator.attrgetter("tool_call_chunks")
+_GET_ADDITIONAL_KWARGS: Final = operator.attrgetter("additional_kwargs")
+_GET_RESPONSE_METADATA: Final = operator.attrgetter("response_metadata")
 
 
 def _best_id(ids: Iterable[str | None]) -> str | None:
@@ -758,9 +794,8 @@ def _is_plain_text(block: dict[str, Any]) -> bool:
 
 
 def _merge_contents(contents: Sequence[MessageContent]) -> MessageContent:
-    strings = [content for content in contents if isinstance(content, str)]
-    if len(strings) == len(contents):
-        return "".join(strings)
+    if all(map(isinstance, contents, repeat(str))):
+        return "".join(contents)  # type: ignore[arg-type]  # all strings, checked just above
     # Entries: a run of plain text (list of strings), an indexed merge, or a block as is.
     out: list[list[str] | _BlockMerge | dict[str, Any]] = []
     by_index: dict[Any, _BlockMerge] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from engine import EventBus, StampedEvent
@@ -98,3 +99,48 @@ def without_id(chunk: Any) -> Any:
     if isinstance(chunk, AIMessageChunk):
         return (chunk.content, chunk.chunk_position)
     return chunk
+
+
+LONG_REPLY = " ".join(f"w{i}" for i in range(300))  # several blocks of the engine's running sums
+
+
+def long_chain() -> Any:
+    return (
+        ChatPromptTemplate.from_template("tell me about {topic}")
+        | ScriptedChatModel(replies=[LONG_REPLY])
+        | StrOutputParser()
+    )
+
+
+def end_outputs(events: list[StampedEvent]) -> dict[str, Any]:
+    """Each step's end output; a reply without its id (named after its run)."""
+    outputs = {e["name"]: e["data"]["output"] for e in events if e["event"].endswith("_end")}
+    reply = outputs["ScriptedChatModel"]
+    assert isinstance(reply, AIMessageChunk) and reply.id
+    outputs["ScriptedChatModel"] = attrs.evolve(reply, id=None)
+    return outputs
+
+
+@pytest.mark.parametrize("stream_events", ["first", "none"])
+@pytest.mark.parametrize("how", ["astream", "ainvoke"])
+async def test_steps_that_publish_no_later_chunk_still_end_with_their_whole_output(
+    stream_events: Any, how: str
+) -> None:
+    """With only "first"/"none" subscribers, each step's end event carries its whole long
+    output (as an "all" subscriber sees it), and the consumer gets every chunk."""
+    bus = EventBus()
+    with anyio.fail_after(10):
+        async with bus.subscribe(capacity=10_000) as everything:
+            assert await long_chain().ainvoke({"topic": "w"}, {"bus": bus}) == LONG_REPLY
+            expected = end_outputs(everything.receive_available(10_000))  # type: ignore[arg-type]
+        async with bus.subscribe(capacity=10_000, stream_events=stream_events) as partial:
+            if how == "astream":
+                got = [c async for c in long_chain().astream({"topic": "w"}, {"bus": bus})]
+                assert len(got) > 200 and "".join(got) == LONG_REPLY
+            else:
+                assert await long_chain().ainvoke({"topic": "w"}, {"bus": bus}) == LONG_REPLY
+            events: list[StampedEvent] = partial.receive_available(10_000)  # type: ignore[assignment]
+    check_event_order(events)
+    outputs = end_outputs(events)
+    assert outputs["ScriptedChatModel"] == AIMessageChunk(content=LONG_REPLY, chunk_position="last")
+    assert outputs == expected

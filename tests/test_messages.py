@@ -128,6 +128,29 @@ def test_chunk_sum_is_independent_of_grouping(chunks: list[AIMessageChunk], data
     _assert_same(sum(chunks[1:], chunks[0]), expected)
 
 
+# Chunks as a model streams them: text (or blocks) and the reply's id, nothing else. A
+# block of only such chunks is added up by a quicker path than one holding other fields.
+_text_only_chunks = st.one_of(
+    st.builds(AIMessageChunk.from_text, _words, st.sampled_from([None, "m1", "lc_run--1", ""])),
+    st.builds(
+        lambda content, id: AIMessageChunk(content=content, id=id), _contents, st.sampled_from([None, "m2"])
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.one_of(_text_only_chunks, _text_only_chunks, _chunks), min_size=1, max_size=12))
+def test_text_only_chunks_add_up_like_any_others(chunks: list[AIMessageChunk]) -> None:
+    """Blocks of text-only chunks, alone or mixed with chunks carrying every field, sum to
+    the left fold, in bulk and through a long stream's blocks."""
+    expected = _left_fold(chunks)
+    _assert_same(AIMessageChunk.concat_chunks(chunks), expected)
+    repeated = chunks * 30  # more than one block of the engine's running sum
+    long_sum = concat_chunks(repeated)
+    assert isinstance(long_sum, AIMessageChunk)
+    _assert_same(long_sum, _left_fold(repeated))
+
+
 @settings(max_examples=100, deadline=None)
 @given(a=_chunks, b=_chunks, c=_chunks)
 def test_chunk_addition_is_associative(a: AIMessageChunk, b: AIMessageChunk, c: AIMessageChunk) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import anyio
 import pytest
+import trio
+import trio.testing
 from anthropic_server import AnthropicServer, TextStream
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -333,7 +335,10 @@ async def test_a_stalled_exporter_never_slows_the_runs_and_drops_are_reported(
     caplog.set_level(logging.WARNING, logger="rillet")
     with anyio.fail_after(HANG_GUARD):
         async with trace_runs(tracer_provider=provider_with(exporter), capacity=1) as tracing:
-            assert await chain.abatch(inputs, tracing.config) == [PARROT] * 3
+            assert await chain.ainvoke(inputs[0], tracing.config) == PARROT
+            # The run's end sent its events to the worker thread, stalled on the first span.
+            await anyio.wait_all_tasks_blocked()
+            assert await chain.abatch(inputs[1:], tracing.config) == [PARROT] * 2
             # The runs ended while the exporter was still stalled on its first span.
             assert not exporter.gate.is_set()
             dropped = tracing.subscription_statistics().dropped
@@ -410,3 +415,39 @@ def test_without_opentelemetry_the_import_error_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ImportError, match=r"pip install -e '\.\[otel\]'"):
         importlib.import_module("engine.otel")
+
+
+@pytest.mark.trio
+async def test_a_long_runs_finished_steps_are_exported_before_the_run_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Events wait for their run's end at most about a second (by the run's clock): the
+    spans of steps that finished early reach the exporter while the run still goes on."""
+    exporter = InMemorySpanExporter()
+    gate = trio.Event()
+
+    async def two_seconds(value: int) -> int:
+        await trio.sleep(2)
+        return value
+
+    async def held(value: int) -> int:
+        await gate.wait()
+        return value
+
+    chain = (
+        RunnableLambda(lambda value: value, name="quick")
+        | RunnableLambda(two_seconds, name="slow")
+        | RunnableLambda(held, name="held")
+    )
+    async with (
+        trace_runs(tracer_provider=provider_with(exporter)) as tracing,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(chain.ainvoke, 1, tracing.config)
+        for _ in range(100_000):  # the worker thread's export: real time, virtual clock
+            if len(exporter.get_finished_spans()) >= 2:
+                break
+            await trio.sleep(0.001)
+        assert {span.name for span in exporter.get_finished_spans()} == {"quick", "slow"}
+        gate.set()
+    assert len(exporter.get_finished_spans()) == 4
