@@ -29,6 +29,7 @@ except ImportError as error:  # pragma: no cover - exercised by a test that hide
         "spans): pip install 'rillet[otel]', or pip install -e '.[otel]' in a checkout"
     ) from error
 
+from ._background import background_tasks
 from ._bus import EventBus, Subscription, SubscriptionStatistics, validate_subscriber_capacity
 from ._events import EventPhase, phase_of
 from ._otelspans import SpanBook, TracingStatistics
@@ -193,26 +194,10 @@ async def trace_runs(
         anyio.ClosedResourceError: If ``bus`` is closed.
     """
     subscriber = _open(bus, tracer_provider, parent_context, capacity)
-    body_error: BaseException | None = None
-    try:
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(subscriber._read)
-            try:
-                yield subscriber
-            except BaseException as exc:
-                if isinstance(exc, anyio.get_cancelled_exc_class()):
-                    raise  # the scope that cancelled the block catches it, through the group
-                # Raised after the group, as itself: the block's error is not ours to wrap.
-                body_error = exc
-            finally:
-                task_group.cancel_scope.cancel()
-    finally:
-        # However the block ended, what was published is turned into spans and no span
-        # is left open; shielded, since a cancelled task would read no buffered event.
-        with anyio.CancelScope(shield=True):
-            await subscriber._finish()
-    if body_error is not None:
-        raise body_error
+    # However the block ends, what was published is turned into spans and no span is
+    # left open (``_finish``, shielded: a cancelled task would read no buffered event).
+    async with background_tasks(subscriber._read, finish=subscriber._finish):
+        yield subscriber
 
 
 def _open(

@@ -9,11 +9,13 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import anyio
 import attrs
 
+from ._background import background_tasks
 from ._bus import EventBus, Overflow, Subscription, SubscriptionStatistics
 from ._runmodel import RunModel
 from ._tracefile import write_trace
@@ -159,36 +161,22 @@ async def watch(
         ImportError: For ``display="live"`` without ``rich`` (``pip install 'rillet[view]'``).
     """
     view = _open(bus, total, display, out, trace, refresh_per_second, width, max_rows, capacity, overflow)
-    body_error: BaseException | None = None
-    try:
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(view._read)
-            if view._live is not None:
-                view._live.start()
-                task_group.start_soon(view._redraw, 1 / refresh_per_second)
-            try:
-                yield view
-            except BaseException as exc:
-                if isinstance(exc, anyio.get_cancelled_exc_class()):
-                    raise  # the scope that cancelled the block catches it, through the group
-                # Raised after the group, as itself: the block's error is not ours to wrap.
-                body_error = exc
-            finally:
-                task_group.cancel_scope.cancel()
-    finally:
+
+    async def finish() -> None:
         # However the block ended (a failed or cancelled run is the one most worth
-        # seeing), the last events are read, the last frame drawn and the trace written;
-        # shielded, since a cancelled task would read no buffered event.
-        with anyio.CancelScope(shield=True):
-            try:
-                view._drain()
-                view._finish()
-            finally:
-                await view._subscription.aclose()
-                if trace is not None:
-                    await anyio.to_thread.run_sync(write_trace, view.model, trace)
-    if body_error is not None:
-        raise body_error
+        # seeing), the last events are read, the last frame drawn and the trace written.
+        try:
+            view._drain()
+            view._finish()
+        finally:
+            await view._subscription.aclose()
+            if trace is not None:
+                await anyio.to_thread.run_sync(write_trace, view.model, trace)
+
+    live = view._live
+    tasks = [view._read] if live is None else [view._read, partial(view._redraw, 1 / refresh_per_second)]
+    async with background_tasks(*tasks, finish=finish, started=None if live is None else live.start):
+        yield view
 
 
 def _open(
