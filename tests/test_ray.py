@@ -283,3 +283,13 @@ def test_a_model_on_a_worker_reads_its_key_from_the_workers_environment(
     assert reply.content == "Hello"
     headers = anthropic_server.requests[0].headers
     assert any("sk-worker-env" in value for value in headers.values()), sorted(headers)
+
+
+def test_the_ray_session_leaves_the_environment_alone(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The session's Ray set-up (temp folder, auth off, workers' import path) is not left in ``os.environ``."""
+    import os
+    import pathlib
+
+    tests = str(pathlib.Path(__file__).resolve().parent)
+    assert tests not in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    assert not os.environ.get("RAY_TMPDIR", "").startswith(str(tmp_path_factory.getbasetemp()))
