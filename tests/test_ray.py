@@ -285,6 +285,31 @@ def test_a_model_on_a_worker_reads_its_key_from_the_workers_environment(
     assert any("sk-worker-env" in value for value in headers.values()), sorted(headers)
 
 
+async def test_the_batch_on_ray_example_runs_on_the_sessions_ray(capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/batch_on_ray.py's run (40 inputs here) answers every input through prompt | model | parser on Ray."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "batch_on_ray.py"
+    spec = importlib.util.spec_from_file_location("batch_on_ray", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    await example.run(40)
+    output = capsys.readouterr().out
+    assert "40/40" in output and "40 answers in" in output
+    # (Each actor's scripted model gives its replies in turn: which item gets which
+    # reply depends on the actor it ran on.)
+    replies = example.make_chain().bound.steps[1].replies
+    shown = [line.split(": ", 2) for line in output.splitlines() if line.startswith("  ")]
+    assert [(index.strip(), animal) for index, animal, _ in shown] == [
+        ("0", "parrot"),
+        ("1", "otter"),
+        ("39", "wren"),
+    ]
+    assert all(answer in replies for _, _, answer in shown), shown
+
+
 def test_the_ray_session_leaves_the_environment_alone(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The session's Ray set-up (temp folder, auth off, workers' import path) is not left in ``os.environ``."""
     import os
