@@ -128,7 +128,9 @@ async def test_a_ray_step_between_a_retriever_and_a_parser_batches(remotes: dict
     assert await chain.ainvoke("harrison?") == REPLY
 
 
-async def test_a_ray_step_mid_chain_hands_on_each_chunk_as_it_comes(probe: Any, remotes: dict[str, Any]) -> None:
+async def test_a_ray_step_mid_chain_hands_on_each_chunk_as_it_comes(
+    probe: Any, remotes: dict[str, Any]
+) -> None:
     """In ``astream`` of ``a | RayRunnable(b) | c``, c gets b's first chunks while b is still held on its worker."""
     chain = RunnableLambda(str.strip) | remotes["gated stream"] | RunnableGenerator(shout)
     with anyio.fail_after(HANG_GUARD):
@@ -152,14 +154,20 @@ async def test_events_of_a_ray_step_mid_chain_nest_and_order(remotes: dict[str, 
     assert events[-1]["data"]["output"] == REPLY
 
 
-async def test_with_retry_around_a_ray_step_retries_a_remote_failure(probe: Any, remotes: dict[str, Any]) -> None:
+async def test_with_retry_around_a_ray_step_retries_a_remote_failure(
+    probe: Any, remotes: dict[str, Any]
+) -> None:
     """``RayRunnable(step).with_retry(...)`` tries a failed remote call again (the error arrives as its own type)."""
-    retried = remotes["flaky"].with_retry(retry_if_exception_type=(ValueError,), wait_exponential_jitter=False)
+    retried = remotes["flaky"].with_retry(
+        retry_if_exception_type=(ValueError,), wait_exponential_jitter=False
+    )
     assert await retried.ainvoke(21) == 42
     assert (await fetch(probe.read.remote()))["ticks"] == 2
 
 
-async def test_with_retry_around_a_ray_stream_gives_each_chunk_once(probe: Any, remotes: dict[str, Any]) -> None:
+async def test_with_retry_around_a_ray_stream_gives_each_chunk_once(
+    probe: Any, remotes: dict[str, Any]
+) -> None:
     """A remote stream that failed before its first chunk is retried by ``with_retry``; the consumer sees each chunk once."""
     retried = remotes["flaky words"].with_retry(
         retry_if_exception_type=(ValueError,), stop_after_attempt=2, wait_exponential_jitter=False
@@ -196,13 +204,17 @@ def test_a_ray_runnable_inside_another_is_refused_at_construction(shape: str) ->
         "with a config": inner.with_config(tags=["x"]),
         "in a closure": RunnableLambda(calls_inner),
     }[shape]
-    with pytest.raises(CompositionError, match=r"cannot run inside another one.*RayRunnable\(a\) \| RayRunnable\(b\)"):
+    with pytest.raises(
+        CompositionError, match=r"cannot run inside another one.*RayRunnable\(a\) \| RayRunnable\(b\)"
+    ):
         RayRunnable(bound)
 
 
 def test_side_by_side_ray_steps_are_accepted() -> None:
     """Two RayRunnables one after the other in a chain are fine (only nesting is refused)."""
-    chain = RayRunnable(RunnableLambda(double), num_actors=1) | RayRunnable(RunnableLambda(double), num_actors=1)
+    chain = RayRunnable(RunnableLambda(double), num_actors=1) | RayRunnable(
+        RunnableLambda(double), num_actors=1
+    )
     assert chain.invoke(3) == 12
     for step in chain.steps:
         step.shutdown()
