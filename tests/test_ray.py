@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("ray")
 
 import ray
-from _ray_probe import Probe, counted_stream, endless, gated_double, gated_stream
+from _ray_probe import Probe, counted_stream, endless, gated_double, gated_pid, gated_stream
 
 from engine import EventBus, RunnableLambda
 from engine.ray import RayRunnable
@@ -79,6 +79,7 @@ def remotes(shared_probe: Any) -> Any:
         "chain small batches": RayRunnable(local_chain(), num_actors=1, batch_limit=7),
         "fragile": RayRunnable(RunnableLambda(fragile), num_actors=1),
         "gated": RayRunnable(gated_double(shared_probe), num_actors=2),
+        "gated pid": RayRunnable(gated_pid(shared_probe), num_actors=2),
         "endless": RayRunnable(endless(shared_probe), num_actors=1),
         "gated stream": RayRunnable(gated_stream(shared_probe, 2, 4), num_actors=1),
         "counted": RayRunnable(
@@ -154,6 +155,29 @@ async def test_max_concurrency_caps_the_calls_in_flight_on_driver_and_workers(
     assert results == [2 * i for i in range(10)]
     assert state["peak"] == 3 and state["entered"] == 10
     assert driver_peak == 3
+
+
+async def test_a_batch_spreads_over_every_actor(probe: Any, remotes: dict[str, Any]) -> None:
+    """Items in flight together go to the least busy actors: 4 held items land 2 on each of the 2 actors."""
+    remote = remotes["gated pid"]
+    results: list[Any] = []
+
+    async def run() -> None:
+        results.extend(await remote.abatch([0, 1, 2, 3], max_concurrency=4))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(run)
+        await fetch(probe.wait_for.remote("entered", 4))
+        await fetch(probe.open_gate.remote())
+    assert [x for x, _ in results] == [0, 1, 2, 3]
+    assert sorted(Counter(pid for _, pid in results).values()) == [2, 2]
+
+
+def test_the_sync_batch_gives_the_local_results(remotes: dict[str, Any]) -> None:
+    """``batch`` (the sync API) on Ray returns what local ``batch`` does, errors in place."""
+    assert remotes["chain"].batch([2, 0, 1]) == local_chain().batch([2, 0, 1])
+    results = remotes["fragile"].batch([0, 2], return_exceptions=True)
+    assert isinstance(results[0], ZeroDivisionError) and results[1] == 5
 
 
 async def test_stream_equals_the_local_stream(remotes: dict[str, Any]) -> None:
@@ -238,6 +262,22 @@ async def test_cancelling_a_batch_stops_the_remote_work(probe: Any, remotes: dic
             tasks.start_soon(functools.partial(remote.abatch, list(range(6)), max_concurrency=4))
             await fetch(probe.wait_for.remote("entered", 4))
             scope.cancel()
+    assert scope.cancelled_caught
+    assert await fetch(probe.wait_for.remote("cleaned", 4)) == 4
+    state = await fetch(probe.read.remote())
+    assert state["in_flight"] == 0 and state["entered"] == 4
+
+
+async def test_a_deadline_around_a_batch_stops_the_remote_work(probe: Any, remotes: dict[str, Any]) -> None:
+    """A deadline that expires while a batch's items are held on the workers cancels them all: none is left running."""
+    remote = remotes["gated pid"]
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(functools.partial(remote.abatch, list(range(6)), max_concurrency=4))
+            await fetch(probe.wait_for.remote("entered", 4))
+            # The deadline expires now, with 4 items held at the gate (no time is bet on).
+            scope.deadline = anyio.current_time()
+            await anyio.sleep_forever()
     assert scope.cancelled_caught
     assert await fetch(probe.wait_for.remote("cleaned", 4)) == 4
     state = await fetch(probe.read.remote())
