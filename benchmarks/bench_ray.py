@@ -21,6 +21,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -77,7 +78,10 @@ def endless_step(probe: Any) -> Any:
             while True:  # noqa: ASYNC110 (busy on purpose: a worker that is working when cancelled)
                 await asyncio.sleep(0.001)
         finally:
-            probe.stop.remote(time.time())
+            # Reported from a thread: ray.cancel is recursive, so a call the cancelled
+            # task submits itself may be cancelled with it (and the bench would wait).
+            stopped_at = time.time()
+            threading.Thread(target=lambda: probe.stop.remote(stopped_at)).start()
 
     return RunnableLambda(endless)
 
