@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from types import MappingProxyType
+from types import CellType, FunctionType, MappingProxyType
 from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 
 from ._edge import Accumulation
+from ._errors import CompositionError
 from ._forward import EventForwarder
 from ._hosting import Attempt, Emitter, HostingNode, note_delivered
 from ._raybridge import await_ref, next_ref
-from ._rayworker import CHUNKS, RayWorker
+from ._rayworker import CHUNKS, RayWorker, on_worker
 from ._runnable import Runnable
 from ._step import Step
 
@@ -74,6 +75,44 @@ def _check_runnable(instance: object, attribute: attrs.Attribute[Any], value: An
             f"RayRunnable runs a runnable on Ray actors, got {type(value).__name__}: {value!r} "
             "(wrap a function with RunnableLambda first)"
         )
+    nested = _nested_ray_runnable(value)
+    if nested is not None:
+        raise CompositionError(
+            f"RayRunnable({value!r}): it holds another RayRunnable ({nested!r}); a RayRunnable "
+            "cannot run inside another one (each of the outer actors would start a pool of its "
+            "own). Put the two side by side in the chain instead: "
+            "RayRunnable(a) | RayRunnable(b)"
+        )
+
+
+def _nested_ray_runnable(root: Runnable[Any, Any]) -> RayRunnable[Any, Any] | None:
+    """A ``RayRunnable`` inside ``root`` (its steps, bound runnables, containers and the
+    closures of its functions), if any."""
+    stack: list[Any] = [root]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, RayRunnable):
+            return item
+        if isinstance(item, Runnable) and attrs.has(type(item)):
+            stack.extend(getattr(item, field.name, None) for field in attrs.fields(type(item)))  # type: ignore[arg-type]
+        elif isinstance(item, list | tuple | frozenset | set):
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, FunctionType) and item.__closure__:
+            stack.extend(_cell_contents(cell) for cell in item.__closure__)
+    return None
+
+
+def _cell_contents(cell: CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell (a name not bound yet)
+        return None
 
 
 def _check_positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -178,6 +217,7 @@ class RayRunnable(HostingNode[In, Out]):
 
     Raises:
         TypeError: ``bound`` is not a runnable, or ``actor_options`` not a dict.
+        CompositionError: ``bound`` holds another ``RayRunnable`` (they do not nest).
         ValueError: A count below 1, or an actor option that turns Ray's retries on.
         ImportError: Ray is not installed (the message names the extra).
     """
@@ -223,6 +263,12 @@ class RayRunnable(HostingNode[In, Out]):
         self._pool.shutdown()
 
     async def host(self, value: In, emitter: Emitter, step: Step) -> None:
+        if on_worker():
+            # (One made at run time inside the outer chain's code: construction could not see it.)
+            raise CompositionError(
+                f"{self!r} was run on a worker of another RayRunnable: a RayRunnable cannot "
+                "run inside another one; put them side by side in the chain instead"
+            )
         ray = import_ray()
         pool = self._pool
         pool.ensure(self)

@@ -78,8 +78,25 @@ class Probe:
 
 # -- remote steps that report to a probe --------------------------------------------------
 # Each is made inside a function, so cloudpickle ships it by value with its probe handle.
-# A ``finally`` reports with a bare ``.remote()`` (sent at once): an ``await`` there would
-# itself be cancelled when the run is.
+# A ``finally`` reports through ``left`` (not awaited: an ``await`` there would itself be
+# cancelled when the run is). ``enter`` is awaited inside the ``try``: a run cancelled
+# while waiting for its reply (the probe already counted it) still leaves.
+
+
+def left(probe: Any) -> None:
+    """Tell the probe a run left (its ``finally`` ran), from a thread of its own.
+
+    Not from the run's task: ``ray.cancel`` is recursive, so calls a cancelled task
+    submits (its ``finally``'s reports included) may be cancelled with it, and the probe
+    would wait for a ``finally`` that did run (seen in about 1 round in 40).
+    """
+    import threading
+
+    def report() -> None:
+        probe.leave.remote()
+        probe.clean.remote()
+
+    threading.Thread(target=report, name="probe-report").start()
 
 
 def gated_double(probe: Any) -> Any:
@@ -87,15 +104,14 @@ def gated_double(probe: Any) -> Any:
     from engine import RunnableLambda
 
     async def gated_double(x: int) -> int:
-        await probe.enter.remote()
         try:
+            await probe.enter.remote()
             await probe.wait_gate.remote()
             if x < 0:
                 raise ValueError(f"negative input {x}")
             return x * 2
         finally:
-            probe.leave.remote()
-            probe.clean.remote()
+            left(probe)
 
     return RunnableLambda(gated_double)
 
@@ -105,16 +121,15 @@ def endless(probe: Any) -> Any:
     from engine import RunnableLambda
 
     async def endless(x: str) -> Any:
-        await probe.enter.remote()
         try:
+            await probe.enter.remote()
             n = 0
             while True:
                 n += 1
                 await probe.tick.remote()
                 yield f"{x}{n} "
         finally:
-            probe.leave.remote()
-            probe.clean.remote()
+            left(probe)
 
     return RunnableLambda(endless)
 
@@ -124,15 +139,14 @@ def gated_stream(probe: Any, gate_at: int, total: int) -> Any:
     from engine import RunnableLambda
 
     async def gated_stream(x: str) -> Any:
-        await probe.enter.remote()
         try:
+            await probe.enter.remote()
             for i in range(total):
                 if i == gate_at:
                     await probe.wait_gate.remote()
                 yield f"{x}{i} "
         finally:
-            probe.leave.remote()
-            probe.clean.remote()
+            left(probe)
 
     return RunnableLambda(gated_stream)
 
@@ -147,3 +161,20 @@ def counted_stream(probe: Any, total: int) -> Any:
             yield f"{x}{i} "
 
     return RunnableLambda(counted_stream)
+
+
+def gated_pid(probe: Any) -> Any:
+    """A step that waits at the probe's gate, then answers its input with its process id."""
+    import os
+
+    from engine import RunnableLambda
+
+    async def gated_pid(x: int) -> tuple[int, int]:
+        try:
+            await probe.enter.remote()
+            await probe.wait_gate.remote()
+            return x, os.getpid()
+        finally:
+            left(probe)
+
+    return RunnableLambda(gated_pid)

@@ -58,7 +58,8 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> object:
 
     Ray's session files go under a temporary folder, its token auth is off (no
     ``~/.ray/auth_token`` written), and the workers import this checkout (and the test
-    helpers) through ``PYTHONPATH``.
+    helpers) through ``PYTHONPATH``. Those variables are set only while Ray starts (its
+    processes copy the environment then) and restored at once, so no other test sees them.
     """
     ray = pytest.importorskip("ray")
     import os
@@ -66,12 +67,23 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> object:
     import warnings
 
     here = pathlib.Path(__file__).resolve().parent
-    os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     paths = [str(here.parent), str(here), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray_env = {
+        "RAY_TMPDIR": str(tmp_path_factory.mktemp("ray")),
+        "RAY_AUTH_MODE": "disabled",
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+    }
+    saved = {name: os.environ.get(name) for name in ray_env}
+    os.environ.update(ray_env)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     yield ray
     ray.shutdown()

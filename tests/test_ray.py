@@ -8,6 +8,7 @@ driver on trio and on asyncio. What happens on the workers is read from a probe 
 from __future__ import annotations
 
 import functools
+import pathlib
 from collections import Counter
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 pytest.importorskip("ray")
 
 import ray
-from _ray_probe import Probe, counted_stream, endless, gated_double, gated_stream
+from _ray_probe import Probe, counted_stream, endless, gated_double, gated_pid, gated_stream
 
 from engine import EventBus, RunnableLambda
 from engine.ray import RayRunnable
@@ -29,6 +30,14 @@ pytestmark = [pytest.mark.usefixtures("ray_session")]
 async def fetch(ref: Any) -> Any:
     """``ray.get`` from a test, in a thread (the test's own reads, not the engine's)."""
     return await anyio.to_thread.run_sync(functools.partial(ray.get, ref, timeout=60), abandon_on_cancel=True)
+
+
+#: Chunks a worker may make ahead of a driver that stopped reading, with batch_limit=4
+#: and unread_objects=2: well above what the pipeline can hold (a few hundred), far
+#: below what an unbounded worker makes while the driver reads 600 chunks.
+SLOW_DRIVER_BOUND = 400
+
+EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "batch_on_ray.py"
 
 
 def double(x: int) -> int:
@@ -70,6 +79,7 @@ def remotes(shared_probe: Any) -> Any:
         "chain small batches": RayRunnable(local_chain(), num_actors=1, batch_limit=7),
         "fragile": RayRunnable(RunnableLambda(fragile), num_actors=1),
         "gated": RayRunnable(gated_double(shared_probe), num_actors=2),
+        "gated pid": RayRunnable(gated_pid(shared_probe), num_actors=2),
         "endless": RayRunnable(endless(shared_probe), num_actors=1),
         "gated stream": RayRunnable(gated_stream(shared_probe, 2, 4), num_actors=1),
         "counted": RayRunnable(
@@ -147,6 +157,29 @@ async def test_max_concurrency_caps_the_calls_in_flight_on_driver_and_workers(
     assert driver_peak == 3
 
 
+async def test_a_batch_spreads_over_every_actor(probe: Any, remotes: dict[str, Any]) -> None:
+    """Items in flight together go to the least busy actors: 4 held items land 2 on each of the 2 actors."""
+    remote = remotes["gated pid"]
+    results: list[Any] = []
+
+    async def run() -> None:
+        results.extend(await remote.abatch([0, 1, 2, 3], max_concurrency=4))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(run)
+        await fetch(probe.wait_for.remote("entered", 4))
+        await fetch(probe.open_gate.remote())
+    assert [x for x, _ in results] == [0, 1, 2, 3]
+    assert sorted(Counter(pid for _, pid in results).values()) == [2, 2]
+
+
+def test_the_sync_batch_gives_the_local_results(remotes: dict[str, Any]) -> None:
+    """``batch`` (the sync API) on Ray returns what local ``batch`` does, errors in place."""
+    assert remotes["chain"].batch([2, 0, 1]) == local_chain().batch([2, 0, 1])
+    results = remotes["fragile"].batch([0, 2], return_exceptions=True)
+    assert isinstance(results[0], ZeroDivisionError) and results[1] == 5
+
+
 async def test_stream_equals_the_local_stream(remotes: dict[str, Any]) -> None:
     """``astream`` on Ray gives exactly the local stream's chunks, in order, over many Ray objects."""
     remote = remotes["chain small batches"]
@@ -158,21 +191,22 @@ async def test_stream_equals_the_local_stream(remotes: dict[str, Any]) -> None:
 
 
 async def test_a_slow_driver_slows_the_worker(probe: Any, remotes: dict[str, Any]) -> None:
-    """With the driver not reading, the worker makes at most a bounded number of chunks ahead."""
+    """A driver slower than the worker keeps it at most a bounded number of chunks ahead (never the whole stream)."""
     remote = remotes["counted"]
+    read = 0
     async with remote.astream("c") as chunks:
-        await chunks.__anext__()
-        # Wait until the worker stops making chunks (the same count on five reads in a row):
-        # bounded, it stops far ahead of the end; unbounded, it runs to the end of the stream
-        # and the bound below fails. No time is bet on: the wait ends on the count.
-        ahead, same = -1, 0
-        while same < 5:
-            await anyio.sleep(0.02)  # polling the probe, not a timing assertion
-            ticks = (await fetch(probe.read.remote()))["ticks"]
-            same = same + 1 if ticks == ahead else 0
-            ahead = ticks
-    # Unread objects (2 x 4 items of up to 4 chunks... of the run's own edges): far below 100k.
-    assert ahead < 2_000
+        async for _ in chunks:
+            # The driver is the slow side: one probe round trip per chunk it reads, while
+            # the worker only fires a tick per chunk. Unbounded, the worker runs ahead by
+            # thousands over these reads; bounded, it is never more than what the
+            # pipeline holds (edges of 16, the worker's 16-item channel, unread objects
+            # of up to 4 x 4 chunks), whatever the timing: no sleep, no time bet.
+            read += 1
+            ahead = (await fetch(probe.read.remote()))["ticks"] - read
+            assert ahead <= SLOW_DRIVER_BOUND, f"the worker was {ahead} chunks ahead after {read} chunks read"
+            if read == 600:
+                break
+    assert read == 600
 
 
 async def test_events_nest_under_the_ray_step_in_order(remotes: dict[str, Any]) -> None:
@@ -234,6 +268,22 @@ async def test_cancelling_a_batch_stops_the_remote_work(probe: Any, remotes: dic
     assert state["in_flight"] == 0 and state["entered"] == 4
 
 
+async def test_a_deadline_around_a_batch_stops_the_remote_work(probe: Any, remotes: dict[str, Any]) -> None:
+    """A deadline that expires while a batch's items are held on the workers cancels them all: none is left running."""
+    remote = remotes["gated pid"]
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(functools.partial(remote.abatch, list(range(6)), max_concurrency=4))
+            await fetch(probe.wait_for.remote("entered", 4))
+            # The deadline expires now, with 4 items held at the gate (no time is bet on).
+            scope.deadline = anyio.current_time()
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert await fetch(probe.wait_for.remote("cleaned", 4)) == 4
+    state = await fetch(probe.read.remote())
+    assert state["in_flight"] == 0 and state["entered"] == 4
+
+
 async def test_leaving_a_stream_early_stops_the_worker(probe: Any, remotes: dict[str, Any]) -> None:
     """Leaving ``async with`` after a few chunks of an endless remote stream ends the worker's run."""
     remote = remotes["endless"]
@@ -283,3 +333,36 @@ def test_a_model_on_a_worker_reads_its_key_from_the_workers_environment(
     assert reply.content == "Hello"
     headers = anthropic_server.requests[0].headers
     assert any("sk-worker-env" in value for value in headers.values()), sorted(headers)
+
+
+async def test_the_batch_on_ray_example_runs_on_the_sessions_ray(capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/batch_on_ray.py's run (40 inputs here) answers every input through prompt | model | parser on Ray."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("batch_on_ray", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    await example.run(40)
+    output = capsys.readouterr().out
+    assert "40/40" in output and "40 answers in" in output
+    # (Each actor's scripted model gives its replies in turn: which item gets which
+    # reply depends on the actor it ran on.)
+    replies = example.make_chain().bound.steps[1].replies
+    shown = [line.split(": ", 2) for line in output.splitlines() if line.startswith("  ")]
+    assert [(index.strip(), animal) for index, animal, _ in shown] == [
+        ("0", "parrot"),
+        ("1", "otter"),
+        ("39", "wren"),
+    ]
+    assert all(answer in replies for _, _, answer in shown), shown
+
+
+def test_the_ray_session_leaves_the_environment_alone(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The session's Ray set-up (temp folder, auth off, workers' import path) is not left in ``os.environ``."""
+    import os
+    import pathlib
+
+    tests = str(pathlib.Path(__file__).resolve().parent)
+    assert tests not in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    assert not os.environ.get("RAY_TMPDIR", "").startswith(str(tmp_path_factory.getbasetemp()))

@@ -132,6 +132,12 @@ def test_turning_rays_retries_on_is_refused(option: str) -> None:
         RayRunnable(RunnableLambda(abs), actor_options={option: 1})
 
 
+def test_actor_options_that_are_not_a_dict_are_refused() -> None:
+    """``actor_options`` must be a dict of Ray actor options; anything else fails at once, naming the argument."""
+    with pytest.raises(TypeError, match=r"actor_options=\.\.\.\) must be a dict, got list"):
+        RayRunnable(RunnableLambda(abs), actor_options=[("num_cpus", 1)])  # type: ignore[arg-type]
+
+
 def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without Ray installed, making a RayRunnable says which extra to install."""
     monkeypatch.setitem(sys.modules, "ray", None)
