@@ -25,6 +25,7 @@ from ._errors import CompositionError
 from ._launch import Inbox, KeyedOutbox, Launch, Outbox, RecordingInbox, Site, TapOutbox
 from ._runnable import Runnable
 from ._step import Step
+from ._wrapper import BoundWrapper
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -296,7 +297,7 @@ class RunnableAssign(Runnable[dict[str, Any], dict[str, Any]]):
 
 
 @attrs.frozen(eq=False, repr=False)
-class RunnableBinding(Runnable[In, Out]):
+class RunnableBinding(BoundWrapper[In, Out]):
     """A runnable with config bound to its own step (what ``with_config`` returns).
 
     A bound ``bus`` sees the bound step and everything under it (a bound sequence's
@@ -316,13 +317,6 @@ class RunnableBinding(Runnable[In, Out]):
 
     def get_name(self) -> str:
         return self.config.run_name or self.bound.get_name()
-
-    @property
-    def output_accumulation(self) -> Accumulation:
-        return self.bound.output_accumulation
-
-    def carries_content(self, chunk: Any) -> bool:
-        return self.bound.carries_content(chunk)
 
     def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
         """The bound runnable with ``arguments`` bound, under this binding's config."""

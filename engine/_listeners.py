@@ -33,12 +33,12 @@ import attrs
 
 from ._bus import EventBus, EventFilter, Subscription
 from ._config import accepts_config, step_config
-from ._edge import Accumulation
 from ._errors import CompositionError
 from ._events import Event, EventPhase, phase_of
 from ._launch import Inbox, Launch, Outbox, Site
 from ._runnable import Runnable
 from ._step import Step
+from ._wrapper import BoundWrapper
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -103,7 +103,7 @@ def _check_listener(instance: object, attribute: attrs.Attribute[Any], value: ob
 
 
 @attrs.frozen(eq=False, repr=False)
-class RunnableListeners(Runnable[In, Out]):
+class RunnableListeners(BoundWrapper[In, Out]):
     """``bound`` with listeners called as its step starts, ends and fails (``with_listeners``).
 
     Each listener is called with a :class:`Run` (and the step's config as ``config=``
@@ -123,18 +123,8 @@ class RunnableListeners(Runnable[In, Out]):
     def get_name(self) -> str:
         return self.bound.get_name()
 
-    @property
-    def output_accumulation(self) -> Accumulation:
-        return self.bound.output_accumulation
-
-    def carries_content(self, chunk: Any) -> bool:
-        return self.bound.carries_content(chunk)
-
     def start_event_input(self, value: Any) -> Any:
         return self.bound.start_event_input(value)
-
-    def _max_concurrency(self) -> int | None:
-        return self.bound._max_concurrency()
 
     def with_call_arguments(self, arguments: Mapping[str, Any]) -> Self:
         """The bound runnable with ``arguments`` bound, with the same listeners."""

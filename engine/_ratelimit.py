@@ -53,11 +53,11 @@ from typing import Any, Literal, TypeVar
 import anyio
 import attrs
 
-from ._edge import Accumulation
 from ._hosting import Emitter, HostingNode
 from ._runnable import Runnable
 from ._signal import Signal, running_trio
 from ._step import Step
+from ._wrapper import BoundWrapper
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -532,7 +532,7 @@ def _usage_tokens(chunk: Any) -> int:
 
 
 @attrs.frozen(eq=False, repr=False)
-class RunnableRateLimited(HostingNode[In, Out]):
+class RunnableRateLimited(BoundWrapper[In, Out], HostingNode[In, Out]):
     """A runnable whose every run waits its turn on a :class:`RateLimiter` (what
     ``with_rate_limit`` returns).
 
@@ -566,16 +566,6 @@ class RunnableRateLimited(HostingNode[In, Out]):
                 f"{runnable.get_name()}.with_rate_limit() needs an engine.RateLimiter, got {limiter!r}"
             )
         return cls(runnable, limiter)
-
-    @property
-    def output_accumulation(self) -> Accumulation:
-        return self.bound.output_accumulation
-
-    def carries_content(self, chunk: Any) -> bool:
-        return self.bound.carries_content(chunk)
-
-    def _max_concurrency(self) -> int | None:
-        return self.bound._max_concurrency()
 
     async def host(self, value: In, emitter: Emitter, step: Step) -> None:
         limiter = self.limiter

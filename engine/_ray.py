@@ -31,7 +31,6 @@ from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 
-from ._edge import Accumulation
 from ._errors import CompositionError
 from ._forward import EventForwarder
 from ._hosting import Attempt, Emitter, HostingNode, note_delivered
@@ -39,6 +38,7 @@ from ._raybridge import await_ref, next_ref
 from ._rayworker import CHUNKS, RayWorker, on_worker
 from ._runnable import Runnable
 from ._step import Step
+from ._wrapper import BoundWrapper
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -196,7 +196,7 @@ class _ActorPool:
 
 
 @attrs.frozen(eq=False, repr=False)
-class RayRunnable(HostingNode[In, Out]):
+class RayRunnable(BoundWrapper[In, Out], HostingNode[In, Out]):
     """Runs ``bound`` on a pool of Ray actors; composes like any runnable.
 
     Each run of this step (one ``ainvoke``, one item of ``abatch``, one ``astream``) is
@@ -237,16 +237,6 @@ class RayRunnable(HostingNode[In, Out]):
 
     def get_name(self) -> str:
         return "RayRunnable"
-
-    @property
-    def output_accumulation(self) -> Accumulation:
-        return self.bound.output_accumulation
-
-    def carries_content(self, chunk: Any) -> bool:
-        return self.bound.carries_content(chunk)
-
-    def _max_concurrency(self) -> int | None:
-        return self.bound._max_concurrency()
 
     @property
     def actors(self) -> list[Any]:

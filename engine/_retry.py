@@ -25,10 +25,10 @@ from typing import Any, ClassVar, TypedDict, TypeVar
 import anyio
 import attrs
 
-from ._edge import Accumulation
 from ._hosting import Emitter, HostingNode, UsageLog, run_attempt
 from ._runnable import Runnable
 from ._step import Step
+from ._wrapper import BoundWrapper
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -179,7 +179,7 @@ def _check_runnable(instance: object, attribute: attrs.Attribute[Any], value: An
 
 
 @attrs.frozen(eq=False, repr=False)
-class RunnableRetry(HostingNode[In, Out]):
+class RunnableRetry(BoundWrapper[In, Out], HostingNode[In, Out]):
     """A runnable tried again when it fails before its commit point.
 
     Made by :meth:`Runnable.with_retry` (see there for the arguments). Its step is a
@@ -203,16 +203,6 @@ class RunnableRetry(HostingNode[In, Out]):
 
     def get_name(self) -> str:
         return "RunnableRetry"
-
-    @property
-    def output_accumulation(self) -> Accumulation:
-        return self.bound.output_accumulation
-
-    def carries_content(self, chunk: Any) -> bool:
-        return self.bound.carries_content(chunk)
-
-    def _max_concurrency(self) -> int | None:
-        return self.bound._max_concurrency()
 
     def should_retry(self, error: BaseException) -> bool:
         """Whether a failure before the commit point is worth another attempt."""
