@@ -353,10 +353,11 @@ class Subscription:
         Raises:
             anyio.EndOfStream: The subscription ended and every event was read.
         """
-        if self._dropped_pending:
+        if self._dropped_pending and not self._edge._buffer:
+            # The checkpoint first: a cancel there leaves the gap still to be reported.
+            await anyio.lowlevel.checkpoint()
             marker = self._lag_marker()
             if marker is not None:
-                await anyio.lowlevel.checkpoint()
                 return marker
         return await self._edge.receive()
 
