@@ -364,9 +364,10 @@ class Subscription:
     def receive_available(self, limit: int) -> list[Event]:
         """Events that are ready now, up to ``limit``, without waiting."""
         events = self._edge.receive_available(limit)
-        marker = self._lag_marker()
-        if marker is not None and len(events) < limit:
-            events.append(marker)
+        if len(events) < limit:  # else the gap is reported by the next read, not lost
+            marker = self._lag_marker()
+            if marker is not None:
+                events.append(marker)
         return events
 
     def __aiter__(self) -> AsyncIterator[Event]:
