@@ -353,19 +353,21 @@ class Subscription:
         Raises:
             anyio.EndOfStream: The subscription ended and every event was read.
         """
-        if self._dropped_pending:
+        if self._dropped_pending and not self._edge._buffer:
+            # The checkpoint first: a cancel there leaves the gap still to be reported.
+            await anyio.lowlevel.checkpoint()
             marker = self._lag_marker()
             if marker is not None:
-                await anyio.lowlevel.checkpoint()
                 return marker
         return await self._edge.receive()
 
     def receive_available(self, limit: int) -> list[Event]:
         """Events that are ready now, up to ``limit``, without waiting."""
         events = self._edge.receive_available(limit)
-        marker = self._lag_marker()
-        if marker is not None and len(events) < limit:
-            events.append(marker)
+        if len(events) < limit:  # else the gap is reported by the next read, not lost
+            marker = self._lag_marker()
+            if marker is not None:
+                events.append(marker)
         return events
 
     def __aiter__(self) -> AsyncIterator[Event]:

@@ -43,7 +43,9 @@ _BATCH = 256
 _CLOSING = frozenset({EventPhase.END, EventPhase.ERROR})
 
 
-# Events in hand wait at most this long (by their own times) for a run to end.
+# Events in hand wait at most this long (loop time) for their run to end: a run that
+# streams for minutes, or a traced run nested in an untraced one (which never looks
+# ended to the reader: its end has parents), still gets its finished spans exported.
 _HOLD = 1.0
 
 
@@ -59,12 +61,6 @@ def _version() -> str | None:
         return importlib.metadata.version("rillet")
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _held(batch: list[Any]) -> float:
-    """How long the events in hand span, by their own times (0 when not stamped)."""
-    first, last = batch[0].get("time"), batch[-1].get("time")
-    return last - first if isinstance(first, float) and isinstance(last, float) else 0.0
 
 
 @attrs.define(eq=False)
@@ -99,11 +95,18 @@ class SpanSubscriber:
     async def _read(self) -> None:
         subscription = self._subscription
         book = self._book
-        checked = 0  # events of the batch in hand known to close no span
+        checked = 0  # events of the batch in hand known to end no run
+        held_until = 0.0  # the loop time the events in hand go to the thread at the latest
         while True:
             batch = self._in_hand
             try:
-                batch.append(await subscription.receive())
+                if not batch:
+                    batch.append(await subscription.receive())
+                    held_until = anyio.current_time() + _HOLD
+                else:
+                    # (A cancelled receive takes no event: the subscription keeps it.)
+                    with anyio.move_on_after(held_until - anyio.current_time()):
+                        batch.append(await subscription.receive())
             except anyio.EndOfStream:
                 return  # what is in hand goes to the book at the block's end
             batch.extend(subscription.receive_available(_BATCH - len(batch)))
@@ -116,8 +119,12 @@ class SpanSubscriber:
                 if not more:
                     break
                 batch.extend(more)
-            if len(batch) < _BATCH and not any(map(_ends_a_run, batch[checked:])) and _held(batch) < _HOLD:
-                # The events wait for their run's end (or a second, or a full batch):
+            if (
+                len(batch) < _BATCH
+                and not any(map(_ends_a_run, batch[checked:]))
+                and anyio.current_time() < held_until
+            ):
+                # The events wait for their run's end (or a full batch, or _HOLD seconds):
                 # spans take their times from the events, so nothing is lost by waiting,
                 # and a long stream wakes the worker thread once, at its end, not while
                 # it streams (each wake-up costs the event loop: on two busy cores, ~4 ms
@@ -170,9 +177,9 @@ async def trace_runs(
     logs a warning once and marks the spans open then with ``rillet.events_dropped``.
     Span processors and exporters run in a worker thread, never on the event loop; one
     that raises is logged once (logger ``rillet``) and counted, and the runs go on. The
-    thread takes the events in batches: when a run ends, when 256 are in hand, or when
-    those in hand span a second of the run's clock (checked as events arrive), so a
-    span reaches the SDK after its step, with the step's own start and end times, and
+    thread takes the events in batches: when a run ends, when 256 are in hand, or a
+    second after the first of them was read, so a span reaches the SDK after its step
+    (within about a second of it), with the step's own start and end times, and
     :meth:`SpanSubscriber.statistics` counts it then. The block's end waits for the
     exporter to take the last spans (even when cancelled).
 

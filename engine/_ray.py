@@ -86,25 +86,30 @@ def _check_runnable(instance: object, attribute: attrs.Attribute[Any], value: An
 
 
 def _nested_ray_runnable(root: Runnable[Any, Any]) -> RayRunnable[Any, Any] | None:
-    """A ``RayRunnable`` inside ``root`` (its steps, bound runnables, containers and the
-    closures of its functions), if any."""
-    stack: list[Any] = [root]
+    """A ``RayRunnable`` inside ``root``, if any: in its steps and bound runnables (its
+    attrs fields, and the lists, tuples, sets and dicts they hold), and in the closures of
+    its functions (runnables and functions there only: data a function captured is never
+    walked, nor a mapping that is not a plain dict, whose reads may cost or fail). A
+    RayRunnable hidden deeper is refused on the worker, when it runs."""
+    stack: list[tuple[Any, bool]] = [(root, True)]  # (item, whether a runnable's field holds it)
     seen: set[int] = set()
     while stack:
-        item = stack.pop()
+        item, in_field = stack.pop()
         if id(item) in seen:
             continue
         seen.add(id(item))
         if isinstance(item, RayRunnable):
             return item
         if isinstance(item, Runnable) and attrs.has(type(item)):
-            stack.extend(getattr(item, field.name, None) for field in attrs.fields(type(item)))  # type: ignore[arg-type]
-        elif isinstance(item, list | tuple | frozenset | set):
-            stack.extend(item)
-        elif isinstance(item, Mapping):
-            stack.extend(item.values())
+            stack.extend((getattr(item, field.name, None), True) for field in attrs.fields(type(item)))  # type: ignore[arg-type]
         elif isinstance(item, FunctionType) and item.__closure__:
-            stack.extend(_cell_contents(cell) for cell in item.__closure__)
+            stack.extend((_cell_contents(cell), False) for cell in item.__closure__)
+        elif not in_field:
+            continue
+        elif isinstance(item, list | tuple | frozenset | set):
+            stack.extend((element, True) for element in item)
+        elif type(item) is dict or type(item) is MappingProxyType:
+            stack.extend((value, True) for value in item.values())
     return None
 
 

@@ -141,8 +141,9 @@ class RayWorker:
             return items
         # Nobody listens: no events to interleave, so the run is read here directly,
         # without stream()'s channel and background task (a third of a zero-work item's
-        # cost on the worker). ray.cancel cancels this call's task; no anyio task group
-        # is entered around the await here, so nothing can take the cancel for its own.
+        # cost on the worker). ray.cancel cancels this call's task; the run's stream
+        # (whose own task group is entered by ``async with``) ends the run and lets the
+        # cancellation through, as it does for any consumer that is cancelled.
         set_current_step(stand_in(context, None))
         chunks: list[Any] = []
         async with self._runnable.astream(value) as stream:

@@ -379,6 +379,33 @@ async def test_several_subscribers_and_a_drop_subscriber_that_never_reads() -> N
     assert [e["event"] for e in seen] == [e["event"] for e in events]
 
 
+async def test_a_cancelled_receive_leaves_the_drop_marker_to_be_read() -> None:
+    """Reading exactly what is buffered, then a receive cancelled where it would report
+    the gap, loses nothing: the marker, with the whole count, is there for the next read."""
+    bus = EventBus()
+    source: GatedSource[int] = GatedSource(range(20))
+    source.release(10)
+    async with (
+        bus.subscribe(capacity=1, overflow="drop") as lossy,
+        (source | RunnablePassthrough()).astream(None, {"bus": bus}) as chunks,
+    ):
+        for _ in range(10):
+            await chunks.__anext__()
+        await anyio.wait_all_tasks_blocked()  # mid-run: no end yet to carry a marker
+        dropped = lossy.statistics().dropped
+        assert dropped > 0
+        buffered = lossy.statistics().buffered
+        kept = lossy.receive_available(buffered)  # what the buffer held: the gap comes next
+        assert len(kept) == buffered and all(e["event"] != "on_events_dropped" for e in kept)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await lossy.receive()  # cancelled at its cancel point, before taking anything
+        assert scope.cancelled_caught
+        (marker,) = lossy.receive_available(1)
+        assert marker["event"] == "on_events_dropped" and marker["data"]["dropped"] == dropped
+        source.release_all()
+
+
 async def test_blocking_subscriber_slows_the_pipeline() -> None:
     """A full "block" subscriber holds the producing actor until it reads."""
     bus = EventBus()

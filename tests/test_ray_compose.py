@@ -8,6 +8,7 @@ driver on trio and on asyncio. Remote work is held at a probe's gate (``tests/_r
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -208,6 +209,31 @@ def test_a_ray_runnable_inside_another_is_refused_at_construction(shape: str) ->
         CompositionError, match=r"cannot run inside another one.*RayRunnable\(a\) \| RayRunnable\(b\)"
     ):
         RayRunnable(bound)
+
+
+class _UnreachableStore(Mapping[str, Any]):
+    """A mapping whose reads fail (a remote store that is down): nothing may read it."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise ConnectionError("store unreachable")
+
+    def __iter__(self) -> Iterator[str]:
+        raise ConnectionError("store unreachable")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_data_a_function_captured_is_not_walked_for_nested_ray_steps() -> None:
+    """The nesting check looks at runnables and functions in a closure, never at captured
+    data: a mapping whose reads fail is left alone, and construction succeeds."""
+    store = _UnreachableStore()
+    table = [[i] for i in range(1000)]
+
+    def lookup(x: int) -> int:
+        return x + len(store) + len(table)
+
+    RayRunnable(RunnableLambda(lookup))  # neither raises nor reads the store
 
 
 def test_side_by_side_ray_steps_are_accepted() -> None:
