@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any, Final, cast
 
 import anyio
@@ -68,22 +69,22 @@ def stand_in(context: StepContext, bus: EventBus | None) -> Step:
     )
 
 
-#: Set when this process becomes a RayRunnable's actor.
-_hosts_a_worker = False
+#: True in the runs a RayRunnable's actor makes, and the tasks they start. A context
+#: variable, not a process flag: a RayWorker made in the driver's own process (Ray's
+#: local mode, a test) must not make every later RayRunnable there refuse to run.
+_IN_WORKER_RUN: ContextVar[bool] = ContextVar("rillet_in_ray_worker_run", default=False)
 
 
 def on_worker() -> bool:
-    """Whether this process is a ``RayRunnable``'s actor (runs do not nest on Ray)."""
-    return _hosts_a_worker
+    """Whether this code runs inside a run of a ``RayRunnable``'s actor (runs do not nest on Ray)."""
+    return _IN_WORKER_RUN.get()
 
 
 class RayWorker:
     """The body of each actor of a ``RayRunnable``'s pool (made a Ray actor there)."""
 
     def __init__(self, runnable: Runnable[Any, Any]) -> None:
-        global _hosts_a_worker
         self._runnable = runnable
-        _hosts_a_worker = True
 
     async def ping(self) -> int:
         """The worker's process id (the actor is up once this answers)."""
@@ -106,6 +107,7 @@ class RayWorker:
         # Stopped through an anyio scope, not task.cancel(): a native cancellation of a
         # task inside anyio's scopes can be taken for one of their own and absorbed.
         stop = anyio.CancelScope()
+        _IN_WORKER_RUN.set(True)  # (this call's own context, copied into the run's task)
         task = asyncio.ensure_future(self._produce(value, context, batch_limit, send, stop))
         try:
             async with receive:
@@ -134,6 +136,7 @@ class RayWorker:
         Raises:
             Exception: The run's own error.
         """
+        _IN_WORKER_RUN.set(True)  # (this call's own context: its run and tasks see it)
         if context.filters:
             items: list[Any] = []
             async for batch in self.stream(value, context, _ALL):
